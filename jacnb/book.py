@@ -1,0 +1,108 @@
+"""Build the book: prepare data, execute every notebook with papermill, build the HTML.
+
+``python -m jacnb.book --profile auto`` (what ``make book`` runs). Execution is separate from
+the HTML build: papermill writes executed copies into ``book/executed/`` and Jupyter Book (with
+``execute_notebooks: 'off'``) only renders them. Long experiments inside the notebooks go through
+the result store, so a second ``make book`` re-executes the notebooks but retrains nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from jacnb.profiles import resolve_profile
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO_ROOT / "notebooks"
+BOOK = REPO_ROOT / "book"
+
+#: Notebooks in book order, and the datasets each needs at each profile (prepared offline).
+CHAPTERS: dict[str, dict[str, list[str]]] = {
+    "01_theory": {"smoke": ["digits"], "cpu": ["mnist-10k"], "paper": ["mnist"]},
+}
+
+
+def execute_notebook(
+    name: str, profile: str, out_dir: Path, parameters: dict | None = None, cwd: Path | None = None
+) -> Path:
+    """Run ``notebooks/<name>.ipynb`` with papermill at ``profile``; returns the executed copy."""
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.ipynb"
+    params = {"profile": profile, **(parameters or {})}
+    papermill.execute_notebook(
+        str(NOTEBOOKS / f"{name}.ipynb"),
+        str(out),
+        parameters=params,
+        kernel_name="python3",
+        cwd=str(cwd or NOTEBOOKS),
+        progress_bar=False,
+    )
+    return out
+
+
+def build_html(
+    book_dir: Path = BOOK, config: Path = REPO_ROOT / "_config.yml", output: Path | None = None
+) -> Path:
+    """``jupyter-book build`` with warnings as errors (``-W -n``); returns the HTML folder."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter_book",
+        "build",
+        str(book_dir),
+        "--config",
+        str(config),
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
+    if output is not None:
+        cmd += ["--path-output", str(output)]
+    subprocess.run(cmd, check=True)
+    return (output or book_dir) / "_build" / "html"
+
+
+def prepare(profile: str, chapters: Sequence[str]) -> None:
+    """Fetch/convert the datasets the chapters need at this profile (offline sources only)."""
+    from jacnb.prepare_data import prepare as prepare_data
+
+    needed = sorted({d for c in chapters for d in CHAPTERS[c][profile]})
+    offline = [d for d in needed if d in ("mnist-10k", "fashion-mnist", "digits")]
+    if offline:
+        prepare_data(offline)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", default="auto", help="smoke | cpu | paper | auto")
+    parser.add_argument("--only", nargs="*", default=None, help="chapter names to execute")
+    parser.add_argument("--skip-execute", action="store_true", help="only build the HTML")
+    args = parser.parse_args(argv)
+    profile = resolve_profile(args.profile)
+    chapters = args.only or list(CHAPTERS)
+    unknown = [c for c in chapters if c not in CHAPTERS]
+    if unknown:
+        parser.error(f"unknown chapters {unknown}; valid: {list(CHAPTERS)}")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    if not args.skip_execute:
+        prepare(profile, chapters)
+        for name in chapters:
+            t0 = time.perf_counter()
+            print(f"[jacnb.book] executing {name} at profile {profile} ...", flush=True)
+            execute_notebook(name, profile, BOOK / "executed")
+            print(f"[jacnb.book] {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    html = build_html()
+    print(f"[jacnb.book] HTML written to {html}/index.html")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,250 @@
+"""Input-output Jacobians of a network and their norms (Sokolic et al. 2017, Sec. III).
+
+``J(x) = df(x)/dx`` (eq. 20) is the C x N Jacobian of the network output ``f(x)`` with respect to
+the (flattened) input. The paper's ``f`` ends in a softmax (eq. 17), so every function here takes
+``output="softmax"`` by default; ``output="logits"`` uses the raw last layer (eq. 16).
+
+Samples are never looped over in Python: the per-sample Jacobians come from batched
+vector-Jacobian products. A model whose samples interact in the forward pass (batch norm in
+training mode) has no per-sample Jacobian; put it in ``eval()`` mode first, or read the batch
+norm note in the convolutional chapter.
+
+Strategy for the exact Frobenius norm (eq. 49): ``"class_loop"`` runs C backward passes, one per
+output; ``"vmap"`` runs one batched backward (``is_grads_batched``). Which is faster depends on
+the net; ``benchmarks/regularizer_cost.py`` measures both. On this project's 2-core CPU the
+class loop won on conv nets and vmap on fully connected nets, so ``"auto"`` picks by that rule.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+Output = Literal["softmax", "logits"]
+OUTPUTS = ("softmax", "logits")
+
+
+def network_output(model: nn.Module, x: Tensor, output: Output = "softmax") -> Tensor:
+    """``f(x)``: the model's logits, or their softmax (eq. 17), shape ``[B, C]``."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    logits = model(x)
+    return torch.softmax(logits, dim=-1) if output == "softmax" else logits
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
+def _output_grads(
+    f: Tensor, x: Tensor, create_graph: bool, strategy: str, model: nn.Module
+) -> Tensor:
+    """All C rows of J for every sample: ``[B, C, *x.shape[1:]]`` via vector-Jacobian products."""
+    n_out = f.shape[1]
+    if strategy == "auto":
+        strategy = "class_loop" if _has_conv(model) else "vmap"
+    if strategy == "vmap":
+        eye = torch.eye(n_out, dtype=f.dtype, device=f.device)
+        grad_outputs = eye[:, None, :].expand(n_out, f.shape[0], n_out)
+        (g,) = torch.autograd.grad(
+            f, x, grad_outputs=grad_outputs, is_grads_batched=True, create_graph=create_graph
+        )
+        return g.transpose(0, 1)
+    if strategy == "class_loop":
+        rows = []
+        for k in range(n_out):
+            (g,) = torch.autograd.grad(
+                f[:, k].sum(), x, retain_graph=True, create_graph=create_graph
+            )
+            rows.append(g)
+        return torch.stack(rows, dim=1)
+    raise ValueError(f"strategy must be 'auto', 'vmap' or 'class_loop', got {strategy!r}")
+
+
+def _prepared_input(x: Tensor) -> Tensor:
+    return x.detach().clone().requires_grad_(True)
+
+
+def input_jacobian(
+    model: nn.Module, x: Tensor, output: Output = "softmax", strategy: str = "auto"
+) -> Tensor:
+    """Per-sample input-output Jacobian ``J(x_i)`` (eq. 20), shape ``[B, C, N]`` (input flattened).
+
+    Detached: for a differentiable penalty use :func:`frobenius_sq`.
+    """
+    xg = _prepared_input(x)
+    with torch.enable_grad():
+        f = network_output(model, xg, output)
+        g = _output_grads(f, xg, create_graph=False, strategy=strategy, model=model)
+    return g.reshape(g.shape[0], g.shape[1], -1).detach()
+
+
+def input_jacobian_functional(model: nn.Module, x: Tensor, output: Output = "softmax") -> Tensor:
+    """The same Jacobian via ``torch.func.vmap(jacrev(...))`` (a cross-check; eval mode only)."""
+
+    def f_single(xi: Tensor) -> Tensor:
+        return network_output(model, xi.unsqueeze(0), output).squeeze(0)
+
+    jac = torch.func.vmap(torch.func.jacrev(f_single))(x.detach())
+    return jac.reshape(x.shape[0], jac.shape[1], -1)
+
+
+def frobenius_sq(
+    model: nn.Module,
+    x: Tensor,
+    method: Literal["exact", "projection"] = "exact",
+    n_proj: int = 1,
+    output: Output = "softmax",
+    strategy: str = "auto",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``||J(x_i)||_F^2`` per sample, shape ``[B]``, differentiable w.r.t. the model parameters.
+
+    ``method="exact"``: the sum of the C squared rows ``g_k(x_i)`` (eq. 50).
+    ``method="projection"``: the unbiased estimator ``C * mean_p ||v_p^T J(x_i)||^2`` with
+    ``v_p`` uniform on the unit sphere of R^C (``E[v v^T] = I / C``), ``n_proj`` draws per sample,
+    each one backward pass.
+    """
+    if method not in ("exact", "projection"):
+        raise ValueError(f"method must be 'exact' or 'projection', got {method!r}")
+    if n_proj < 1:
+        raise ValueError(f"n_proj must be >= 1, got {n_proj}")
+    with torch.enable_grad():
+        return _frobenius_sq(model, x, method, n_proj, output, strategy, generator)
+
+
+def _frobenius_sq(
+    model: nn.Module,
+    x: Tensor,
+    method: str,
+    n_proj: int,
+    output: Output,
+    strategy: str,
+    generator: torch.Generator | None,
+) -> Tensor:
+    xg = x.detach().requires_grad_(True)
+    f = network_output(model, xg, output)
+    if method == "exact":
+        g = _output_grads(f, xg, create_graph=True, strategy=strategy, model=model)
+        return g.pow(2).flatten(2).sum(dim=(1, 2))
+    n_out = f.shape[1]
+    v = torch.randn(n_proj, *f.shape, dtype=f.dtype, device=f.device, generator=generator)
+    v = v / v.norm(dim=-1, keepdim=True)
+    if n_proj == 1:
+        (g,) = torch.autograd.grad(f, xg, grad_outputs=v[0], create_graph=True)
+        g = g.unsqueeze(0)
+    else:
+        (g,) = torch.autograd.grad(f, xg, grad_outputs=v, is_grads_batched=True, create_graph=True)
+    return n_out * g.pow(2).flatten(2).sum(-1).mean(0)
+
+
+def spectral_norm(
+    model: nn.Module,
+    x: Tensor,
+    output: Output = "softmax",
+    method: Literal["auto", "gram", "power"] = "auto",
+    n_iter: int = 50,
+    strategy: str = "auto",
+) -> Tensor:
+    """``||J(x_i)||_2`` per sample, shape ``[B]`` (detached).
+
+    ``"gram"``: the C rows of J, then the largest eigenvalue of the C x C Gram ``J J^T``
+    (``eigvalsh``) -- exact, and the fast route whenever the output dimension C is small.
+    ``"power"``: power iteration with jvp/vjp on ``J^T J``, for nets where both C and N are large.
+    ``"auto"`` uses the Gram route for C <= 64.
+    """
+    if method == "auto":
+        with torch.no_grad():
+            n_out = network_output(model, x[:1], output).shape[1]
+        method = "gram" if n_out <= 64 else "power"
+    if method == "gram":
+        jac = input_jacobian(model, x, output, strategy=strategy).double()
+        gram = jac @ jac.transpose(1, 2)
+        return torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0).sqrt().to(x.dtype)
+    if method == "power":
+        return _power_spectral_norm(model, x, output, n_iter)
+    raise ValueError(f"method must be 'auto', 'gram' or 'power', got {method!r}")
+
+
+def _power_spectral_norm(model: nn.Module, x: Tensor, output: Output, n_iter: int) -> Tensor:
+    def f(inp: Tensor) -> Tensor:
+        return network_output(model, inp, output)
+
+    x = x.detach()
+    v = torch.randn_like(x)
+    v = v / v.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+    sigma = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    _, vjp_fn = torch.func.vjp(f, x)
+    for _ in range(n_iter):
+        _, u = torch.func.jvp(f, (x,), (v,))
+        (w,) = vjp_fn(u)
+        norm_w = w.flatten(1).norm(dim=1)
+        sigma = norm_w.sqrt()
+        v = w / norm_w.clamp_min(1e-30).view(-1, *([1] * (x.dim() - 1)))
+    return sigma.detach()
+
+
+def max_spectral_norm(
+    model: nn.Module, x: Tensor, batch_size: int = 256, output: Output = "softmax"
+) -> float:
+    """``max_i ||J(x_i)||_2`` over a whole data set, in batches (Fig. 4 (c), (d))."""
+    best = 0.0
+    for start in range(0, x.shape[0], batch_size):
+        best = max(best, float(spectral_norm(model, x[start : start + batch_size], output).max()))
+    return best
+
+
+def average_jacobian(
+    model: nn.Module, x: Tensor, x_prime: Tensor, n_points: int = 256, output: Output = "softmax"
+) -> Tensor:
+    """``J_{x,x'} = int_0^1 J(x + t(x' - x)) dt`` (eq. 23) by the midpoint rule, ``[C, N]``.
+
+    ``x`` and ``x_prime`` are single samples (no batch axis). The midpoints are evaluated as one
+    batch of ``n_points`` inputs.
+    """
+    t = (torch.arange(n_points, dtype=x.dtype, device=x.device) + 0.5) / n_points
+    path = x.unsqueeze(0) + t.view(-1, *([1] * x.dim())) * (x_prime - x).unsqueeze(0)
+    return input_jacobian(model, path, output).mean(0)
+
+
+def residual_expansion(
+    block_jacobians: Sequence[Tensor],
+) -> Tensor:
+    """``prod_l (I + J_l)`` written as the sum over all sub-networks (eq. 55).
+
+    ``block_jacobians[l]`` is the Jacobian of the residual branch of block l (applied in order);
+    the result sums, over every subset of blocks, the product of the chosen branch Jacobians --
+    the identity paths skipping the others. Exponential in depth: for checks on tiny nets.
+    """
+    dim = block_jacobians[0].shape[0]
+    total = torch.zeros(dim, dim, dtype=block_jacobians[0].dtype)
+    for chosen in itertools.product((False, True), repeat=len(block_jacobians)):
+        term = torch.eye(dim, dtype=block_jacobians[0].dtype)
+        for use, jac in zip(chosen, block_jacobians, strict=True):
+            if use:
+                term = jac @ term
+        total = total + term
+    return total
+
+
+def projection_standard_error(samples: Tensor) -> float:
+    """Standard error of the mean of a 1-D tensor of estimator draws."""
+    return float(samples.std(unbiased=True) / math.sqrt(samples.numel()))
+
+
+__all__: list[str] = [
+    "average_jacobian",
+    "frobenius_sq",
+    "input_jacobian",
+    "input_jacobian_functional",
+    "max_spectral_norm",
+    "network_output",
+    "projection_standard_error",
+    "residual_expansion",
+    "spectral_norm",
+]

@@ -1,0 +1,142 @@
+"""Regularizers compared in Sokolic et al. 2017, Sec. IV-A and VI.
+
+Each regularizer is a callable ``reg(model, x) -> Tensor`` returning a scalar to be added to the
+training loss as ``loss + lam * reg(model, x)``:
+
+* :class:`WeightDecay` -- ``sum_l ||W_l||_F^2`` over weight matrices/kernels (the baseline),
+* :class:`JacobianRegularizer` -- ``R_F = 1/m sum_i ||J(x_i)||_F^2`` (eq. 49), exact or by the
+  random-projection estimator,
+* :class:`PerLayerJacobianRegularizer` -- the per-layer variant of eq. (52).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jacnb.jacobian import Output, frobenius_sq, network_output
+
+
+def weight_matrices(model: nn.Module) -> list[Tensor]:
+    """The weights ``W_l`` of every linear and convolutional layer (biases and norms excluded)."""
+    mats = []
+    for module in model.modules():
+        if isinstance(module, nn.Linear | nn.modules.conv._ConvNd):
+            mats.append(module.weight)
+        elif hasattr(module, "weight_raw"):
+            mats.append(module.weight_raw)
+    return mats
+
+
+@dataclass
+class WeightDecay:
+    """``sum_l ||W_l||_F^2`` -- the baseline regularizer (weight decay / L2 on weights)."""
+
+    def __call__(self, model: nn.Module, x: Tensor | None = None) -> Tensor:
+        mats = weight_matrices(model)
+        if not mats:
+            raise ValueError("model has no linear or convolutional weights to decay")
+        return sum(w.pow(2).sum() for w in mats)
+
+
+@dataclass
+class JacobianRegularizer:
+    """``R_F(W) = 1/m sum_i ||J(x_i)||_F^2`` (eq. 49) over the batch ``x``.
+
+    ``method="exact"`` sums the C squared input gradients (eq. 50); ``method="projection"`` uses
+    ``n_proj`` random unit projections per sample (unbiased, cheaper).
+    """
+
+    method: Literal["exact", "projection"] = "exact"
+    n_proj: int = 1
+    output: Output = "softmax"
+
+    def __call__(self, model: nn.Module, x: Tensor) -> Tensor:
+        return frobenius_sq(model, x, self.method, self.n_proj, self.output).mean()
+
+
+@dataclass
+class PerLayerJacobianRegularizer:
+    """Per-layer Jacobian regularizer, eq. (52), summed over layers ``l``.
+
+    For each sample one random output index ``pi(i)`` is drawn; one backward pass gives
+    ``g^l = d f_pi(i) / d zhat^l`` at the output ``zhat^l`` of every linear/conv layer. The input
+    of layer l is treated as fixed (so is ``g^l``), and the penalty is
+    ``R^l_F = 1/m sum_i ||g^l_i W_l||^2`` with ``g~^{l-1} = g^l W_l`` the gradient with respect
+    to the layer input. Its gradient is ``2 W_l``-linear: ``grad_{W_l} = 2 g^T g W_l`` as in the paper.
+    ``layers``: the modules to regularize (default: every ``nn.Linear``/``nn.Conv2d``).
+    """
+
+    output: Output = "softmax"
+    layers: list[nn.Module] | None = None
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    def _layers(self, model: nn.Module) -> list[nn.Module]:
+        if self.layers is not None:
+            return self.layers
+        return [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+
+    def __call__(self, model: nn.Module, x: Tensor) -> Tensor:
+        layers = self._layers(model)
+        if not layers:
+            raise ValueError(
+                "model has no nn.Linear / nn.Conv2d layers for the per-layer regularizer"
+            )
+        captured: list[Tensor] = []
+
+        def hook(_module: nn.Module, _inp: tuple[Tensor, ...], out: Tensor) -> None:
+            captured.append(out)
+
+        handles = [layer.register_forward_hook(hook) for layer in layers]
+        try:
+            f = network_output(model, x, self.output)
+        finally:
+            for h in handles:
+                h.remove()
+        pi = torch.randint(f.shape[1], (f.shape[0],), device=f.device, generator=self.generator)
+        picked = f.gather(1, pi[:, None]).sum()
+        grads = torch.autograd.grad(picked, captured, retain_graph=False, allow_unused=True)
+        total = x.new_zeros(())
+        for layer, out, g in zip(layers, captured, grads, strict=True):
+            if g is None:
+                continue
+            g = g.detach()
+            total = total + _layer_input_grad(layer, g, out).pow(2).sum() / x.shape[0]
+        return total
+
+
+def _layer_input_grad(layer: nn.Module, g: Tensor, out: Tensor) -> Tensor:
+    """``g W_l``: the transpose of the layer's linear map applied to ``g`` (differentiable in W)."""
+    if isinstance(layer, nn.Linear):
+        return g @ layer.weight
+    if isinstance(layer, nn.Conv2d):
+        return F.conv_transpose2d(
+            g,
+            layer.weight,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+        )
+    raise TypeError(f"per-layer regularizer supports nn.Linear and nn.Conv2d, got {type(layer)}")
+
+
+Regularizer = WeightDecay | JacobianRegularizer | PerLayerJacobianRegularizer
+
+
+def make_regularizer(name: str, **kwargs: object) -> Regularizer | None:
+    """Build a regularizer by name: ``none``, ``weight_decay``, ``jacobian``, ``per_layer``."""
+    if name == "none":
+        return None
+    builders = {
+        "weight_decay": WeightDecay,
+        "jacobian": JacobianRegularizer,
+        "per_layer": PerLayerJacobianRegularizer,
+    }
+    if name not in builders:
+        raise ValueError(f"unknown regularizer {name!r}; valid: {['none', *builders]}")
+    return builders[name](**kwargs)
