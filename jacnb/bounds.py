@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from jacnb.jacobian import Output, network_output, spectral_norm
+from jacnb.regularizers import CONV_LAYERS
 
 SQRT2 = math.sqrt(2.0)
 
@@ -56,19 +57,31 @@ class LayerNorms:
 
 
 def _conv_operator_norms(
-    conv: nn.Conv2d, in_shape: tuple[int, ...], n_iter: int
+    conv: nn.Module, in_shape: tuple[int, ...], n_iter: int
 ) -> tuple[float, float]:
     """Spectral (power iteration) and exact Frobenius norm of a conv layer as a linear map."""
     weight = conv.weight.detach()
 
     def apply(z: Tensor) -> Tensor:
         return nn.functional.conv2d(
-            z, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups
+            z,
+            weight,
+            None,
+            conv.stride,
+            conv.padding,
+            getattr(conv, "dilation", 1),
+            getattr(conv, "groups", 1),
         )
 
     ones = torch.ones((1, *in_shape), dtype=weight.dtype, device=weight.device)
     frob_sq = nn.functional.conv2d(
-        ones, weight.pow(2), None, conv.stride, conv.padding, conv.dilation, conv.groups
+        ones,
+        weight.pow(2),
+        None,
+        conv.stride,
+        conv.padding,
+        getattr(conv, "dilation", 1),
+        getattr(conv, "groups", 1),
     ).sum()
     v = torch.randn_like(ones)
     v = v / v.norm()
@@ -92,10 +105,12 @@ def weight_norms(
     """
     shapes: dict[nn.Module, tuple[int, ...]] = {}
     if example_input is not None:
+
+        def record(mod: nn.Module, inp: tuple[Tensor, ...], _out: Tensor) -> None:
+            shapes.setdefault(mod, tuple(inp[0].shape[1:]))
+
         handles = [
-            m.register_forward_hook(lambda mod, inp, out: shapes.setdefault(mod, inp[0].shape[1:]))
-            for m in model.modules()
-            if isinstance(m, nn.Conv2d)
+            m.register_forward_hook(record) for m in model.modules() if isinstance(m, CONV_LAYERS)
         ]
         with torch.no_grad():
             model(example_input[:1])
@@ -104,7 +119,7 @@ def weight_norms(
     norms = []
     for name, module in model.named_modules():
         weight = getattr(module, "weight", None)
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, CONV_LAYERS):
             if module not in shapes:
                 raise ValueError("conv layers need example_input to define their operator")
             spec, frob = _conv_operator_norms(module, tuple(shapes[module]), n_iter)
@@ -195,64 +210,97 @@ def measured_margin(
     y: Tensor,
     max_iter: int = 50,
     overshoot: float = 0.02,
-    n_bisect: int = 30,
+    n_bisect: int = 40,
+    x_pool: Tensor | None = None,
 ) -> Tensor:
     """An upper bound on the true margin ``gamma^d(s_i)`` (eq. 10), shape ``[B]``.
 
-    DeepFool (Moosavi-Dezfooli et al. 2016) finds, per sample, a perturbation ``delta`` with
-    ``g(x_i + delta) != y_i``; a bisection along ``delta`` then shrinks it to the boundary. Since
-    ``x_i + t* delta`` is classified differently, ``||t* delta||`` bounds the margin from above.
-    ``inf`` where no flip was found; ``0`` for samples already misclassified.
+    Two searches, each ending in a point classified differently from ``y_i``, whose distance to
+    ``x_i`` therefore bounds the margin from above; the smaller is returned:
+
+    1. DeepFool (Moosavi-Dezfooli et al. 2016) on the logits, then a bisection along its
+       perturbation down to the decision boundary;
+    2. a bisection along the segment to the nearest point of ``x_pool`` (default: the batch
+       itself) that the model assigns to another class -- such a segment must cross the boundary.
+
+    ``inf`` where neither search found a flip; ``0`` for samples already misclassified.
     """
-    model_was_training = model.training
+    was_training = model.training
     model.eval()
-    b = x.shape[0]
-    view = (b, *([1] * (x.dim() - 1)))
     x0 = x.detach()
+    misclassified = predicted(model, x0) != y
+    delta = _deepfool(model, x0, y, max_iter, overshoot)
+    radius = _boundary_radius(model, x0, y, delta, 1 + overshoot, n_bisect)
+    pool = x0 if x_pool is None else x_pool.detach().to(x0)
+    pool_pred = predicted(model, pool)
+    dists = torch.cdist(x0.flatten(1), pool.flatten(1))
+    dists = dists.masked_fill(pool_pred[None, :] == y[:, None], float("inf"))
+    nearest_dist, nearest = dists.min(dim=1)
+    has_other = torch.isfinite(nearest_dist)
+    if has_other.any():
+        segment = torch.where(
+            has_other.view(-1, *([1] * (x0.dim() - 1))), pool[nearest] - x0, torch.zeros_like(x0)
+        )
+        radius = torch.minimum(radius, _boundary_radius(model, x0, y, segment, 1.0, n_bisect))
+    radius = torch.where(misclassified, torch.zeros_like(radius), radius)
+    model.train(was_training)
+    return radius.detach()
+
+
+def _deepfool(model: nn.Module, x0: Tensor, y: Tensor, max_iter: int, overshoot: float) -> Tensor:
+    """DeepFool perturbations (multi-class, L2), batched; zero where no step was taken."""
+    b = x0.shape[0]
+    view = (b, *([1] * (x0.dim() - 1)))
     delta = torch.zeros_like(x0)
     active = predicted(model, x0) == y
     for _ in range(max_iter):
         if not active.any():
             break
         xa = (x0 + (1 + overshoot) * delta).requires_grad_(True)
-        logits = model(xa)
-        still = logits.argmax(1) == y
-        active = active & still
-        if not active.any():
-            break
-        n_cls = logits.shape[1]
-        f_y = logits.gather(1, y[:, None])
-        gaps = (logits - f_y).detach()  # f_j - f_y, < 0 while correct
-        grads = torch.stack(
-            [
-                torch.autograd.grad(logits[:, k].sum(), xa, retain_graph=True)[0]
-                for k in range(n_cls)
-            ],
-            dim=1,
-        )
-        w = grads - grads.gather(1, y.view(b, 1, *([1] * (x.dim() - 1))).expand_as(grads[:, :1]))
+        with torch.enable_grad():
+            logits = model(xa)
+            active = active & (logits.argmax(1) == y)
+            if not active.any():
+                break
+            grads = torch.stack(
+                [
+                    torch.autograd.grad(logits[:, k].sum(), xa, retain_graph=True)[0]
+                    for k in range(logits.shape[1])
+                ],
+                dim=1,
+            )
+        gaps = (logits - logits.gather(1, y[:, None])).detach()  # f_j - f_y < 0 while correct
+        w = grads - grads[torch.arange(b), y].unsqueeze(1)
         w_norm = w.flatten(2).norm(dim=2).clamp_min(1e-12)
         dist = gaps.abs() / w_norm
         dist.scatter_(1, y[:, None], float("inf"))
         k = dist.argmin(1)
         step_len = dist.gather(1, k[:, None]).squeeze(1) + 1e-6
-        w_k = w[torch.arange(b), k]
-        step = step_len.view(view) * w_k / w_norm.gather(1, k[:, None]).view(view)
+        step = step_len.view(view) * w[torch.arange(b), k] / w_norm.gather(1, k[:, None]).view(view)
         delta = torch.where(active.view(view), delta + step, delta)
-    final = x0 + (1 + overshoot) * delta
-    flipped = predicted(model, final) != y
-    lo = torch.zeros(b, dtype=x.dtype, device=x.device)
-    hi = torch.full((b,), 1 + overshoot, dtype=x.dtype, device=x.device)
+    return delta
+
+
+def _boundary_radius(
+    model: nn.Module, x0: Tensor, y: Tensor, direction: Tensor, t_max: float, n_bisect: int
+) -> Tensor:
+    """``||t* direction||`` for the smallest flipped ``t`` found by bisection on ``[0, t_max]``.
+
+    Every returned radius belongs to a point ``x0 + t direction`` classified differently from
+    ``y`` (``inf`` where the end point ``t_max`` is not).
+    """
+    b = x0.shape[0]
+    view = (b, *([1] * (x0.dim() - 1)))
+    flipped = predicted(model, x0 + t_max * direction) != y
+    lo = torch.zeros(b, dtype=x0.dtype, device=x0.device)
+    hi = torch.full((b,), t_max, dtype=x0.dtype, device=x0.device)
     for _ in range(n_bisect):
         mid = (lo + hi) / 2
-        mid_flip = predicted(model, x0 + mid.view(view) * delta) != y
+        mid_flip = predicted(model, x0 + mid.view(view) * direction) != y
         hi = torch.where(mid_flip, mid, hi)
         lo = torch.where(mid_flip, lo, mid)
-    radius = hi * delta.flatten(1).norm(dim=1)
-    radius = torch.where(flipped, radius, torch.full_like(radius, float("inf")))
-    radius = torch.where(predicted(model, x0) != y, torch.zeros_like(radius), radius)
-    model.train(model_was_training)
-    return radius.detach()
+    radius = hi * direction.flatten(1).norm(dim=1)
+    return torch.where(flipped, radius, torch.full_like(radius, float("inf")))
 
 
 # --- covering numbers (Sec. II-B) and GE bounds ---------------------------------------------

@@ -15,10 +15,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jacnb.jacobian import Output, frobenius_sq, network_output
+from jacnb.models import WeightNormConv2d, WeightNormLinear
+
+#: Layers whose weight the per-layer regularizer (eq. 52) acts on.
+LINEAR_LAYERS = (nn.Linear, WeightNormLinear)
+CONV_LAYERS = (nn.Conv2d, WeightNormConv2d)
 
 
 def weight_matrices(model: nn.Module) -> list[Tensor]:
@@ -67,7 +71,7 @@ class PerLayerJacobianRegularizer:
     ``g^l = d f_pi(i) / d zhat^l`` at the output ``zhat^l`` of every linear/conv layer. The input
     of layer l is treated as fixed (so is ``g^l``), and the penalty is
     ``R^l_F = 1/m sum_i ||g^l_i W_l||^2`` with ``g~^{l-1} = g^l W_l`` the gradient with respect
-    to the layer input. Its gradient is ``2 W_l``-linear: ``grad_{W_l} = 2 g^T g W_l`` as in the paper.
+    to the layer input. Its gradient is ``grad_{W_l} = 2 g^T g W_l``, as in the paper.
     ``layers``: the modules to regularize (default: every ``nn.Linear``/``nn.Conv2d``).
     """
 
@@ -78,7 +82,7 @@ class PerLayerJacobianRegularizer:
     def _layers(self, model: nn.Module) -> list[nn.Module]:
         if self.layers is not None:
             return self.layers
-        return [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+        return [m for m in model.modules() if isinstance(m, LINEAR_LAYERS + CONV_LAYERS)]
 
     def __call__(self, model: nn.Module, x: Tensor) -> Tensor:
         layers = self._layers(model)
@@ -87,8 +91,10 @@ class PerLayerJacobianRegularizer:
                 "model has no nn.Linear / nn.Conv2d layers for the per-layer regularizer"
             )
         captured: list[Tensor] = []
+        in_shapes: list[torch.Size] = []
 
-        def hook(_module: nn.Module, _inp: tuple[Tensor, ...], out: Tensor) -> None:
+        def hook(_module: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
+            in_shapes.append(inp[0].shape)
             captured.append(out)
 
         handles = [layer.register_forward_hook(hook) for layer in layers]
@@ -101,26 +107,27 @@ class PerLayerJacobianRegularizer:
         picked = f.gather(1, pi[:, None]).sum()
         grads = torch.autograd.grad(picked, captured, retain_graph=False, allow_unused=True)
         total = x.new_zeros(())
-        for layer, out, g in zip(layers, captured, grads, strict=True):
+        for layer, shape, g in zip(layers, in_shapes, grads, strict=True):
             if g is None:
                 continue
             g = g.detach()
-            total = total + _layer_input_grad(layer, g, out).pow(2).sum() / x.shape[0]
+            total = total + _layer_input_grad(layer, g, shape).pow(2).sum() / x.shape[0]
         return total
 
 
-def _layer_input_grad(layer: nn.Module, g: Tensor, out: Tensor) -> Tensor:
+def _layer_input_grad(layer: nn.Module, g: Tensor, in_shape: torch.Size) -> Tensor:
     """``g W_l``: the transpose of the layer's linear map applied to ``g`` (differentiable in W)."""
-    if isinstance(layer, nn.Linear):
+    if isinstance(layer, LINEAR_LAYERS):
         return g @ layer.weight
-    if isinstance(layer, nn.Conv2d):
-        return F.conv_transpose2d(
-            g,
+    if isinstance(layer, CONV_LAYERS):
+        return torch.nn.grad.conv2d_input(
+            in_shape,
             layer.weight,
-            stride=layer.stride,
-            padding=layer.padding,
-            dilation=layer.dilation,
-            groups=layer.groups,
+            g,
+            layer.stride,
+            layer.padding,
+            getattr(layer, "dilation", 1),
+            getattr(layer, "groups", 1),
         )
     raise TypeError(f"per-layer regularizer supports nn.Linear and nn.Conv2d, got {type(layer)}")
 

