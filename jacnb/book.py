@@ -53,9 +53,7 @@ def build_html(
 ) -> Path:
     """``jupyter-book build`` with warnings as errors (``-W -n``); returns the HTML folder."""
     cmd = [
-        sys.executable,
-        "-m",
-        "jupyter_book",
+        str(Path(sys.executable).parent / "jupyter-book"),
         "build",
         str(book_dir),
         "--config",
@@ -86,7 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="chapter names to execute")
     parser.add_argument("--skip-execute", action="store_true", help="only build the HTML")
     args = parser.parse_args(argv)
-    profile = resolve_profile(args.profile)
+    try:
+        profile = resolve_profile(args.profile)
+    except ValueError as err:
+        parser.error(str(err))
     chapters = args.only or list(CHAPTERS)
     unknown = [c for c in chapters if c not in CHAPTERS]
     if unknown:

@@ -150,8 +150,14 @@ def table3() -> pd.DataFrame:
     for n_train, bn, bn_jac in _TABLE3:
         rows.append(("CIFAR-10", n_train, "batch_norm", "none", "Batch norm.", float(bn)))
         rows.append(
-            ("CIFAR-10", n_train, "batch_norm", "jacobian", "Batch norm. + Jac. reg.",
-             float(bn_jac))
+            (
+                "CIFAR-10",
+                n_train,
+                "batch_norm",
+                "jacobian",
+                "Batch norm. + Jac. reg.",
+                float(bn_jac),
+            )
         )
     df = pd.DataFrame(
         rows,
@@ -221,8 +227,13 @@ def table5() -> pd.DataFrame:
     df = pd.DataFrame(
         rows,
         columns=[
-            "dataset", "label", "augmentation", "regularizer",
-            "train_accuracy", "test_accuracy", "generalization_error",
+            "dataset",
+            "label",
+            "augmentation",
+            "regularizer",
+            "train_accuracy",
+            "test_accuracy",
+            "generalization_error",
         ],
     )
     df["network"] = "ResNet-18 (identity shortcuts)"
@@ -240,10 +251,24 @@ def table5() -> pd.DataFrame:
 # Table VI: "AVERAGE COMPUTATION TIME [s/BATCH]"
 # Columns: "Experiment | no reg. | Jac. reg. | Increase factor".
 _TABLE6 = [
-    ("MNIST", "MNIST (Sec.VI-B1)", "full (49)", "4-layer conv DNN (Table II)",
-     "0.003", "0.030", "10.00"),
-    ("ImageNet", "ImageNet (Sec. VI-C2)", "per-layer (52)", "ResNet-18 (Table V)",
-     "0.120", "0.190", "1.580"),
+    (
+        "MNIST",
+        "MNIST (Sec.VI-B1)",
+        "full (49)",
+        "4-layer conv DNN (Table II)",
+        "0.003",
+        "0.030",
+        "10.00",
+    ),
+    (
+        "ImageNet",
+        "ImageNet (Sec. VI-C2)",
+        "per-layer (52)",
+        "ResNet-18 (Table V)",
+        "0.120",
+        "0.190",
+        "1.580",
+    ),
 ]
 
 
@@ -262,8 +287,13 @@ def table6() -> pd.DataFrame:
     df = pd.DataFrame(
         rows,
         columns=[
-            "dataset", "experiment", "network", "regularizer", "jacobian_form",
-            "seconds_per_batch", "increase_factor",
+            "dataset",
+            "experiment",
+            "network",
+            "regularizer",
+            "jacobian_form",
+            "seconds_per_batch",
+            "increase_factor",
         ],
     )
     df["device"] = "Titan X"
@@ -336,8 +366,15 @@ def oymak_alignment(corrupted: bool = False) -> pd.DataFrame:
     df = pd.DataFrame(
         rows,
         columns=[
-            "dataset", "labels", "corruption", "epochs", "jacobian", "vector", "space",
-            "quantity", "fraction",
+            "dataset",
+            "labels",
+            "corruption",
+            "epochs",
+            "jacobian",
+            "vector",
+            "space",
+            "quantity",
+            "fraction",
         ],
     )
     df["network"] = "ResNet20 (no batch norm, scaled last layer, no softmax)"

@@ -26,6 +26,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "epochs": 15,
             "batch_size": 64,
             "lr": 0.05,
+            "lr_drop_every": 10,
             "seeds": [0],
             "n_pairs": 8,
             "ball_samples": 4,
@@ -39,6 +40,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "epochs": 30,
             "batch_size": 128,
             "lr": 0.05,
+            "lr_drop_every": 20,
             "seeds": [0],
             "n_pairs": 64,
             "ball_samples": 16,
@@ -52,6 +54,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "epochs": 120,
             "batch_size": 128,
             "lr": 0.1,
+            "lr_drop_every": 40,
             "seeds": [0],
             "n_pairs": 256,
             "ball_samples": 32,
@@ -79,3 +82,12 @@ def get_profile(experiment: str, profile: str) -> dict[str, Any]:
     settings = copy.deepcopy(SETTINGS[experiment][name])
     settings["profile"] = name
     return settings
+
+
+def provenance(settings: dict[str, Any], dataset: str, **extra: Any) -> str:
+    """One line naming profile, dataset, sizes and seeds, printed under every figure and table."""
+    keys = [k for k in ("n_train", "n_eval", "epochs", "seeds") if k in settings]
+    parts = [f"profile={settings['profile']}", f"dataset={dataset}"]
+    parts += [f"{k}={settings[k]}" for k in keys]
+    parts += [f"{k}={v}" for k, v in extra.items()]
+    return "; ".join(parts)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,6 +72,10 @@ class ResultStore:
             raise
         return path
 
+    def checkpoint_path(self, config: Mapping[str, Any]) -> Path:
+        """Where the model weights of a run are kept (beside its record)."""
+        return self.path(config).with_suffix(".pt")
+
     def records(self, experiment: str | None = None) -> list[dict[str, Any]]:
         pattern = f"{experiment}/*.json" if experiment else "*/*.json"
         return [json.loads(p.read_text()) for p in sorted(self.root.glob(pattern))]
@@ -96,6 +100,38 @@ def _jsonable(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     return str(obj)
+
+
+def trained_model(
+    config: Mapping[str, Any],
+    build: Callable[[], Any],
+    fit: Callable[[Any], Mapping[str, Any]],
+    store: ResultStore | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """A model trained under ``config``: loaded from the store if it was trained before.
+
+    ``build()`` returns a fresh ``nn.Module``; ``fit(model)`` trains it in place and returns its
+    metrics. The weights are saved atomically before the record, so a record always has them.
+    """
+    import torch
+
+    store = store or ResultStore()
+    model = build()
+    ckpt = store.checkpoint_path(config)
+    result = store.get(config)
+    if result is not None and ckpt.exists():
+        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+        model.eval()
+        return model, result
+    result = dict(fit(model))
+    model.cpu().eval()
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=ckpt.parent, prefix=".tmp-", suffix=".pt")
+    os.close(fd)
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, ckpt)
+    store.put(config, result)
+    return model, result
 
 
 def run_grid(

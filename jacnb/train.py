@@ -2,7 +2,8 @@
 
 SGD with momentum, a step learning-rate schedule given as ``(rate, epochs)`` phases or
 ``lr`` with ``lr_drop_every``, mini-batches, any regularizer ``reg(model, x)`` added as
-``lam * reg``, tqdm progress, and a hard stop on NaN/inf losses. Data lives on the device.
+``lam * reg``, tqdm progress, and a hard stop on NaN/inf losses. Data lives on the
+device.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -123,7 +124,7 @@ def train(
     curves: dict[str, list[float]] = {"epoch": [], "loss": [], "train_acc": [], "test_acc": []}
     start = time.perf_counter()
     epochs = config.total_epochs
-    bar = tqdm(range(epochs), desc=desc, disable=not config.progress, leave=False)
+    bar = tqdm(range(epochs), desc=desc, disable=not config.progress, mininterval=10.0)
     for epoch in bar:
         for group in opt.param_groups:
             group["lr"] = config.lr_at(epoch)
@@ -136,15 +137,16 @@ def train(
             loss = _loss(config.loss, model(xb), yb)
             if regularizer is not None and config.lam > 0:
                 loss = loss + config.lam * regularizer(model, xb)
-            if not math.isfinite(float(loss)):
+            value = float(loss.detach())
+            if not math.isfinite(value):
                 raise NonFiniteLossError(
-                    f"loss became {float(loss)} at epoch {epoch}; lower the learning rate or "
+                    f"loss became {value} at epoch {epoch}; lower the learning rate or "
                     f"the regularization factor (lam={config.lam})"
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss)
+            total += value
             batches += 1
         if (epoch + 1) % config.eval_every == 0 or epoch == epochs - 1:
             curves["epoch"].append(epoch + 1)
@@ -153,7 +155,9 @@ def train(
             if x_test is not None and y_test is not None:
                 curves["test_acc"].append(accuracy(model, x_test, y_test))
             bar.set_postfix(
-                loss=f"{total / batches:.4f}", train_acc=f"{curves['train_acc'][-1]:.3f}"
+                loss=f"{total / batches:.4f}",
+                train_acc=f"{curves['train_acc'][-1]:.3f}",
+                refresh=False,
             )
     model.eval()
     result = {

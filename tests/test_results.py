@@ -71,3 +71,25 @@ def test_frame_is_tidy(tmp_path):
     df = store.frame("t")
     assert set(df.columns) >= {"key", "seed", "lam", "acc", "experiment"}
     assert len(df) == 2
+
+
+def test_trained_model_is_trained_once(tmp_path):
+    import torch
+    from torch import nn
+
+    from jacnb.results import trained_model
+
+    store = ResultStore(tmp_path)
+    cfg = {"experiment": "m", "seed": 0}
+    fits = []
+
+    def fit(model):
+        fits.append(1)
+        with torch.no_grad():
+            model.weight.fill_(3.0)
+        return {"acc": 1.0}
+
+    m1, r1 = trained_model(cfg, lambda: nn.Linear(2, 2), fit, store)
+    m2, r2 = trained_model(cfg, lambda: nn.Linear(2, 2), fit, store)
+    assert fits == [1] and r1 == r2 == {"acc": 1.0}
+    assert torch.equal(m2.weight, torch.full((2, 2), 3.0))

@@ -1,0 +1,53 @@
+"""Every notebook: committed without outputs, parameterized by `profile`, executed at `smoke`;
+the book builds from the executed notebooks with warnings as errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from jacnb import book
+
+NOTEBOOKS = sorted(book.NOTEBOOKS.glob("*.ipynb"))
+
+
+def test_every_chapter_has_a_notebook_and_vice_versa():
+    assert {p.stem for p in NOTEBOOKS} == set(book.CHAPTERS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_clean_and_parameterized(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name}: strip outputs before committing"
+            assert cell.execution_count is None, f"{path.name}: clear execution counts"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "profile =" in tagged[0].source
+
+
+def test_unknown_profile_fails_at_once(capsys):
+    with pytest.raises(SystemExit):
+        book.main(["--profile", "turbo", "--skip-execute"])
+    err = capsys.readouterr().err
+    assert "turbo" in err and "smoke, cpu, paper" in err
+
+
+@pytest.mark.slow
+def test_notebooks_execute_at_smoke_and_book_builds_with_warnings_as_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("JACNB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    site = tmp_path / "book"
+    shutil.copytree(book.BOOK, site, ignore=shutil.ignore_patterns("_build", "executed"))
+    for name in book.CHAPTERS:
+        out = book.execute_notebook(name, "smoke", site / "executed")
+        executed = nbformat.read(out, as_version=4)
+        errors = [o for c in executed.cells for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert not errors
+    html = book.build_html(site, output=tmp_path / "site")
+    index = (html / "executed" / "01_theory.html").read_text()
+    assert "Theorem 4" in index and "profile=smoke" in index
