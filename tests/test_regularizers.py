@@ -64,7 +64,7 @@ def _brute_per_layer(model: nn.Sequential, x: torch.Tensor, pi: torch.Tensor):
         for xi, p in zip(x, pi, strict=True):
             zhat = head(xi[None]).detach().squeeze(0)
             jac = torch.autograd.functional.jacobian(
-                lambda z, p=p: torch.softmax(tail(z[None]), -1)[0, p], zhat
+                lambda z, p=p, tail=tail: torch.softmax(tail(z[None]), -1)[0, p], zhat
             )
             g_rows.append(jac)
         g = torch.stack(g_rows)  # [m, M_l]
