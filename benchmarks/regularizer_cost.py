@@ -321,6 +321,20 @@ def projection_agreement(
 # ---------------------------------------------------------------------------------------------
 
 
+def _load_note(threads: int) -> str:
+    """A warning when other processes compete for the CPU (1-min load average >= 0.5)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - non-Unix
+        return ""
+    if load < 0.5:
+        return ""
+    return (
+        f"WARNING: 1-min load average {load:.2f} on {default_threads()} cores ({threads} torch "
+        "threads): other processes may compete for the CPU (timings and ratios then noisy)."
+    )
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.regularizer_cost", description=__doc__.splitlines()[0]
@@ -353,10 +367,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(f"torch {torch.__version__}, device {device} ({name}), batch {args.batch}")
     print(f"{repeats} timed steps per row ({rounds} interleaved rounds) after {warmup} warm-up\n")
 
+    load_note = _load_note(args.threads)
+    if load_note:
+        print(load_note + "\n")
     t_start = time.perf_counter()
     tables = [
-        benchmark(net, device, args.batch, repeats, warmup, rounds, seed=args.seed)
-        for net in NETS
+        benchmark(net, device, args.batch, repeats, warmup, rounds, seed=args.seed) for net in NETS
     ]
     df = pd.concat(tables, ignore_index=True)
     show = with_targets(df)
@@ -400,6 +416,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(agree_df.to_string(index=False, float_format="{:.6g}".format))
     print("(|z| < 3 expected: the estimator is unbiased)")
     print(f"\ntotal {time.perf_counter() - t_start:.1f} s")
+    load_note = _load_note(args.threads)
+    if load_note:
+        print(load_note)
 
     if args.json:
         payload = {

@@ -16,16 +16,26 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from jacnb.profiles import resolve_profile
+from jacnb.profiles import get_profile, resolve_profile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
 BOOK = REPO_ROOT / "book"
 
-#: Notebooks in book order, and the datasets each needs at each profile (prepared offline).
-CHAPTERS: dict[str, dict[str, list[str]]] = {
-    "01_theory": {"smoke": ["digits"], "cpu": ["mnist-10k"], "paper": ["mnist"]},
+#: Notebooks in book order -> the experiment whose settings they read from ``jacnb.profiles``.
+CHAPTERS: dict[str, str] = {
+    "01_theory": "theory",
 }
+
+#: Datasets that ``jacnb.prepare_data`` can fetch without internet.
+OFFLINE_DATASETS = ("mnist-10k", "fashion-mnist", "digits")
+
+
+def datasets_needed(chapter: str, profile: str) -> list[str]:
+    """The datasets a chapter reads at ``profile`` (its settings' ``dataset``/``datasets``)."""
+    settings = get_profile(CHAPTERS[chapter], profile)
+    names = settings.get("datasets", [settings["dataset"]] if "dataset" in settings else [])
+    return list(names)
 
 
 def execute_notebook(
@@ -72,8 +82,8 @@ def prepare(profile: str, chapters: Sequence[str]) -> None:
     """Fetch/convert the datasets the chapters need at this profile (offline sources only)."""
     from jacnb.prepare_data import prepare as prepare_data
 
-    needed = sorted({d for c in chapters for d in CHAPTERS[c][profile]})
-    offline = [d for d in needed if d in ("mnist-10k", "fashion-mnist", "digits")]
+    needed = sorted({d for c in chapters for d in datasets_needed(c, profile)})
+    offline = [d for d in needed if d in OFFLINE_DATASETS]
     if offline:
         prepare_data(offline)
 

@@ -51,3 +51,9 @@ def test_notebooks_execute_at_smoke_and_book_builds_with_warnings_as_errors(tmp_
     html = book.build_html(site, output=tmp_path / "site")
     index = (html / "executed" / "01_theory.html").read_text()
     assert "Theorem 4" in index and "profile=smoke" in index
+
+
+def test_every_chapter_names_its_datasets_at_every_profile():
+    for chapter in book.CHAPTERS:
+        for profile in ("smoke", "cpu", "paper"):
+            assert book.datasets_needed(chapter, profile), (chapter, profile)
