@@ -32,13 +32,12 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jacnb.jacobian import _has_conv, frobenius_sq, projection_standard_error
 from jacnb.models import fully_connected, mnist_convnet
 from jacnb.regularizers import JacobianRegularizer, PerLayerJacobianRegularizer, WeightDecay
-from jacnb.train import pick_device
+from jacnb.train import pick_device, training_step
 
 #: ``reg(model, x) -> scalar``; ``None`` is the plain step.
 RegFn = Callable[[nn.Module, Tensor], Tensor]
@@ -80,20 +79,13 @@ def auto_strategy(model: nn.Module) -> str:
     return "class_loop" if _has_conv(model) else "vmap"
 
 
-def _exact(strategy: str) -> RegFn:
-    def reg(model: nn.Module, x: Tensor) -> Tensor:
-        return frobenius_sq(model, x, method="exact", strategy=strategy).mean()
-
-    return reg
-
-
 def make_regularizer(name: str) -> RegFn | None:
     """The regularizer ``reg(model, x) -> scalar`` behind a row label of :data:`REGULARIZERS`."""
     builders: dict[str, Callable[[], RegFn | None]] = {
         "none": lambda: None,
         "weight_decay": WeightDecay,
-        "exact_class_loop": lambda: _exact("class_loop"),
-        "exact_vmap": lambda: _exact("vmap"),
+        "exact_class_loop": lambda: JacobianRegularizer(strategy="class_loop"),
+        "exact_vmap": lambda: JacobianRegularizer(strategy="vmap"),
         "projection_1": lambda: JacobianRegularizer(method="projection", n_proj=1),
         "projection_4": lambda: JacobianRegularizer(method="projection", n_proj=4),
         "per_layer": PerLayerJacobianRegularizer,
@@ -120,22 +112,16 @@ def make_step(
     y: Tensor,
     lam: float = 0.1,
     lr: float = 0.01,
-) -> Callable[[], Tensor]:
-    """One full SGD step as a closure: forward, cross-entropy ``+ lam * reg``, backward, step.
+) -> Callable[[], float]:
+    """One full SGD step as a closure: :func:`jacnb.train.training_step`, the step the book's
+    training loop takes (cross-entropy ``+ lam * reg``, the regularizer sharing the forward pass).
 
-    The closure owns its own SGD (momentum 0.9) optimizer on ``model``; it returns the loss
-    (not synchronized, so that calling it does not force a device sync).
+    The closure owns its own SGD (momentum 0.9) optimizer on ``model``; it returns the loss.
     """
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
 
-    def step() -> Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
-        if reg is not None:
-            loss = loss + lam * reg(model, x)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
+    def step() -> float:
+        return training_step(model, x, y, optimizer, "cross_entropy", reg, lam if reg else 0.0)
 
     return step
 
@@ -321,17 +307,27 @@ def projection_agreement(
 # ---------------------------------------------------------------------------------------------
 
 
-def _load_note(threads: int) -> str:
-    """A warning when other processes compete for the CPU (1-min load average >= 0.5)."""
+def _load_note(threads: int, samples: int = 10, interval: float = 0.05) -> str:
+    """A warning when other processes are running right now (Linux ``/proc/loadavg``).
+
+    Samples the number of runnable tasks ``samples`` times, ``interval`` seconds apart, and
+    subtracts this process; a mean of >= 0.5 other runnable tasks means that the timings compete
+    for the cores. (The load *average* is no use here: it still counts a run that just ended.)
+    """
+    counts = []
     try:
-        load = os.getloadavg()[0]
-    except OSError:  # pragma: no cover - non-Unix
+        for _ in range(samples):
+            with open("/proc/loadavg") as fh:
+                counts.append(int(fh.read().split()[3].split("/")[0]) - 1)
+            time.sleep(interval)
+    except (OSError, ValueError, IndexError):
         return ""
-    if load < 0.5:
+    others = sum(counts) / len(counts)
+    if others < 0.5:
         return ""
     return (
-        f"WARNING: 1-min load average {load:.2f} on {default_threads()} cores ({threads} torch "
-        "threads): other processes may compete for the CPU (timings and ratios then noisy)."
+        f"WARNING: on average {others:.1f} other runnable tasks on {default_threads()} cores "
+        f"({threads} torch threads): timings and ratios are noisy."
     )
 
 

@@ -110,37 +110,47 @@ def frobenius_sq(
     ``v_p`` uniform on the unit sphere of R^C (``E[v v^T] = I / C``), ``n_proj`` draws per sample,
     each one backward pass.
     """
+    return logits_and_frobenius_sq(model, x, method, n_proj, output, strategy, generator)[1]
+
+
+def logits_and_frobenius_sq(
+    model: nn.Module,
+    x: Tensor,
+    method: Literal["exact", "projection"] = "exact",
+    n_proj: int = 1,
+    output: Output = "softmax",
+    strategy: str = "auto",
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``(model(x), ||J(x_i)||_F^2)`` from one forward pass, for a training step that needs both.
+
+    The logits keep their graph (through an input that requires grad), so a loss built on them
+    and the penalty share the forward pass; see :func:`frobenius_sq` for ``method``.
+    """
     if method not in ("exact", "projection"):
         raise ValueError(f"method must be 'exact' or 'projection', got {method!r}")
     if n_proj < 1:
         raise ValueError(f"n_proj must be >= 1, got {n_proj}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     with torch.enable_grad():
-        return _frobenius_sq(model, x, method, n_proj, output, strategy, generator)
-
-
-def _frobenius_sq(
-    model: nn.Module,
-    x: Tensor,
-    method: str,
-    n_proj: int,
-    output: Output,
-    strategy: str,
-    generator: torch.Generator | None,
-) -> Tensor:
-    xg = x.detach().requires_grad_(True)
-    f = network_output(model, xg, output)
-    if method == "exact":
-        g = _output_grads(f, xg, create_graph=True, strategy=strategy, model=model)
-        return g.pow(2).flatten(2).sum(dim=(1, 2))
-    n_out = f.shape[1]
-    v = torch.randn(n_proj, *f.shape, dtype=f.dtype, device=f.device, generator=generator)
-    v = v / v.norm(dim=-1, keepdim=True)
-    if n_proj == 1:
-        (g,) = torch.autograd.grad(f, xg, grad_outputs=v[0], create_graph=True)
-        g = g.unsqueeze(0)
-    else:
-        (g,) = torch.autograd.grad(f, xg, grad_outputs=v, is_grads_batched=True, create_graph=True)
-    return n_out * g.pow(2).flatten(2).sum(-1).mean(0)
+        xg = x.detach().requires_grad_(True)
+        logits = model(xg)
+        f = torch.softmax(logits, dim=-1) if output == "softmax" else logits
+        if method == "exact":
+            g = _output_grads(f, xg, create_graph=True, strategy=strategy, model=model)
+            return logits, g.pow(2).flatten(2).sum(dim=(1, 2))
+        n_out = f.shape[1]
+        v = torch.randn(n_proj, *f.shape, dtype=f.dtype, device=f.device, generator=generator)
+        v = v / v.norm(dim=-1, keepdim=True)
+        if n_proj == 1:
+            (g,) = torch.autograd.grad(f, xg, grad_outputs=v[0], create_graph=True)
+            g = g.unsqueeze(0)
+        else:
+            (g,) = torch.autograd.grad(
+                f, xg, grad_outputs=v, is_grads_batched=True, create_graph=True
+            )
+        return logits, n_out * g.pow(2).flatten(2).sum(-1).mean(0)
 
 
 def spectral_norm(
@@ -212,6 +222,24 @@ def average_jacobian(
     return input_jacobian(model, path, output).mean(0)
 
 
+def average_jacobian_times(
+    model: nn.Module, x: Tensor, x_prime: Tensor, n_points: int = 4096, output: Output = "softmax"
+) -> Tensor:
+    """``J_{x,x'} (x' - x)`` (eqs. 22-23) without forming ``J``: the midpoint-rule mean of the
+    Jacobian-vector products ``J(x + t(x'-x)) (x'-x)``, one batched ``torch.func.jvp``; ``[C]``.
+
+    Cheap enough for thousands of points, which a ReLU net needs: along the segment the
+    integrand is piecewise smooth with many kinks, and the midpoint rule converges as 1/n there.
+    """
+    t = (torch.arange(n_points, dtype=x.dtype, device=x.device) + 0.5) / n_points
+    d = (x_prime - x).unsqueeze(0)
+    path = x.unsqueeze(0) + t.view(-1, *([1] * x.dim())) * d
+    _, tangent = torch.func.jvp(
+        lambda inp: network_output(model, inp, output), (path,), (d.expand_as(path),)
+    )
+    return tangent.mean(0).detach()
+
+
 def residual_expansion(
     block_jacobians: Sequence[Tensor],
 ) -> Tensor:
@@ -239,9 +267,11 @@ def projection_standard_error(samples: Tensor) -> float:
 
 __all__: list[str] = [
     "average_jacobian",
+    "average_jacobian_times",
     "frobenius_sq",
     "input_jacobian",
     "input_jacobian_functional",
+    "logits_and_frobenius_sq",
     "max_spectral_norm",
     "network_output",
     "projection_standard_error",

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from jacnb.jacobian import Output, frobenius_sq, network_output
+from jacnb.jacobian import Output, logits_and_frobenius_sq
 from jacnb.models import WeightNormConv2d, WeightNormLinear
 
 #: Layers whose weight the per-layer regularizer (eq. 52) acts on.
@@ -46,6 +46,10 @@ class WeightDecay:
             raise ValueError("model has no linear or convolutional weights to decay")
         return sum(w.pow(2).sum() for w in mats)
 
+    def logits_and_penalty(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(model(x), penalty)``; the interface the training step uses."""
+        return model(x), self(model)
+
 
 @dataclass
 class JacobianRegularizer:
@@ -58,9 +62,17 @@ class JacobianRegularizer:
     method: Literal["exact", "projection"] = "exact"
     n_proj: int = 1
     output: Output = "softmax"
+    strategy: str = "auto"
 
     def __call__(self, model: nn.Module, x: Tensor) -> Tensor:
-        return frobenius_sq(model, x, self.method, self.n_proj, self.output).mean()
+        return self.logits_and_penalty(model, x)[1]
+
+    def logits_and_penalty(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(model(x), R_F)`` from one shared forward pass."""
+        logits, fro = logits_and_frobenius_sq(
+            model, x, self.method, self.n_proj, self.output, self.strategy
+        )
+        return logits, fro.mean()
 
 
 @dataclass
@@ -85,6 +97,10 @@ class PerLayerJacobianRegularizer:
         return [m for m in model.modules() if isinstance(m, LINEAR_LAYERS + CONV_LAYERS)]
 
     def __call__(self, model: nn.Module, x: Tensor) -> Tensor:
+        return self.logits_and_penalty(model, x)[1]
+
+    def logits_and_penalty(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(model(x), R_per-layer)`` from one shared forward pass."""
         layers = self._layers(model)
         if not layers:
             raise ValueError(
@@ -99,20 +115,21 @@ class PerLayerJacobianRegularizer:
 
         handles = [layer.register_forward_hook(hook) for layer in layers]
         try:
-            f = network_output(model, x, self.output)
+            logits = model(x)
         finally:
             for h in handles:
                 h.remove()
+        f = torch.softmax(logits, dim=-1) if self.output == "softmax" else logits
         pi = torch.randint(f.shape[1], (f.shape[0],), device=f.device, generator=self.generator)
         picked = f.gather(1, pi[:, None]).sum()
-        grads = torch.autograd.grad(picked, captured, retain_graph=False, allow_unused=True)
+        grads = torch.autograd.grad(picked, captured, retain_graph=True, allow_unused=True)
         total = x.new_zeros(())
         for layer, shape, g in zip(layers, in_shapes, grads, strict=True):
             if g is None:
                 continue
             g = g.detach()
             total = total + _layer_input_grad(layer, g, shape).pow(2).sum() / x.shape[0]
-        return total
+        return logits, total
 
 
 def _layer_input_grad(layer: nn.Module, g: Tensor, in_shape: torch.Size) -> Tensor:

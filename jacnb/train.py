@@ -101,6 +101,37 @@ def _loss(kind: str, logits: Tensor, y: Tensor) -> Tensor:
     raise ValueError(f"unknown loss {kind!r}; valid: cross_entropy, squared")
 
 
+def training_step(
+    model: nn.Module,
+    xb: Tensor,
+    yb: Tensor,
+    optimizer: torch.optim.Optimizer,
+    loss_kind: str = "cross_entropy",
+    regularizer: Callable[[nn.Module, Tensor], Tensor] | None = None,
+    lam: float = 0.0,
+) -> float:
+    """One SGD step on ``loss + lam * reg``; returns the loss value (not stepped if non-finite).
+
+    A regularizer with ``logits_and_penalty(model, x)`` shares the forward pass with the loss
+    (the Jacobian regularizers need the forward graph anyway); a plain callable
+    ``reg(model, x)`` runs its own.
+    """
+    if regularizer is not None and lam > 0 and hasattr(regularizer, "logits_and_penalty"):
+        logits, penalty = regularizer.logits_and_penalty(model, xb)
+        loss = _loss(loss_kind, logits, yb) + lam * penalty
+    else:
+        loss = _loss(loss_kind, model(xb), yb)
+        if regularizer is not None and lam > 0:
+            loss = loss + lam * regularizer(model, xb)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        return value
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return value
+
+
 def train(
     model: nn.Module,
     x_train: Tensor,
@@ -133,19 +164,14 @@ def train(
         total, batches = 0.0, 0
         for s in range(0, n, config.batch_size):
             idx = perm[s : s + config.batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-            loss = _loss(config.loss, model(xb), yb)
-            if regularizer is not None and config.lam > 0:
-                loss = loss + config.lam * regularizer(model, xb)
-            value = float(loss.detach())
+            value = training_step(
+                model, x_train[idx], y_train[idx], opt, config.loss, regularizer, config.lam
+            )
             if not math.isfinite(value):
                 raise NonFiniteLossError(
                     f"loss became {value} at epoch {epoch}; lower the learning rate or "
                     f"the regularization factor (lam={config.lam})"
                 )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
             total += value
             batches += 1
         if (epoch + 1) % config.eval_every == 0 or epoch == epochs - 1:

@@ -165,3 +165,16 @@ def test_bad_arguments():
         frobenius_sq(model, torch.randn(2, 6), "svd")
     with pytest.raises(ValueError, match="n_proj"):
         frobenius_sq(model, torch.randn(2, 6), "projection", n_proj=0)
+
+
+def test_average_jacobian_times_matches_matrix_version():
+    model = mlp(7)
+    x, xp = torch.randn(6), torch.randn(6)
+    from jacnb.jacobian import average_jacobian_times
+
+    jbar = average_jacobian(model, x, xp, n_points=300)
+    torch.testing.assert_close(average_jacobian_times(model, x, xp, n_points=300), jbar @ (xp - x))
+    lhs = network_output(model, xp[None])[0] - network_output(model, x[None])[0]
+    torch.testing.assert_close(
+        average_jacobian_times(model, x, xp, 8000), lhs.detach(), rtol=1e-3, atol=1e-5
+    )
