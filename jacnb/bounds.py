@@ -180,22 +180,30 @@ def local_sup_spectral_norm(
     n_samples: int = 32,
     output: Output = "softmax",
     generator: torch.Generator | None = None,
+    toward: Tensor | None = None,
+    n_line: int = 32,
 ) -> Tensor:
     """Estimate of ``sup_{||x'-x_i|| <= r_i} ||J(x')||_2`` (eq. 34) by sampling, shape ``[B]``.
 
-    Samples ``x_i`` itself and ``n_samples`` points drawn uniformly in the ball of radius ``r_i``;
-    a sampled maximum is a *lower* estimate of the supremum, so ``o / this`` estimates ``gamma_1``
-    from above.
+    The maximum over ``x_i``, ``n_samples`` points drawn uniformly in the ball of radius ``r_i``
+    and, if ``toward`` is given (e.g. the boundary points of :func:`boundary_points`, which lie
+    on the ball's surface), ``n_line`` points on the segment from ``x_i`` to ``toward_i`` --
+    where the output must change by the whole score, so ``||J||`` is large. A sampled maximum is
+    a *lower* estimate of the supremum, so ``o / this`` estimates ``gamma_1`` from above.
     """
     b = x.shape[0]
     dim = x[0].numel()
+    view = (b, *([1] * (x.dim() - 1)))
     best = spectral_norm(model, x, output)
     for _ in range(n_samples):
         d = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        d = d / d.flatten(1).norm(dim=1).view(b, *([1] * (x.dim() - 1)))
+        d = d / d.flatten(1).norm(dim=1).view(view)
         u = torch.rand(b, generator=generator, dtype=x.dtype).to(x.device) ** (1.0 / dim)
-        pts = x + d * (u * radius).view(b, *([1] * (x.dim() - 1)))
+        pts = x + d * (u * radius).view(view)
         best = torch.maximum(best, spectral_norm(model, pts, output))
+    if toward is not None:
+        for t in torch.linspace(0.0, 1.0, n_line + 1)[1:].tolist():
+            best = torch.maximum(best, spectral_norm(model, x + t * (toward - x), output))
     return best
 
 
@@ -225,12 +233,31 @@ def measured_margin(
 
     ``inf`` where neither search found a flip; ``0`` for samples already misclassified.
     """
+    return boundary_points(model, x, y, max_iter, overshoot, n_bisect, x_pool)[0]
+
+
+def boundary_points(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    max_iter: int = 50,
+    overshoot: float = 0.02,
+    n_bisect: int = 40,
+    x_pool: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """``(radius, points)``: :func:`measured_margin` and the flipped points that realize it.
+
+    ``points[i]`` is classified differently from ``y_i`` at distance ``radius[i]`` from ``x_i``
+    (``x_i`` itself where no flip was found or ``x_i`` is misclassified).
+    """
     was_training = model.training
     model.eval()
     x0 = x.detach()
+    view = (-1, *([1] * (x0.dim() - 1)))
     misclassified = predicted(model, x0) != y
     delta = _deepfool(model, x0, y, max_iter, overshoot)
-    radius = _boundary_radius(model, x0, y, delta, 1 + overshoot, n_bisect)
+    radius, t_best = _boundary_radius(model, x0, y, delta, 1 + overshoot, n_bisect)
+    direction = delta
     pool = x0 if x_pool is None else x_pool.detach().to(x0)
     pool_pred = predicted(model, pool)
     dists = torch.cdist(x0.flatten(1), pool.flatten(1))
@@ -238,13 +265,17 @@ def measured_margin(
     nearest_dist, nearest = dists.min(dim=1)
     has_other = torch.isfinite(nearest_dist)
     if has_other.any():
-        segment = torch.where(
-            has_other.view(-1, *([1] * (x0.dim() - 1))), pool[nearest] - x0, torch.zeros_like(x0)
-        )
-        radius = torch.minimum(radius, _boundary_radius(model, x0, y, segment, 1.0, n_bisect))
+        segment = torch.where(has_other.view(view), pool[nearest] - x0, torch.zeros_like(x0))
+        r_seg, t_seg = _boundary_radius(model, x0, y, segment, 1.0, n_bisect)
+        better = r_seg < radius
+        radius = torch.where(better, r_seg, radius)
+        t_best = torch.where(better, t_seg, t_best)
+        direction = torch.where(better.view(view), segment, direction)
     radius = torch.where(misclassified, torch.zeros_like(radius), radius)
+    found = torch.isfinite(radius) & ~misclassified
+    points = x0 + torch.where(found, t_best, torch.zeros_like(t_best)).view(view) * direction
     model.train(was_training)
-    return radius.detach()
+    return radius.detach(), points.detach()
 
 
 def _deepfool(model: nn.Module, x0: Tensor, y: Tensor, max_iter: int, overshoot: float) -> Tensor:
@@ -283,8 +314,9 @@ def _deepfool(model: nn.Module, x0: Tensor, y: Tensor, max_iter: int, overshoot:
 
 def _boundary_radius(
     model: nn.Module, x0: Tensor, y: Tensor, direction: Tensor, t_max: float, n_bisect: int
-) -> Tensor:
-    """``||t* direction||`` for the smallest flipped ``t`` found by bisection on ``[0, t_max]``.
+) -> tuple[Tensor, Tensor]:
+    """``(||t* direction||, t*)`` for the smallest flipped ``t`` found by bisection on
+    ``[0, t_max]``.
 
     Every returned radius belongs to a point ``x0 + t direction`` classified differently from
     ``y`` (``inf`` where the end point ``t_max`` is not).
@@ -300,7 +332,7 @@ def _boundary_radius(
         hi = torch.where(mid_flip, mid, hi)
         lo = torch.where(mid_flip, lo, mid)
     radius = hi * direction.flatten(1).norm(dim=1)
-    return torch.where(flipped, radius, torch.full_like(radius, float("inf")))
+    return torch.where(flipped, radius, torch.full_like(radius, float("inf"))), hi
 
 
 # --- covering numbers (Sec. II-B) and GE bounds ---------------------------------------------

@@ -167,8 +167,9 @@ def margins(
     """Theorem 4 per correctly classified sample: ``gamma_4 <= gamma_3 <= gamma^d`` and estimates.
 
     Columns: score ``o`` (eq. 33), ``gamma1_est`` (eq. 34 with the sup over the ball of radius
-    the measured margin estimated by sampling), ``gamma2_est`` (eq. 35 with the sup over
-    ``conv(X)`` estimated by the max over ``x_hull`` and midpoints of pairs of its rows),
+    the measured margin estimated by sampling the ball and the segment to the boundary point),
+    ``gamma2_est`` (eq. 35 with the sup over ``conv(X)`` estimated by the max over ``x_hull``
+    and midpoints of pairs of its rows),
     ``gamma3`` (eq. 36), ``gamma4`` (eq. 37), ``measured`` (an upper bound on the true margin,
     :func:`jacnb.bounds.measured_margin`). ``holds`` checks the certified part
     ``gamma4 <= gamma3 <= measured``; the two estimates are shown, not asserted.
@@ -176,7 +177,7 @@ def margins(
     o = bounds.scores_of(model, x, y)
     keep = o > 0
     x, y, o = x[keep], y[keep], o[keep]
-    measured = bounds.measured_margin(model, x, y, x_pool=x_hull)
+    measured, on_boundary = bounds.boundary_points(model, x, y, x_pool=x_hull)
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(x_hull.shape[0], generator=gen)
     mids = (x_hull + x_hull[perm]) / 2
@@ -184,7 +185,9 @@ def margins(
         float(spectral_norm(model, x_hull).max()), float(spectral_norm(model, mids).max())
     )
     finite = torch.where(torch.isfinite(measured), measured, torch.zeros_like(measured))
-    local = bounds.local_sup_spectral_norm(model, x, finite, ball_samples, generator=gen)
+    local = bounds.local_sup_spectral_norm(
+        model, x, finite, ball_samples, generator=gen, toward=on_boundary
+    )
     example = x[:1]
     df = pd.DataFrame(
         {

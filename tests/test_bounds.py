@@ -159,3 +159,20 @@ def test_local_sup_estimate_at_least_value_at_center():
         model, x, torch.full((5,), 0.5), n_samples=4, generator=torch.Generator().manual_seed(0)
     )
     assert torch.all(est >= spectral_norm(model, x) - 1e-12)
+
+
+def test_boundary_points_are_flipped_at_the_measured_distance():
+    model = mlp(2)
+    x = torch.randn(30, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    radius, points = bounds.boundary_points(model, x, y)
+    ok = torch.isfinite(radius)
+    assert ok.all()
+    assert torch.all(bounds.predicted(model, points) != y)
+    torch.testing.assert_close((points - x).norm(dim=1), radius)
+    # by Theorem 3 the Jacobian on the segment to the boundary is at least o / radius on average,
+    # so the segment-sampled sup gives a gamma_1 estimate close to or below the measured margin
+    local = bounds.local_sup_spectral_norm(model, x, radius, n_samples=0, toward=points, n_line=64)
+    g1 = bounds.margin_bound(bounds.scores_of(model, x, y), local)
+    assert torch.all(g1 <= radius * 1.1)
