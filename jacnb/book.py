@@ -9,7 +9,6 @@ the result store, so a second ``make book`` re-executes the notebooks but retrai
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -55,7 +54,21 @@ def execute_notebook(
         cwd=str(cwd or NOTEBOOKS),
         progress_bar=False,
     )
+    hide_default_parameters(out)
     return out
+
+
+def hide_default_parameters(path: Path) -> None:
+    """Tag the notebook's default ``parameters`` cell ``remove-cell``: the page then shows only
+    papermill's injected cell, i.e. the parameters the page was really made with."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, path)
 
 
 def build_html(
@@ -102,7 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [c for c in chapters if c not in CHAPTERS]
     if unknown:
         parser.error(f"unknown chapters {unknown}; valid: {list(CHAPTERS)}")
-    os.environ.setdefault("MPLBACKEND", "Agg")
     if not args.skip_execute:
         prepare(profile, chapters)
         for name in chapters:

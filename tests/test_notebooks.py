@@ -39,7 +39,7 @@ def test_unknown_profile_fails_at_once(capsys):
 @pytest.mark.slow
 def test_notebooks_execute_at_smoke_and_book_builds_with_warnings_as_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("JACNB_RESULTS", str(tmp_path / "results"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws figures
     site = tmp_path / "book"
     shutil.copytree(book.BOOK, site, ignore=shutil.ignore_patterns("_build", "executed"))
     for name in book.CHAPTERS:
@@ -51,6 +51,7 @@ def test_notebooks_execute_at_smoke_and_book_builds_with_warnings_as_errors(tmp_
     html = book.build_html(site, output=tmp_path / "site")
     index = (html / "executed" / "01_theory.html").read_text()
     assert "Theorem 4" in index and "profile=smoke" in index
+    assert index.count("<img") >= 4, "figures missing from the rendered theory chapter"
 
 
 def test_every_chapter_names_its_datasets_at_every_profile():
