@@ -9,8 +9,11 @@ the result store, so a second ``make book`` re-executes the notebooks but retrai
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,21 +77,68 @@ def hide_default_parameters(path: Path) -> None:
 def build_html(
     book_dir: Path = BOOK, config: Path = REPO_ROOT / "_config.yml", output: Path | None = None
 ) -> Path:
-    """``jupyter-book build`` with warnings as errors (``-W -n``); returns the HTML folder."""
-    cmd = [
-        str(Path(sys.executable).parent / "jupyter-book"),
-        "build",
-        str(book_dir),
-        "--config",
-        str(config),
-        "-W",
-        "-n",
-        "--keep-going",
-    ]
-    if output is not None:
-        cmd += ["--path-output", str(output)]
-    subprocess.run(cmd, check=True)
+    """``jupyter-book build`` with warnings as errors (``-W -n``); returns the HTML folder.
+
+    If a local MathJax is present in ``<book_dir>/_static/mathjax`` (see :func:`vendor_mathjax`),
+    the pages load it instead of MathJax's CDN, so the HTML renders its maths offline.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        if (book_dir / "_static" / MATHJAX_ENTRY).exists():
+            config = _config_with_local_mathjax(config, Path(tmp))
+        cmd = [
+            str(Path(sys.executable).parent / "jupyter-book"),
+            "build",
+            str(book_dir),
+            "--config",
+            str(config),
+            "-W",
+            "-n",
+            "--keep-going",
+        ]
+        if output is not None:
+            cmd += ["--path-output", str(output)]
+        subprocess.run(cmd, check=True)
     return (output or book_dir) / "_build" / "html"
+
+
+#: MathJax 3's entry point inside ``_static`` when vendored from npm's ``mathjax`` package.
+MATHJAX_ENTRY = "mathjax/tex-chtml.js"
+MATHJAX_NPM = "mathjax@3.2.2"
+
+
+def _config_with_local_mathjax(config: Path, tmp: Path) -> Path:
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    data.setdefault("sphinx", {}).setdefault("config", {})["mathjax_path"] = MATHJAX_ENTRY
+    merged = tmp / "_config.yml"
+    merged.write_text(yaml.safe_dump(data, sort_keys=False))
+    return merged
+
+
+def vendor_mathjax(book_dir: Path = BOOK) -> bool:
+    """Copy MathJax 3 (npm's ``mathjax`` package, its ``es5`` build) into ``_static/mathjax``.
+
+    Returns whether a local MathJax is in place; without ``npm`` the book falls back to the CDN
+    (maths then renders only online) and a message says so.
+    """
+    target = book_dir / "_static" / "mathjax"
+    if (target / "tex-chtml.js").exists():
+        return True
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            subprocess.run(
+                ["npm", "pack", MATHJAX_NPM, "--silent"], cwd=tmp, check=True, capture_output=True
+            )
+            (tarball,) = Path(tmp).glob("mathjax-*.tgz")
+            with tarfile.open(tarball) as tar:
+                tar.extractall(tmp, filter="data")
+        except (OSError, subprocess.CalledProcessError, ValueError) as err:
+            print(f"[jacnb.book] no local MathJax ({err}); the HTML will load MathJax from its CDN")
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(Path(tmp) / "package" / "es5", target)
+    return True
 
 
 def prepare(profile: str, chapters: Sequence[str]) -> None:
@@ -122,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[jacnb.book] executing {name} at profile {profile} ...", flush=True)
             execute_notebook(name, profile, BOOK / "executed")
             print(f"[jacnb.book] {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    vendor_mathjax()
     html = build_html()
     print(f"[jacnb.book] HTML written to {html}/index.html")
     return 0
