@@ -353,6 +353,12 @@ def covering_manifold(c_m: float, k: int, rho: float) -> float:
     return (c_m / rho) ** k
 
 
+def covering_cube(k: int, rho: float) -> float:
+    """``N <= ceil(sqrt(k) / (2 rho))^k`` for the unit cube ``[0, 1]^k`` (a grid of spacing
+    ``2 rho / sqrt(k)``); the ``cube-manifold`` dataset of :mod:`jacnb.data`."""
+    return math.ceil(math.sqrt(k) / (2 * rho)) ** k
+
+
 def ge_bound_robust(
     m: int, n_partitions: float, eps: float = 0.0, loss_bound: float = 1.0, delta: float = 0.05
 ) -> float:

@@ -559,6 +559,56 @@ def _load_gaussian_mixture(
     )
 
 
+def _load_cube_manifold(
+    root: Path,
+    download: bool = False,
+    n_classes: int = 2,
+    k: int = 2,
+    dim: int = 10,
+    n_train: int = 1000,
+    n_test: int = 1000,
+    seed: int = 0,
+) -> Dataset:
+    """Synthetic data on a k-dimensional manifold with a known covering number (Sec. II-B).
+
+    ``u`` uniform in the cube ``[0, 1]^k``, embedded isometrically as ``x = Q u`` with ``Q`` a
+    random ``dim x k`` matrix with orthonormal columns; the label of ``u`` is the nearest of
+    ``n_classes`` random class centres in the cube (Voronoi cells). A grid of spacing
+    ``2 rho / sqrt(k)`` covers the cube, so ``N(X; d, rho) <= ceil(sqrt(k) / (2 rho))^k``
+    (:func:`jacnb.bounds.covering_cube`), i.e. a ``C_M``-regular k-dimensional manifold with
+    ``C_M = sqrt(k)`` for ``rho <= sqrt(k)/2`` (Corollary 1). ``meta["c_m"]`` holds ``C_M``.
+    """
+    if n_classes < 2 or k < 1 or dim < k:
+        raise ValueError("need n_classes >= 2, k >= 1 and dim >= k")
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((dim, k)))
+    centres = rng.uniform(size=(n_classes, k))
+
+    def draw(n: int) -> tuple[Tensor, Tensor]:
+        u = rng.uniform(size=(n, k))
+        labels = np.argmin(((u[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        return (
+            torch.from_numpy((u @ q.T).astype(np.float32)),
+            torch.from_numpy(labels.astype(np.int64)),
+        )
+
+    xtr, ytr = draw(n_train)
+    xte, yte = draw(n_test)
+    return Dataset(
+        name="cube-manifold",
+        x_train=xtr,
+        y_train=ytr,
+        x_test=xte,
+        y_test=yte,
+        n_classes=n_classes,
+        source=(
+            f"synthetic {k}-dimensional cube manifold isometrically embedded in R^{dim}, "
+            f"{n_classes} Voronoi classes, {n_train}/{n_test} train/test, seed {seed}"
+        ),
+        meta={"k": k, "c_m": float(np.sqrt(k)), "embedding": torch.from_numpy(q)},
+    )
+
+
 def load_lared(root: str | os.PathLike[str]) -> Dataset:
     """LaRED hand-gesture dataset from the user folder ``root`` (stub).
 
@@ -621,6 +671,8 @@ DATASETS: dict[str, str] = {
     "digits": "scikit-learn 8x8 digits (1,797), 1x8x8 in [0,1], seeded stratified split",
     "gaussian-mixture": "synthetic K-class Gaussian mixture (n_classes, clusters_per_class, "
     "dim, sigma, n_train, n_test, seed)",
+    "cube-manifold": "synthetic k-dim cube manifold in R^dim with known covering number "
+    "(n_classes, k, dim, n_train, n_test, seed)",
     "lared": "LaRED hand gestures, user folder ROOT/lared (stub)",
     "imagenet": "ImageNet, user folder ROOT/imagenet (stub)",
 }
@@ -632,6 +684,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "mnist-10k": _load_mnist10k,
     "digits": _load_digits,
     "gaussian-mixture": _load_gaussian_mixture,
+    "cube-manifold": _load_cube_manifold,
     "lared": _load_lared,
     "imagenet": _load_imagenet,
 }

@@ -322,3 +322,27 @@ def test_gaussian_mixture_shapes_and_seed(tmp_path):
     assert not torch.equal(a.x_train, c.x_train)
     # small sigma: every point is near one of the unit-norm centers
     assert torch.allclose(a.x_train.norm(dim=1), torch.ones(60), atol=0.2)
+
+
+def test_cube_manifold_covering_number_holds_empirically():
+    """Every sample lies within rho of the grid of covering_cube(k, rho) centres."""
+    import math
+
+    import numpy as np
+
+    from jacnb.bounds import covering_cube
+    from jacnb.data import load_dataset
+
+    ds = load_dataset("cube-manifold", k=2, dim=6, n_train=500, n_test=10, seed=1)
+    q = ds.meta["embedding"].numpy()
+    u = ds.x_train.numpy() @ q  # back to cube coordinates (Q has orthonormal columns)
+    assert u.min() >= -1e-6 and u.max() <= 1 + 1e-6
+    rho = 0.2
+    n_side = math.ceil(math.sqrt(2) / (2 * rho))
+    assert covering_cube(2, rho) == n_side**2
+    grid = (np.arange(n_side) + 0.5) / n_side
+    centres = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)
+    dist = np.sqrt(((u[:, None] - centres[None]) ** 2).sum(-1)).min(1)
+    assert dist.max() <= rho + 1e-6
+    assert ds.meta["c_m"] == pytest.approx(math.sqrt(2))
+    assert set(ds.y_train.tolist()) <= {0, 1}
