@@ -27,6 +27,10 @@ BOOK = REPO_ROOT / "book"
 #: Notebooks in book order -> the experiment whose settings they read from ``jacnb.profiles``.
 CHAPTERS: dict[str, str] = {
     "01_theory": "theory",
+    "02_fully_connected": "fully_connected",
+    "03_weight_norm": "weight_norm",
+    "05_resnet": "resnet",
+    "07_low_rank_jacobian": "low_rank",
 }
 
 #: Datasets that ``jacnb.prepare_data`` can fetch without internet.

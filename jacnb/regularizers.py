@@ -106,14 +106,17 @@ class PerLayerJacobianRegularizer:
             raise ValueError(
                 "model has no nn.Linear / nn.Conv2d layers for the per-layer regularizer"
             )
-        captured: list[Tensor] = []
-        in_shapes: list[torch.Size] = []
+        # Keyed by layer: the execution order may differ from the registration order (e.g. a
+        # ResNet block that applies its shortcut conv before conv1).
+        captured: dict[int, tuple[torch.Size, Tensor]] = {}
 
-        def hook(_module: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
-            in_shapes.append(inp[0].shape)
-            captured.append(out)
+        def make_hook(i: int):
+            def hook(_module: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
+                captured[i] = (inp[0].shape, out)
 
-        handles = [layer.register_forward_hook(hook) for layer in layers]
+            return hook
+
+        handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
         try:
             logits = model(x)
         finally:
@@ -122,12 +125,15 @@ class PerLayerJacobianRegularizer:
         f = torch.softmax(logits, dim=-1) if self.output == "softmax" else logits
         pi = torch.randint(f.shape[1], (f.shape[0],), device=f.device, generator=self.generator)
         picked = f.gather(1, pi[:, None]).sum()
-        grads = torch.autograd.grad(picked, captured, retain_graph=True, allow_unused=True)
+        used = sorted(captured)
+        outs = [captured[i][1] for i in used]
+        grads = torch.autograd.grad(picked, outs, retain_graph=True, allow_unused=True)
         total = x.new_zeros(())
-        for layer, shape, g in zip(layers, in_shapes, grads, strict=True):
+        for i, g in zip(used, grads, strict=True):
+            layer, shape = layers[i], captured[i][0]
             if g is None:
                 continue
-            g = g.detach()
+            g = g.detach().to(layer.weight.dtype)  # bf16 autocast: penalty in weight dtype
             total = total + _layer_input_grad(layer, g, shape).pow(2).sum() / x.shape[0]
         return logits, total
 

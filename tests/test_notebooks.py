@@ -45,8 +45,12 @@ def test_notebooks_execute_at_smoke_and_book_builds_with_warnings_as_errors(tmp_
     for name in book.CHAPTERS:
         out = book.execute_notebook(name, "smoke", site / "executed")
         executed = nbformat.read(out, as_version=4)
-        errors = [o for c in executed.cells for o in c.get("outputs", [])
-                  if o.get("output_type") == "error"]
+        errors = [
+            o
+            for c in executed.cells
+            for o in c.get("outputs", [])
+            if o.get("output_type") == "error"
+        ]
         assert not errors
     html = book.build_html(site, output=tmp_path / "site")
     index = (html / "executed" / "01_theory.html").read_text()
