@@ -15,7 +15,7 @@ book: $(STAMP)
 	$(PY) -m jacnb.book --profile $(PROFILE)
 
 test: $(STAMP)
-	$(PY) -m ruff check jacnb tests benchmarks
+	$(PY) -m ruff check jacnb tests benchmarks scripts
 	$(PY) -m pytest
 
 env: $(STAMP)
