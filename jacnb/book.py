@@ -29,7 +29,9 @@ CHAPTERS: dict[str, str] = {
     "01_theory": "theory",
     "02_fully_connected": "fully_connected",
     "03_weight_norm": "weight_norm",
+    "04_convolutional": "convolutional",
     "05_resnet": "resnet",
+    "06_timing": "timing",
     "07_low_rank_jacobian": "low_rank",
 }
 

@@ -17,7 +17,9 @@ Registered names (:data:`DATASETS`):
   Prepared by ``python -m jacnb.prepare_data mnist-10k`` into ``ROOT/mnist-10k/mnist-10k.npz``.
 * ``digits`` -- scikit-learn's bundled 8x8 digits (1,797 images), ``1 x 8 x 8`` in ``[0, 1]``.
 * ``gaussian-mixture`` -- synthetic K-class Gaussian mixture (Oymak et al. 2019 style).
-* ``lared``, ``imagenet`` -- user-supplied folders only (stubs for now).
+* ``lared`` -- LaRED hand gestures from a user folder (layout and the paper's subject split:
+  :func:`load_lared`).
+* ``imagenet`` -- user-supplied folder only (stub for now).
 
 ``ROOT`` is the ``root`` argument, else the environment variable ``JACNB_DATA``, else
 ``<repo>/data`` (the parent directory of the ``jacnb`` package).
@@ -609,24 +611,254 @@ def _load_cube_manifold(
     )
 
 
-def load_lared(root: str | os.PathLike[str]) -> Dataset:
-    """LaRED hand-gesture dataset from the user folder ``root`` (stub).
+#: Subjects whose images form the training and "same subject" test sets (Sec. VI-B).
+LARED_TRAIN_SUBJECTS = 6
+#: File-name suffixes of a LaRED frame's depth image and hand mask (see :func:`load_lared`).
+LARED_DEPTH_SUFFIX = "_depth"
+LARED_MASK_SUFFIX = "_mask"
+LARED_EXTENSIONS = (".png", ".npy")
+#: Name of the cache of preprocessed frames written into the LaRED folder.
+LARED_CACHE = ".jacnb-lared-{size}.npz"
+
+
+def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders digit runs numerically: ``"s2" < "s10"``."""
+    import re
+
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name) if part
+    )
+
+
+def _lared_frames(root: Path) -> tuple[list[str], list[str], list[tuple[int, int, Path, Path]]]:
+    """Subjects and classes (names in natural order: ``s2`` before ``s10``) and every
+    ``(subject, class, depth, mask)`` frame."""
+    subjects = sorted(
+        (d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+        key=_natural_key,
+    )
+    classes = sorted(
+        {c.name for s in subjects for c in (root / s).iterdir() if c.is_dir()}, key=_natural_key
+    )
+    index = {c: i for i, c in enumerate(classes)}
+    frames = []
+    for si, subject in enumerate(subjects):
+        for cdir in sorted(d for d in (root / subject).iterdir() if d.is_dir()):
+            for depth in sorted(cdir.iterdir()):
+                stem, ext = depth.stem, depth.suffix.lower()
+                if ext not in LARED_EXTENSIONS or not stem.endswith(LARED_DEPTH_SUFFIX):
+                    continue
+                base = stem[: -len(LARED_DEPTH_SUFFIX)]
+                mask = next(
+                    (
+                        m
+                        for e in LARED_EXTENSIONS
+                        if (m := cdir / f"{base}{LARED_MASK_SUFFIX}{e}").is_file()
+                    ),
+                    None,
+                )
+                if mask is None:
+                    raise ValueError(f"lared: {depth} has no mask {base}{LARED_MASK_SUFFIX}.*")
+                frames.append((si, index[cdir.name], depth, mask))
+    return subjects, classes, frames
+
+
+def _read_lared_image(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".npy":
+        return np.load(path, allow_pickle=False)
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def lared_hand_image(depth: np.ndarray, mask: np.ndarray, size: int = 32) -> np.ndarray | None:
+    """One preprocessed LaRED frame (Sec. VI-B): the hand's depth, ``size x size``, in [0, 1].
+
+    The depth image is multiplied by the hand mask (nonzero = hand; background becomes 0),
+    cropped to the mask's bounding box padded to a square (centred, so the hand keeps its aspect
+    ratio), resized to ``size x size`` (bilinear, antialiased) and divided by its largest value,
+    so hand pixels lie in (0, 1]. The paper states only "extracted the depth images of the hands
+    using the masks ... and resized the images to 32 x 32"; the square crop and the scaling are
+    this book's choices. ``None`` when the mask is empty.
+    """
+    if depth.ndim == 3:  # a depth map stored as RGB(A): every channel holds the same value
+        depth = depth[..., 0]
+    if mask.ndim == 3:
+        mask = mask[..., 0]
+    if depth.shape != mask.shape:
+        raise ValueError(f"depth {depth.shape} and mask {mask.shape} differ in shape")
+    hand = np.where(mask > 0, depth.astype(np.float32), 0.0).astype(np.float32)
+    rows, cols = np.flatnonzero(hand.any(axis=1)), np.flatnonzero(hand.any(axis=0))
+    if rows.size == 0:
+        return None
+    crop = hand[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = crop.shape
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    square = np.zeros((side, side), dtype=np.float32)
+    square[top : top + h, left : left + w] = crop
+    t = torch.from_numpy(square)[None, None]
+    out = torch.nn.functional.interpolate(
+        t, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size
+    )[0, 0].clamp_min(0)
+    peak = float(out.max())
+    return (out / peak).numpy() if peak > 0 else None
+
+
+def _lared_arrays(root: Path, size: int, cache: bool) -> dict[str, Any]:
+    """Every frame preprocessed: ``x`` (N x size x size), ``y``, ``subject``, names; cached."""
+    subjects, classes, frames = _lared_frames(root)
+    files = "\n".join(f"{d.relative_to(root)}|{m.relative_to(root)}" for _, _, d, m in frames)
+    fingerprint = f"{len(frames)}:{_hash_text(files)}"
+    path = root / LARED_CACHE.format(size=size)
+    if cache and path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["fingerprint"]) == fingerprint:
+                return {k: z[k] for k in z.files}
+    xs, ys, ss = [], [], []
+    skipped = 0
+    for si, ci, depth, mask in frames:
+        img = lared_hand_image(_read_lared_image(depth), _read_lared_image(mask), size)
+        if img is None:
+            skipped += 1
+            continue
+        xs.append(img)
+        ys.append(ci)
+        ss.append(si)
+    arrays = {
+        "x": np.stack(xs).astype(np.float32) if xs else np.zeros((0, size, size), np.float32),
+        "y": np.asarray(ys, dtype=np.int64),
+        "subject": np.asarray(ss, dtype=np.int64),
+        "subjects": np.asarray(subjects),
+        "classes": np.asarray(classes),
+        "skipped": np.asarray(skipped),
+        "fingerprint": np.asarray(fingerprint),
+    }
+    if cache:
+        try:
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)
+        except OSError:  # a read-only dataset folder: no cache, the next load redoes the work
+            pass
+    return arrays
+
+
+def _hash_text(text: str) -> str:
+    """First 16 hex digits of the SHA-256 of ``text``."""
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_lared(
+    root: str | os.PathLike[str],
+    image_size: int = 32,
+    n_train_subjects: int = LARED_TRAIN_SUBJECTS,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    cache: bool = True,
+) -> Dataset:
+    """LaRED hand gestures (Hsiao et al., ACM MMSys 2014) with the split of Sec. VI-B.
+
+    LaRED: depth images (with colour images and hand masks) of 27 gestures in 3 orientations,
+    81 classes, performed by 10 subjects, about 300 images per class and subject. It cannot be
+    downloaded here; obtain it from its authors and arrange it as (the layout this loader reads;
+    rename or symlink the files of the archive into it)::
+
+        root/
+          <subject>/               one folder per subject; the names in natural order
+                                   (``s2`` before ``s10``) give the subject order
+            <class>/               one folder per gesture class (81 in LaRED), same names for
+                                   every subject; the names in natural order give the labels
+              <frame>_depth.png    the depth image of one frame (8/16-bit PNG, or .npy)
+              <frame>_mask.png     its hand mask (nonzero = hand; PNG or .npy)
+
+    Each frame is preprocessed by :func:`lared_hand_image` (mask, crop, ``image_size`` square,
+    scale to [0, 1]). The split is the paper's: the images of the **first
+    ``n_train_subjects`` (6) subjects** are split into non-overlapping training and test sets
+    (``x_train``/``x_test``, "same subject"; class-stratified, seeded, ``test_fraction`` of
+    them for testing -- the paper does not give the proportion); the images of **the remaining
+    subjects (the last 4)** form the second test set ``meta["x_test_other"]``,
+    ``meta["y_test_other"]`` ("different subject"). ``meta`` also holds the subject index of
+    every sample (``subject_train``, ``subject_test``, ``subject_other``) and the names.
+    Preprocessed frames are cached in ``root/.jacnb-lared-<size>.npz`` (rebuilt if the file
+    list changes).
 
     Raises:
-        DatasetMissingError: if ``root`` does not exist (with instructions).
-        NotImplementedError: if it exists -- the loader with the paper's subject split has not
-            been written yet.
+        DatasetMissingError: if ``root`` does not exist or holds no frames in this layout.
+        ValueError: if there are not more than ``n_train_subjects`` subjects, or a depth image
+            has no mask.
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetMissingError(
             f"lared: folder {root} not found. LaRED (Hsiao et al., 'LaRED: a large RGB-D "
             "extensible hand gesture dataset', ACM MMSys 2014) is not redistributable here and "
-            f"has no offline source; obtain it from its authors and extract it into {root}/."
+            f"has no offline source; obtain it from its authors and arrange it in {root}/ as "
+            "<subject>/<class>/<frame>_depth.png with <frame>_mask.png beside it "
+            "(see jacnb.data.load_lared)."
         )
-    raise NotImplementedError(
-        f"lared: found {root}, but the LaRED loader (with the paper's subject split) is not "
-        "implemented yet."
+    arrays = _lared_arrays(root, image_size, cache)
+    subjects, classes = [str(s) for s in arrays["subjects"]], [str(c) for c in arrays["classes"]]
+    x, y, subj = arrays["x"], arrays["y"], arrays["subject"]
+    if len(y) == 0:
+        raise DatasetMissingError(
+            f"lared: no <subject>/<class>/<frame>{LARED_DEPTH_SUFFIX}.png frames with masks "
+            f"under {root} (see jacnb.data.load_lared for the layout)"
+        )
+    if len(subjects) <= n_train_subjects:
+        raise ValueError(
+            f"lared: {len(subjects)} subjects in {root}; the split needs more than "
+            f"{n_train_subjects} (the first {n_train_subjects} train, the rest test)"
+        )
+    first = np.flatnonzero(subj < n_train_subjects)
+    other = np.flatnonzero(subj >= n_train_subjects)
+    n_test = int(round(test_fraction * len(first)))
+    if not 0 < n_test < len(first):
+        raise ValueError(f"test_fraction={test_fraction} leaves a part of the split empty")
+    tr_local, te_local = _stratified_split_indices(y[first], n_test, seed)
+    tr, te = first[tr_local], first[te_local]
+    xt = torch.from_numpy(x).unsqueeze(1)
+    yt = torch.from_numpy(y)
+
+    def take(idx: np.ndarray) -> tuple[Tensor, Tensor]:
+        i = torch.from_numpy(idx)
+        return xt[i], yt[i]
+
+    (x_tr, y_tr), (x_te, y_te), (x_ot, y_ot) = take(tr), take(te), take(other)
+    skipped = int(arrays["skipped"])
+    source = (
+        f"lared: {len(y):,} depth images of {len(classes)} gestures by {len(subjects)} subjects "
+        f"from {root}, hands masked, cropped and resized to {image_size}x{image_size}; subjects "
+        f"1-{n_train_subjects} ({', '.join(subjects[:n_train_subjects])}) split "
+        f"{len(tr):,}/{len(te):,} train/test (class-stratified, seed {seed}); subjects "
+        f"{n_train_subjects + 1}-{len(subjects)} ({', '.join(subjects[n_train_subjects:])}): "
+        f"{len(other):,} 'different subject' test images"
+        + (f"; {skipped} frames with an empty mask skipped" if skipped else "")
+    )
+    return Dataset(
+        name="lared",
+        x_train=x_tr,
+        y_train=y_tr,
+        x_test=x_te,
+        y_test=y_te,
+        n_classes=len(classes),
+        source=source,
+        meta={
+            "x_test_other": x_ot,
+            "y_test_other": y_ot,
+            "subject_train": torch.from_numpy(subj[tr]),
+            "subject_test": torch.from_numpy(subj[te]),
+            "subject_other": torch.from_numpy(subj[other]),
+            "subjects": subjects,
+            "classes": classes,
+            "root": str(root),
+            "seed": seed,
+            "test_fraction": test_fraction,
+            "skipped": skipped,
+        },
     )
 
 
@@ -650,8 +882,10 @@ def load_imagenet(root: str | os.PathLike[str]) -> Dataset:
     )
 
 
-def _load_lared(root: Path, download: bool = False, path: str | None = None) -> Dataset:
-    return load_lared(Path(path) if path else root / "lared")
+def _load_lared(
+    root: Path, download: bool = False, path: str | None = None, **kwargs: Any
+) -> Dataset:
+    return load_lared(Path(path) if path else root / "lared", **kwargs)
 
 
 def _load_imagenet(root: Path, download: bool = False, path: str | None = None) -> Dataset:
@@ -673,7 +907,8 @@ DATASETS: dict[str, str] = {
     "dim, sigma, n_train, n_test, seed)",
     "cube-manifold": "synthetic k-dim cube manifold in R^dim with known covering number "
     "(n_classes, k, dim, n_train, n_test, seed)",
-    "lared": "LaRED hand gestures, user folder ROOT/lared (stub)",
+    "lared": "LaRED hand gestures, user folder ROOT/lared (layout: jacnb.data.load_lared), "
+    "subject split of Sec. VI-B",
     "imagenet": "ImageNet, user folder ROOT/imagenet (stub)",
 }
 

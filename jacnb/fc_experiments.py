@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from jacnb import bounds
 from jacnb.data import (
@@ -39,7 +40,8 @@ from jacnb.data import (
 from jacnb.jacobian import spectral_norm
 from jacnb.models import fully_connected
 from jacnb.regularizers import make_regularizer
-from jacnb.results import ResultStore, run_grid
+from jacnb.results import ResultStore, canonical, run_grid
+from jacnb.stacked import train_stacked
 from jacnb.train import NonFiniteLossError, TrainConfig, accuracy, pick_device, train
 
 EXP_SELECT = "fc-jr-vs-wd-select"
@@ -218,23 +220,32 @@ def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
             y_test=y_val,
         )
     except NonFiniteLossError as err:  # a factor that diverges scores zero; the grid goes on
+        res = err
+    return _select_record(res, int(x_tr.shape[0]), int(x_val.shape[0]))
+
+
+def _select_record(
+    res: Mapping[str, Any] | NonFiniteLossError, n_fit: int, n_val: int
+) -> dict[str, Any]:
+    """The stored record of a selection run from its training result (or divergence)."""
+    if isinstance(res, NonFiniteLossError):
         res = {
             "test_acc": 0.0,
             "train_acc": float("nan"),
             "final_loss": float("nan"),
             "seconds": float("nan"),
             "device": str(pick_device()),
-            "diverged": str(err),
+            "diverged": str(res),
         }
     return {
         "diverged": res.get("diverged", ""),
-        "val_acc": res.pop("test_acc"),
+        "val_acc": res["test_acc"],
         "train_acc": res["train_acc"],
         "final_loss": res["final_loss"],
         "seconds": res["seconds"],
         "device": res["device"],
-        "n_fit": int(x_tr.shape[0]),
-        "n_val": int(x_val.shape[0]),
+        "n_fit": n_fit,
+        "n_val": n_val,
     }
 
 
@@ -322,6 +333,13 @@ def fig3_run(config: Mapping[str, Any]) -> dict[str, Any]:
             y_test=ds.y_test,
         )
     except NonFiniteLossError as err:  # recorded as a failed run (NaN accuracy), not hidden
+        return _fig3_record(err)
+    return _fig3_record(res)
+
+
+def _fig3_record(res: Mapping[str, Any] | NonFiniteLossError) -> dict[str, Any]:
+    """The stored record of a final Fig. 3 run from its training result (or divergence)."""
+    if isinstance(res, NonFiniteLossError):
         nan = float("nan")
         return {
             "test_acc": nan,
@@ -329,20 +347,178 @@ def fig3_run(config: Mapping[str, Any]) -> dict[str, Any]:
             "final_loss": nan,
             "seconds": nan,
             "device": str(pick_device()),
-            "diverged": str(err),
+            "diverged": str(res),
         }
-    res.pop("curves")
-    return {**res, "diverged": ""}
+    return {**{k: v for k, v in res.items() if k != "curves"}, "diverged": ""}
 
 
 def run_fig3(
     settings: Mapping[str, Any], dataset: str, store: ResultStore | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Selection grid, factor choice, final grid for one dataset: ``(select, chosen, final)``."""
-    select = run_grid(select_configs(settings, dataset), select_run, store, desc="select lambda")
+    """Selection grid, factor choice, final grid for one dataset: ``(select, chosen, final)``.
+
+    With ``settings["stack_seeds"]`` (see :func:`stack_seeds`) the runs of a configuration that
+    differ only in seed (and, in the selection grid, factor) are trained together.
+    """
+    stack = stack_seeds(settings)
+    select = run_grid_stacked(
+        select_configs(settings, dataset),
+        select_run,
+        select_run_stacked,
+        store,
+        desc="select lambda",
+        stack=stack,
+    )
     chosen = choose_lambdas(select)
-    final = run_grid(fig3_configs(settings, dataset, chosen), fig3_run, store, desc="Fig. 3")
+    final = run_grid_stacked(
+        fig3_configs(settings, dataset, chosen),
+        fig3_run,
+        fig3_run_stacked,
+        store,
+        desc="Fig. 3",
+        stack=stack,
+    )
     return select, chosen, final
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeds trained together (jacnb.stacked)
+# ---------------------------------------------------------------------------------------------
+
+#: Config keys in which runs trained together may differ.
+STACK_KEYS = ("seed", "lam")
+
+
+def stack_seeds(settings: Mapping[str, Any], device: str | torch.device | None = None) -> bool:
+    """Whether the profile trains the seeds of a configuration together (``jacnb.stacked``).
+
+    ``settings["stack_seeds"]``: ``True``, ``False`` (the default) or ``"auto"`` -- stacked on
+    CUDA only. On this project's 2-core CPU ``benchmarks/stacked_training.py`` measured stacking
+    at 0.75-0.97x the speed of separate runs (``cpu`` and paper nets), so ``smoke`` and ``cpu``
+    train separately; on a GPU a step of these small nets is bound by per-operation launch
+    overhead, which stacking divides by the number of seeds (expected there, not yet measured).
+    """
+    mode = settings.get("stack_seeds", False)
+    if mode == "auto":
+        return pick_device(device).type == "cuda"
+    if not isinstance(mode, bool):
+        raise ValueError(f"stack_seeds must be true, false or 'auto', got {mode!r}")
+    return mode
+
+
+def stack_groups(configs: Iterable[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Configs grouped by everything but :data:`STACK_KEYS` (and whether ``lam > 0``), in order
+    of first appearance: the runs that one stacked loop can train."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in configs:
+        rest = {k: v for k, v in c.items() if k not in STACK_KEYS}
+        key = canonical({**rest, "__reg_on": bool(c.get("lam", 0) > 0)})
+        groups.setdefault(key, []).append(dict(c))
+    return list(groups.values())
+
+
+def run_grid_stacked(
+    configs: Iterable[Mapping[str, Any]],
+    run: Any,
+    run_group: Any,
+    store: ResultStore | None = None,
+    desc: str = "runs",
+    stack: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """:func:`jacnb.results.run_grid`, with the missing runs of each :func:`stack_groups` group
+    trained together by ``run_group(configs) -> [record or exception]`` when ``stack``.
+
+    One record per config, as ``run(config)`` writes it; stored runs are never retrained, so a
+    group whose other seeds are stored trains only the missing ones (alone: ``run``). A member
+    whose ``run_group`` entry is an exception is not stored; the first such is raised after the
+    group's other records are stored (as ``run`` raising would stop the grid).
+    """
+    store = store or ResultStore()
+    configs = list(configs)
+    if stack:
+        todo = [c for c in configs if not store.has(c)]
+        groups = stack_groups(todo)
+        cached = len(configs) - len(todo)
+        bar = tqdm(
+            groups,
+            desc=f"{desc} ({cached} cached, {len(todo)} runs in {len(groups)} stacks)",
+            disable=not progress,
+        )
+        for group in bar:
+            if len(group) == 1:
+                store.put(group[0], run(group[0]))
+                continue
+            results = run_group(group)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            for config, res in zip(group, results, strict=True):
+                if not isinstance(res, BaseException):
+                    store.put(config, res)
+            if errors:
+                raise errors[0]
+    return run_grid(configs, run, store, desc=desc, progress=progress and not stack)
+
+
+def _train_stacked_by_size(
+    models: Sequence[nn.Module],
+    data: Sequence[tuple[Tensor, Tensor]],
+    configs: Sequence[TrainConfig],
+    regularizer: Any,
+    test: Any,
+) -> list[dict[str, Any] | NonFiniteLossError]:
+    """:func:`jacnb.stacked.train_stacked` over members with equally many training samples."""
+    out: list[Any] = [None] * len(models)
+    sizes: dict[int, list[int]] = {}
+    for i, (x, _) in enumerate(data):
+        sizes.setdefault(int(x.shape[0]), []).append(i)
+    for idx in sizes.values():
+        sub_test = test if test is None or isinstance(test, tuple) else [test[i] for i in idx]
+        res = train_stacked(
+            [models[i] for i in idx],
+            [data[i] for i in idx],
+            [configs[i] for i in idx],
+            regularizer,
+            sub_test,
+        )
+        for i, r in zip(idx, res, strict=True):
+            out[i] = r
+    return out
+
+
+def select_run_stacked(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`select_run` for runs differing in seed and factor only, trained together."""
+    ds = get_dataset(configs[0]["dataset"])
+    splits = []
+    for c in configs:
+        x, y = balanced_subset(ds.x_train, ds.y_train, c["n_train"], c["seed"])
+        splits.append(train_val_split(x, y, c["val_fraction"], c["seed"]))
+    models = [_build(c, ds, weight_norm=False) for c in configs]
+    results = _train_stacked_by_size(
+        models,
+        [(s[0], s[1]) for s in splits],
+        [_train_config(c, c["lam"]) for c in configs],
+        _regularizer(configs[0]),
+        [(s[2], s[3]) for s in splits],
+    )
+    return [
+        _select_record(r, int(s[0].shape[0]), int(s[2].shape[0]))
+        for r, s in zip(results, splits, strict=True)
+    ]
+
+
+def fig3_run_stacked(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`fig3_run` for the seeds of one configuration, trained together."""
+    ds = get_dataset(configs[0]["dataset"])
+    data = [balanced_subset(ds.x_train, ds.y_train, c["n_train"], c["seed"]) for c in configs]
+    models = [_build(c, ds, weight_norm=False) for c in configs]
+    results = _train_stacked_by_size(
+        models,
+        data,
+        [_train_config(c, c["lam"]) for c in configs],
+        _regularizer(configs[0]),
+        (ds.x_test, ds.y_test),
+    )
+    return [_fig3_record(r) for r in results]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,6 +632,11 @@ def trend(summary: pd.DataFrame, metric: str, along: str, within: str | None) ->
         grp = grp.sort_values(along)
         xs, ys = grp[along].to_numpy(float), grp[metric].to_numpy(float)
         slope = float(np.polyfit(xs, ys, 1)[0]) if len(xs) >= 2 else float("nan")
+        # A flat series fits a slope of ~1e-19, not 0: round away floating-point residue so
+        # "equal" never counts as "grows" or "falls".
+        scale = np.abs(ys).max(initial=0.0) / max(float(np.ptp(xs)) if len(xs) else 0.0, 1e-300)
+        if abs(slope) <= 1e-9 * scale:
+            slope = 0.0
         steps = np.diff(ys)
         rows.append(
             {
@@ -613,6 +794,33 @@ def fig4_run(config: Mapping[str, Any]) -> dict[str, Any]:
     x, y = balanced_subset(ds.x_train, ds.y_train, config["n_train"], config["seed"])
     model = _build(config, ds, weight_norm=True)
     res = train(model, x, y, _train_config(config))
+    return _fig4_record(config, ds, model, x, y, res)
+
+
+def fig4_run_stacked(
+    configs: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any] | NonFiniteLossError]:
+    """:func:`fig4_run` for the seeds of one configuration, trained together; the metrics are
+    computed per trained model. A diverged seed's entry is its error (not a record)."""
+    ds = get_dataset(configs[0]["dataset"])
+    data = [balanced_subset(ds.x_train, ds.y_train, c["n_train"], c["seed"]) for c in configs]
+    models = [_build(c, ds, weight_norm=True) for c in configs]
+    results = _train_stacked_by_size(models, data, [_train_config(c) for c in configs], None, None)
+    return [
+        r if isinstance(r, NonFiniteLossError) else _fig4_record(c, ds, m, x, y, r)
+        for c, m, (x, y), r in zip(configs, models, data, results, strict=True)
+    ]
+
+
+def _fig4_record(
+    config: Mapping[str, Any],
+    ds: Dataset,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    res: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The stored record of a Fig. 4 run: the metrics of the trained model and its timing."""
     t0 = time.perf_counter()
     metrics = weight_norm_metrics(model, x, y, ds.x_test, ds.y_test, config["n_margin"])
     return {
@@ -646,8 +854,16 @@ FIG4_METRICS = (
 def run_fig4(
     settings: Mapping[str, Any], dataset: str, store: ResultStore | None = None
 ) -> pd.DataFrame:
-    """The Fig. 4 grid (cached in the store)."""
-    return run_grid(fig4_configs(settings, dataset), fig4_run, store, desc="Fig. 4")
+    """The Fig. 4 grid (cached in the store); seeds trained together where
+    :func:`stack_seeds` says so."""
+    return run_grid_stacked(
+        fig4_configs(settings, dataset),
+        fig4_run,
+        fig4_run_stacked,
+        store,
+        desc="Fig. 4",
+        stack=stack_seeds(settings),
+    )
 
 
 def layer_norms_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -6,8 +6,11 @@ the (flattened) input. The paper's ``f`` ends in a softmax (eq. 17), so every fu
 
 Samples are never looped over in Python: the per-sample Jacobians come from batched
 vector-Jacobian products. A model whose samples interact in the forward pass (batch norm in
-training mode) has no per-sample Jacobian; put it in ``eval()`` mode first, or read the batch
-norm note in the convolutional chapter.
+training mode) has no per-sample Jacobian as it stands: every output depends on the whole batch
+through the batch mean and variance. Eq. (49) needs ``J(x_i)`` per sample, so
+:func:`logits_and_frobenius_sq` (hence the Jacobian regularizer) takes it with the batch
+statistics held fixed by default (:func:`fixed_batch_statistics`, Sec. VI-B2); for evaluation put
+the model in ``eval()`` mode (running statistics), where the samples are independent anyway.
 
 Strategy for the exact Frobenius norm (eq. 49): ``"class_loop"`` runs C backward passes, one per
 output; ``"vmap"`` runs one batched backward (``is_grads_batched``). Which is faster depends on
@@ -17,16 +20,20 @@ class loop won on conv nets and vmap on fully connected nets, so ``"auto"`` pick
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 Output = Literal["softmax", "logits"]
 OUTPUTS = ("softmax", "logits")
+BatchNormMode = Literal["fixed", "coupled"]
+BATCH_NORM_MODES = ("fixed", "coupled")
 
 
 def network_output(model: nn.Module, x: Tensor, output: Output = "softmax") -> Tensor:
@@ -94,6 +101,47 @@ def input_jacobian_functional(model: nn.Module, x: Tensor, output: Output = "sof
     return jac.reshape(x.shape[0], jac.shape[1], -1)
 
 
+def training_batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The batch-norm layers of ``model`` that are in training mode (they couple the samples)."""
+    return [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+    ]
+
+
+@contextlib.contextmanager
+def fixed_batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Batch norm with the current batch's statistics held fixed (Sec. VI-B2, Table III).
+
+    In training mode a batch-norm layer normalizes ``z`` by the mean and variance of the whole
+    batch, so ``f(x_i)`` depends on every ``x_j`` of the batch and autograd's input gradient of
+    ``sum_i f_k(x_i)`` mixes the samples. Inside this context every batch-norm layer in
+    training mode computes the mean and (biased) variance of its input over the batch as
+    usual, but *detached*: the net becomes, for this batch, a fixed per-sample map
+    ``x -> f(x; mu_B, sigma_B^2)``, whose Jacobian ``J(x_i)`` is what eq. (49) penalizes. The
+    gradient of the penalty with respect to the weights then treats ``mu_B, sigma_B^2`` as
+    constants. The running statistics are not updated inside the context (the ordinary forward
+    pass of the training step does that once). Layers in ``eval()`` mode are left alone.
+    """
+    layers = training_batch_norms(model)
+
+    def make_forward(bn: nn.modules.batchnorm._BatchNorm):
+        def forward(z: Tensor) -> Tensor:
+            dims = [0, *range(2, z.dim())]
+            mean = z.detach().mean(dims)
+            var = z.detach().var(dims, unbiased=False)
+            return F.batch_norm(z, mean, var, bn.weight, bn.bias, training=False, eps=bn.eps)
+
+        return forward
+
+    for bn in layers:
+        bn.forward = make_forward(bn)  # an instance attribute shadows the class's forward
+    try:
+        yield
+    finally:
+        for bn in layers:
+            del bn.forward
+
+
 def frobenius_sq(
     model: nn.Module,
     x: Tensor,
@@ -102,15 +150,18 @@ def frobenius_sq(
     output: Output = "softmax",
     strategy: str = "auto",
     generator: torch.Generator | None = None,
+    batch_norm: BatchNormMode = "fixed",
 ) -> Tensor:
     """``||J(x_i)||_F^2`` per sample, shape ``[B]``, differentiable w.r.t. the model parameters.
 
     ``method="exact"``: the sum of the C squared rows ``g_k(x_i)`` (eq. 50).
     ``method="projection"``: the unbiased estimator ``C * mean_p ||v_p^T J(x_i)||^2`` with
     ``v_p`` uniform on the unit sphere of R^C (``E[v v^T] = I / C``), ``n_proj`` draws per sample,
-    each one backward pass.
+    each one backward pass. ``batch_norm``: see :func:`logits_and_frobenius_sq`.
     """
-    return logits_and_frobenius_sq(model, x, method, n_proj, output, strategy, generator)[1]
+    return logits_and_frobenius_sq(
+        model, x, method, n_proj, output, strategy, generator, batch_norm
+    )[1]
 
 
 def logits_and_frobenius_sq(
@@ -121,11 +172,21 @@ def logits_and_frobenius_sq(
     output: Output = "softmax",
     strategy: str = "auto",
     generator: torch.Generator | None = None,
+    batch_norm: BatchNormMode = "fixed",
 ) -> tuple[Tensor, Tensor]:
     """``(model(x), ||J(x_i)||_F^2)`` from one forward pass, for a training step that needs both.
 
     The logits keep their graph (through an input that requires grad), so a loss built on them
     and the penalty share the forward pass; see :func:`frobenius_sq` for ``method``.
+
+    Batch norm in training mode (Sec. VI-B2): with ``batch_norm="fixed"`` (the default) the
+    logits come from the ordinary training forward pass (batch statistics with their gradients,
+    running statistics updated once), and the penalty from a second forward pass under
+    :func:`fixed_batch_statistics`, i.e. the per-sample ``J(x_i)`` of the net with this batch's
+    mean and variance as constants. ``batch_norm="coupled"`` differentiates the training
+    forward pass as it is: the "Jacobian" of sample i then also collects the derivatives of the
+    other samples' outputs through the batch statistics -- not eq. (49); kept to show the
+    difference. Without batch norm in training mode both modes are the same single pass.
     """
     if method not in ("exact", "projection"):
         raise ValueError(f"method must be 'exact' or 'projection', got {method!r}")
@@ -133,6 +194,26 @@ def logits_and_frobenius_sq(
         raise ValueError(f"n_proj must be >= 1, got {n_proj}")
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if batch_norm not in BATCH_NORM_MODES:
+        raise ValueError(f"batch_norm must be one of {BATCH_NORM_MODES}, got {batch_norm!r}")
+    if batch_norm == "fixed" and training_batch_norms(model):
+        logits = model(x)
+        with fixed_batch_statistics(model):
+            _, fro = _logits_and_frobenius_sq(model, x, method, n_proj, output, strategy, generator)
+        return logits, fro
+    return _logits_and_frobenius_sq(model, x, method, n_proj, output, strategy, generator)
+
+
+def _logits_and_frobenius_sq(
+    model: nn.Module,
+    x: Tensor,
+    method: Literal["exact", "projection"],
+    n_proj: int,
+    output: Output,
+    strategy: str,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor]:
+    """One forward pass giving the logits and ``||J(x_i)||_F^2`` (arguments checked)."""
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         logits = model(xg)
@@ -268,6 +349,7 @@ def projection_standard_error(samples: Tensor) -> float:
 __all__: list[str] = [
     "average_jacobian",
     "average_jacobian_times",
+    "fixed_batch_statistics",
     "frobenius_sq",
     "input_jacobian",
     "input_jacobian_functional",
@@ -277,4 +359,5 @@ __all__: list[str] = [
     "projection_standard_error",
     "residual_expansion",
     "spectral_norm",
+    "training_batch_norms",
 ]

@@ -83,6 +83,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "val_fraction": 0.2,
             "jr_method": "projection",
             "n_proj": 1,
+            "stack_seeds": False,
         },
         "cpu": {
             "datasets": ["mnist-10k", "cifar10"],
@@ -108,6 +109,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "val_fraction": 0.3,
             "jr_method": "projection",
             "n_proj": 1,
+            "stack_seeds": False,
         },
         "paper": {
             "datasets": ["mnist", "cifar10"],
@@ -133,6 +135,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "val_fraction": 0.2,
             "jr_method": "exact",
             "n_proj": 1,
+            "stack_seeds": "auto",
         },
     },
     # Sec. VI-A2, Fig. 4 (notebooks/03_weight_norm.ipynb, jacnb.fc_experiments).
@@ -150,6 +153,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 128,
             "momentum": 0.9,
             "n_margin": 16,
+            "stack_seeds": False,
         },
         "cpu": {
             "dataset": "mnist-10k",
@@ -164,6 +168,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 128,
             "momentum": 0.9,
             "n_margin": 64,
+            "stack_seeds": False,
         },
         "paper": {
             "dataset": "mnist",
@@ -178,6 +183,178 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 128,
             "momentum": 0.9,
             "n_margin": 256,
+            "stack_seeds": "auto",
+        },
+    },
+    # Sec. VI-B, Tables II, III (notebooks/04_convolutional.ipynb, jacnb.conv_experiments).
+    # One block per table. A panel runs "dataset" if it is on disk, else the first of
+    # "fallbacks" that is (labelled "X (stand-in for Y)"), else it says "not run: dataset
+    # absent". "image_size": inputs resized to this square side (None: native size).
+    # "n_test": class-balanced test subset (None: the whole test set).
+    "convolutional": {
+        "smoke": {
+            "datasets": ["digits", "lared", "cifar10"],
+            "table2": {
+                "panels": [
+                    {"paper": "MNIST", "dataset": "digits", "fallbacks": [], "n_train": [200, 400]},
+                    {"paper": "LaRED", "dataset": "lared", "fallbacks": [], "n_train": [200, 400]},
+                ],
+                "image_size": None,
+                "n_test": None,
+                "seeds": [0, 1],
+                "epochs": 6,
+                "lr": 0.05,
+                "lr_drop_every": 3,
+                "batch_size": 64,
+                "momentum": 0.9,
+                "lambdas": {"weight_decay": [1e-4, 1e-2], "jacobian": [0.01, 1.0]},
+                "select_n_train": [200],
+                "select_seeds": [0],
+                "val_fraction": 0.2,
+                "jr_method": "projection",
+                "n_proj": 1,
+            },
+            "table3": {
+                "panels": [
+                    {
+                        "paper": "CIFAR-10",
+                        "dataset": "cifar10",
+                        "fallbacks": ["fashion-mnist", "digits"],
+                        "n_train": [50, 100],
+                    },
+                ],
+                "image_size": 16,
+                "n_test": 100,
+                "seeds": [0, 1],
+                "epochs": 1,
+                "lr": 0.1,
+                "lr_drop_every": 1,
+                "batch_size": 64,
+                "momentum": 0.9,
+                "lambdas": {"jacobian": [0.1, 1.0]},
+                "select_n_train": [50],
+                "select_seeds": [0],
+                "val_fraction": 0.2,
+                "jr_method": "projection",
+                "n_proj": 1,
+            },
+        },
+        "cpu": {
+            "datasets": ["mnist-10k", "digits", "lared", "cifar10"],
+            "table2": {
+                "panels": [
+                    {
+                        "paper": "MNIST",
+                        "dataset": "mnist-10k",
+                        "fallbacks": [],
+                        "n_train": [1000, 5000],
+                    },
+                    {
+                        "paper": "LaRED",
+                        "dataset": "lared",
+                        "fallbacks": [],
+                        "n_train": [2000, 5000],
+                    },
+                ],
+                "image_size": None,
+                "n_test": None,
+                "seeds": [0, 1],
+                "epochs": 6,
+                "lr": 0.05,
+                "lr_drop_every": 2,
+                "batch_size": 32,
+                "momentum": 0.9,
+                "lambdas": {"weight_decay": [1e-4, 1e-3, 1e-2], "jacobian": [0.01, 0.1, 1.0]},
+                "select_n_train": [1000],
+                "select_seeds": [0],
+                "val_fraction": 0.2,
+                "jr_method": "projection",
+                "n_proj": 1,
+            },
+            "table3": {
+                "panels": [
+                    {
+                        "paper": "CIFAR-10",
+                        "dataset": "cifar10",
+                        "fallbacks": ["fashion-mnist", "digits"],
+                        "n_train": [100, 400],
+                    },
+                ],
+                "image_size": 16,
+                "n_test": 1000,
+                "seeds": [0, 1],
+                "epochs": 4,
+                "lr": 0.1,
+                "lr_drop_every": 2,
+                "batch_size": 32,
+                "momentum": 0.9,
+                "lambdas": {"jacobian": [0.001, 0.01, 0.1]},
+                "select_n_train": [100],
+                "select_seeds": [0],
+                "val_fraction": 0.3,
+                "jr_method": "projection",
+                "n_proj": 1,
+            },
+        },
+        "paper": {
+            "datasets": ["mnist", "lared", "cifar10"],
+            "table2": {
+                "panels": [
+                    {
+                        "paper": "MNIST",
+                        "dataset": "mnist",
+                        "fallbacks": [],
+                        "n_train": [1000, 5000, 20000, 50000],
+                    },
+                    {
+                        "paper": "LaRED",
+                        "dataset": "lared",
+                        "fallbacks": [],
+                        "n_train": [2000, 5000, 10000, 50000],
+                    },
+                ],
+                "image_size": None,
+                "n_test": None,
+                "seeds": [0, 1, 2, 3, 4],
+                "epochs": 120,
+                "lr": 0.01,
+                "lr_drop_every": 40,
+                "batch_size": 128,
+                "momentum": 0.9,
+                "lambdas": {
+                    "weight_decay": [1e-5, 1e-4, 1e-3, 1e-2],
+                    "jacobian": [1e-3, 1e-2, 1e-1, 1.0],
+                },
+                "select_n_train": None,
+                "select_seeds": [0],
+                "val_fraction": 0.2,
+                "jr_method": "exact",
+                "n_proj": 1,
+            },
+            "table3": {
+                "panels": [
+                    {
+                        "paper": "CIFAR-10",
+                        "dataset": "cifar10",
+                        "fallbacks": [],
+                        "n_train": [2500, 10000, 50000],
+                    },
+                ],
+                "image_size": None,
+                "n_test": None,
+                "seeds": [0, 1, 2],
+                "epochs": 75,
+                "lr": 0.1,
+                "lr_drop_every": 25,
+                "batch_size": 64,
+                "momentum": 0.9,
+                "lambdas": {"jacobian": [1e-3, 1e-2, 1e-1, 1.0]},
+                "select_n_train": None,
+                "select_seeds": [0],
+                "val_fraction": 0.2,
+                "jr_method": "exact",
+                "n_proj": 1,
+            },
         },
     },
     # Sec. VI-C, Tables IV, V, Fig. 5 (notebooks/05_resnet.ipynb, jacnb.resnet_experiments).
@@ -223,8 +400,8 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                 "image_size": 32,
                 "rows": [
                     {"n_train": 500, "augment": "none", "lam": 1.0},
-                    {"n_train": 2000, "augment": "none", "lam": 1.0},
-                    {"n_train": 4000, "augment": "cifar", "lam": 0.1},
+                    {"n_train": 1000, "augment": "none", "lam": 1.0},
+                    {"n_train": 2000, "augment": "cifar", "lam": 0.1},
                 ],
                 "n_test": 2000,
                 "schedule": [[0.01, 1], [0.05, 3], [0.005, 3], [0.0005, 1]],
@@ -277,16 +454,25 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             },
         },
     },
-    # Sec. VI-D, Table VI (notebooks/06_timing.ipynb, jacnb.timing).
+    # Sec. VI-D, Table VI (notebooks/06_timing.ipynb, jacnb.timing). The top-level values apply
+    # to every device; a "cpu"/"cuda" block overrides them for the rows timed on that device.
+    # "mnist_batch"/"resnet_batch": training batch of the MNIST conv net / ResNet-18 (input
+    # 3 x resnet_size^2); "repeats" timed steps per row after "warmup" untimed ones, in
+    # "rounds" interleaved blocks (rounds = repeats: one step per regularizer in turn); "threads":
+    # torch CPU threads (None: torch's default). One thread at smoke/cpu: on a shared 2-core
+    # machine a 2-thread step stalls whenever another process takes a core, so its times (and
+    # ratios) scatter far more. Fig. 4's cost: max ||J(x)||_2 over "fig4_n" images, the naive
+    # per-sample loop timed on "naive_n" of them and extrapolated.
     "timing": {
         "smoke": {
             "datasets": ["mnist-10k"],
             "mnist_batch": 16,
             "resnet_batch": 2,
-            "resnet_size": 32,
+            "resnet_size": 16,
             "repeats": 1,
             "warmup": 1,
             "rounds": 1,
+            "threads": 1,
             "fig4_n": 300,
             "naive_n": 10,
             "seeds": [0],
@@ -294,11 +480,12 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "cpu": {
             "datasets": ["mnist-10k"],
             "mnist_batch": 128,
-            "resnet_batch": 4,
+            "resnet_batch": 16,
             "resnet_size": 128,
-            "repeats": 5,
-            "warmup": 1,
-            "rounds": 1,
+            "repeats": 10,
+            "warmup": 2,
+            "rounds": 10,
+            "threads": 1,
             "fig4_n": 10000,
             "naive_n": 200,
             "seeds": [0],
@@ -310,10 +497,13 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "resnet_size": 128,
             "repeats": 30,
             "warmup": 5,
-            "rounds": 3,
+            "rounds": 30,
+            "threads": None,
             "fig4_n": 10000,
             "naive_n": 10000,
             "seeds": [0],
+            # A ResNet-18 step at batch 256, 128x128 takes minutes on a CPU: smaller CPU rows.
+            "cpu": {"resnet_batch": 16, "repeats": 10, "warmup": 2, "rounds": 10, "naive_n": 1000},
         },
     },
     "low_rank": {

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from jacnb.jacobian import Output, logits_and_frobenius_sq
+from jacnb.jacobian import BatchNormMode, Output, logits_and_frobenius_sq
 from jacnb.models import WeightNormConv2d, WeightNormLinear
 
 #: Layers whose weight the per-layer regularizer (eq. 52) acts on.
@@ -56,13 +56,17 @@ class JacobianRegularizer:
     """``R_F(W) = 1/m sum_i ||J(x_i)||_F^2`` (eq. 49) over the batch ``x``.
 
     ``method="exact"`` sums the C squared input gradients (eq. 50); ``method="projection"`` uses
-    ``n_proj`` random unit projections per sample (unbiased, cheaper).
+    ``n_proj`` random unit projections per sample (unbiased, cheaper). ``batch_norm``: how a net
+    with batch norm in training mode is differentiated; ``"fixed"`` (default) takes ``J(x_i)``
+    per sample with the batch's mean and variance held fixed (Sec. VI-B2, see
+    :func:`jacnb.jacobian.fixed_batch_statistics`), ``"coupled"`` the naive batch gradient.
     """
 
     method: Literal["exact", "projection"] = "exact"
     n_proj: int = 1
     output: Output = "softmax"
     strategy: str = "auto"
+    batch_norm: BatchNormMode = "fixed"
 
     def __call__(self, model: nn.Module, x: Tensor) -> Tensor:
         return self.logits_and_penalty(model, x)[1]
@@ -70,7 +74,7 @@ class JacobianRegularizer:
     def logits_and_penalty(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(model(x), R_F)`` from one shared forward pass."""
         logits, fro = logits_and_frobenius_sq(
-            model, x, self.method, self.n_proj, self.output, self.strategy
+            model, x, self.method, self.n_proj, self.output, self.strategy, None, self.batch_norm
         )
         return logits, fro.mean()
 

@@ -147,11 +147,10 @@ def test_missing_data_error_names_the_fix(tmp_path, name, fix):
     assert str(tmp_path) in str(ei.value)
 
 
-def test_lared_stub(tmp_path):
-    with pytest.raises(DatasetMissingError):
-        load_lared(tmp_path / "nope")
-    with pytest.raises(NotImplementedError):
-        load_lared(tmp_path)
+def test_lared_missing_or_empty_folder_says_what_to_do(tmp_path):
+    for root in (tmp_path / "nope", tmp_path):
+        with pytest.raises(DatasetMissingError, match="lared"):
+            load_lared(root)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -345,3 +345,141 @@ def test_projected_cost_arithmetic():
     }
     runs = fx.fig3_workload(paper, {"mnist": 784, "cifar10": 3072})
     assert len(runs) == 2 * 2 * 3 * (3 * 4 + 3 * 5)
+
+
+# --- seeds trained together (jacnb.stacked) -------------------------------------------------
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny nets: one thread (two threads on a loaded 2-core machine mostly wait)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _records(store: ResultStore, configs) -> list[dict]:
+    return [store.get(c) for c in configs]
+
+
+def _assert_records_match(stacked: list[dict], separate: list[dict]) -> None:
+    """Same keys in the same order; same numbers up to float32 rounding of another code path."""
+    for a, b in zip(stacked, separate, strict=True):
+        assert list(a) == list(b)
+        for key, value in b.items():
+            if key in ("seconds", "eval_seconds"):
+                assert a[key] > 0
+            elif isinstance(value, float) and not math.isnan(value):
+                assert a[key] == pytest.approx(value, rel=1e-3, abs=1e-4), key
+            elif not isinstance(value, float | list):
+                assert a[key] == value, key
+
+
+def test_stacked_fig3_grids_write_the_records_separate_runs_write(tmp_path, one_thread):
+    sep, stk = ResultStore(tmp_path / "sep"), ResultStore(tmp_path / "stk")
+    select = fx.select_configs(TINY_FC, "digits")
+    run_grid(select, fx.select_run, sep, progress=False)
+    calls: list[int] = []
+
+    def group(configs):
+        calls.append(len(configs))
+        return fx.select_run_stacked(configs)
+
+    fx.run_grid_stacked(select, fx.select_run, group, stk, stack=True, progress=False)
+    assert calls == [2, 2]  # per regularizer: its two factors (one selection seed) together
+    _assert_records_match(_records(stk, select), _records(sep, select))
+    chosen = fx.choose_lambdas(sep.frame(fx.EXP_SELECT))
+    final = fx.fig3_configs(TINY_FC, "digits", chosen)
+    run_grid(final, fx.fig3_run, sep, progress=False)
+    fx.run_grid_stacked(final, fx.fig3_run, fx.fig3_run_stacked, stk, stack=True, progress=False)
+    _assert_records_match(_records(stk, final), _records(sep, final))
+
+
+def test_stacked_grid_trains_only_the_missing_seeds(tmp_path, one_thread):
+    store = ResultStore(tmp_path)
+    chosen = pd.DataFrame(
+        [
+            {"dataset": "digits", "regularizer": r, "depth": 2, "n_train": n, "lam": 0.01}
+            for r in fx.REGULARIZERS
+            for n in (100, 200)
+        ]
+    )
+    settings = {**TINY_FC, "seeds": [0, 1, 2]}
+    configs = fx.fig3_configs(settings, "digits", chosen)
+    done = [c for c in configs if c["seed"] == 1 or (c["seed"] == 2 and c["n_train"] == 200)]
+    run_grid(done, fx.fig3_run, store, progress=False)
+    before = {config_key(c): store.path(c).read_text() for c in done}
+    single: list[tuple] = []
+    groups: list[list[int]] = []
+
+    def run(cfg):
+        single.append((cfg["regularizer"], cfg["n_train"], cfg["seed"]))
+        return fx.fig3_run(cfg)
+
+    def run_group(cfgs):
+        groups.append([c["seed"] for c in cfgs])
+        return fx.fig3_run_stacked(cfgs)
+
+    frame = fx.run_grid_stacked(configs, run, run_group, store, stack=True, progress=False)
+    assert len(frame) == len(configs) and frame["key"].is_unique
+    assert sorted(groups) == [[0, 2], [0, 2]]  # n_train 100: seeds 0 and 2 together
+    assert sorted(single) == [("jacobian", 200, 0), ("weight_decay", 200, 0)]  # alone
+    assert {config_key(c): store.path(c).read_text() for c in done} == before  # not retrained
+    single.clear()
+    groups.clear()
+    fx.run_grid_stacked(configs, run, run_group, store, stack=True, progress=False)
+    assert single == [] and groups == []
+
+
+def test_stacked_fig4_matches_separate_runs(tmp_path, one_thread):
+    settings = {
+        "profile": "test",
+        "n_train": 100,
+        "depths": [2],
+        "width_factors": [1],
+        "seeds": [0, 1],
+        "epochs": 2,
+        "lr": 0.1,
+        "lr_drop_every": 1,
+        "batch_size": 50,
+        "momentum": 0.9,
+        "n_margin": 4,
+    }
+    sep, stk = ResultStore(tmp_path / "sep"), ResultStore(tmp_path / "stk")
+    fx.run_fig4({**settings, "stack_seeds": False}, "digits", sep)
+    fx.run_fig4({**settings, "stack_seeds": True}, "digits", stk)
+    configs = fx.fig4_configs(settings, "digits")
+    assert len(stk.records(fx.EXP_FIG4)) == 2
+    _assert_records_match(_records(stk, configs), _records(sep, configs))
+
+
+def test_stack_seeds_setting_and_groups():
+    assert fx.stack_seeds({}) is False
+    assert fx.stack_seeds({"stack_seeds": True}) is True
+    assert fx.stack_seeds({"stack_seeds": "auto"}, device="cpu") is False
+    assert fx.stack_seeds({"stack_seeds": "auto"}, device="cuda") is True
+    with pytest.raises(ValueError, match="stack_seeds"):
+        fx.stack_seeds({"stack_seeds": "yes"})
+    configs = [
+        {"depth": 2, "seed": 0, "lam": 0.1},
+        {"depth": 3, "seed": 0, "lam": 0.1},
+        {"depth": 2, "seed": 1, "lam": 1.0},
+        {"depth": 2, "seed": 1, "lam": 0.0},
+    ]
+    groups = fx.stack_groups(configs)
+    assert [[(c["depth"], c["seed"], c["lam"]) for c in g] for g in groups] == [
+        [(2, 0, 0.1), (2, 1, 1.0)],
+        [(3, 0, 0.1)],
+        [(2, 1, 0.0)],
+    ]
+
+
+def test_flat_trend_is_neither_growth_nor_fall():
+    """Equal accuracies at two widths must not count as 'grows with width' (polyfit leaves a
+    ~1e-19 slope on a flat series)."""
+    summary = pd.DataFrame({"depth": [4, 4], "width": [784, 1568], "test_acc": [0.9105, 0.9105]})
+    assert fx.trend(summary, "test_acc", "width", "depth")["slope"].tolist() == [0.0]
+    for direction in (1, -1):
+        v = fx.verdict_trend(summary, "test_acc", "width", "depth", direction, "claim")
+        assert v["verdict"] == fx.NOT_REPRODUCED
