@@ -49,9 +49,21 @@ def _has_conv(model: nn.Module) -> bool:
 
 
 def _output_grads(
-    f: Tensor, x: Tensor, create_graph: bool, strategy: str, model: nn.Module
+    f: Tensor,
+    x: Tensor,
+    create_graph: bool,
+    strategy: str,
+    model: nn.Module,
+    sums_to_one: bool = False,
 ) -> Tensor:
-    """All C rows of J for every sample: ``[B, C, *x.shape[1:]]`` via vector-Jacobian products."""
+    """All C rows of J for every sample: ``[B, C, *x.shape[1:]]`` via vector-Jacobian products.
+
+    ``sums_to_one``: the outputs sum to one (softmax, eq. 17), so the rows of J sum to zero and
+    the last row is minus the sum of the others -- exactly; C - 1 products instead of C.
+    """
+    if sums_to_one and f.shape[1] > 1:
+        head = _output_grads(f[:, :-1], x, create_graph, strategy, model)
+        return torch.cat([head, -head.sum(dim=1, keepdim=True)], dim=1)
     n_out = f.shape[1]
     if strategy == "auto":
         strategy = "class_loop" if _has_conv(model) else "vmap"
@@ -87,7 +99,14 @@ def input_jacobian(
     xg = _prepared_input(x)
     with torch.enable_grad():
         f = network_output(model, xg, output)
-        g = _output_grads(f, xg, create_graph=False, strategy=strategy, model=model)
+        g = _output_grads(
+            f,
+            xg,
+            create_graph=False,
+            strategy=strategy,
+            model=model,
+            sums_to_one=output == "softmax",
+        )
     return g.reshape(g.shape[0], g.shape[1], -1).detach()
 
 
@@ -219,7 +238,7 @@ def _logits_and_frobenius_sq(
         logits = model(xg)
         f = torch.softmax(logits, dim=-1) if output == "softmax" else logits
         if method == "exact":
-            g = _output_grads(f, xg, create_graph=True, strategy=strategy, model=model)
+            g = _output_grads(f, xg, True, strategy, model, sums_to_one=output == "softmax")
             return logits, g.pow(2).flatten(2).sum(dim=(1, 2))
         n_out = f.shape[1]
         v = torch.randn(n_proj, *f.shape, dtype=f.dtype, device=f.device, generator=generator)

@@ -127,7 +127,11 @@ def training_step(
     if not math.isfinite(value):
         return value
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    # Only the parameters: the Jacobian regularizers differentiate through an input that
+    # requires grad, and a plain backward() would also compute d loss / d x (one wasted
+    # input-gradient pass through the first layer).
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+    loss.backward(inputs=params)
     optimizer.step()
     return value
 
