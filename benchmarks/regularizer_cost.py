@@ -53,6 +53,7 @@ REGULARIZERS = (
     "weight_decay",
     "exact_class_loop",
     "exact_vmap",
+    "naive_class_loop",
     "projection_1",
     "projection_4",
     "per_layer",
@@ -79,6 +80,18 @@ def auto_strategy(model: nn.Module) -> str:
     return "class_loop" if _has_conv(model) else "vmap"
 
 
+def naive_class_loop(model: nn.Module, x: Tensor) -> Tensor:
+    """The reference the exact rows must not lose to: eq. (49) written the plain way, its own
+    forward pass and one ``autograd.grad`` per class (all C of them, softmax output)."""
+    xg = x.detach().requires_grad_(True)
+    f = torch.softmax(model(xg), dim=-1)
+    total = x.new_zeros(())
+    for k in range(f.shape[1]):
+        (g,) = torch.autograd.grad(f[:, k].sum(), xg, create_graph=True)
+        total = total + g.pow(2).sum()
+    return total / x.shape[0]
+
+
 def make_regularizer(name: str) -> RegFn | None:
     """The regularizer ``reg(model, x) -> scalar`` behind a row label of :data:`REGULARIZERS`."""
     builders: dict[str, Callable[[], RegFn | None]] = {
@@ -86,6 +99,7 @@ def make_regularizer(name: str) -> RegFn | None:
         "weight_decay": WeightDecay,
         "exact_class_loop": lambda: JacobianRegularizer(strategy="class_loop"),
         "exact_vmap": lambda: JacobianRegularizer(strategy="vmap"),
+        "naive_class_loop": lambda: naive_class_loop,
         "projection_1": lambda: JacobianRegularizer(method="projection", n_proj=1),
         "projection_4": lambda: JacobianRegularizer(method="projection", n_proj=4),
         "per_layer": PerLayerJacobianRegularizer,
@@ -400,6 +414,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         verdict = "the faster one" if picked == faster else f"slower; {faster} won here"
         auto_rows.append({"net": net, "auto_picks": picked, "measured_faster": faster})
         print(f"strategy='auto' on {net}: {picked} ({verdict})")
+        if "naive_class_loop" in med:
+            lib = med[f"exact_{picked}"] / med["naive_class_loop"]
+            print(f"  exact R_F ({picked}) / plain loop over all C classes: {lib:.2f}")
 
     print(
         f"\nexact R_F vs projection estimator (n_proj=1, {draws} draws, one fixed batch of "

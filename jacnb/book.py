@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -147,14 +148,35 @@ def vendor_mathjax(book_dir: Path = BOOK) -> bool:
     return True
 
 
+#: Datasets torchvision can download where there is internet (``load_dataset(download=True)``).
+DOWNLOADABLE_DATASETS = ("mnist", "cifar10")
+
+
 def prepare(profile: str, chapters: Sequence[str]) -> None:
-    """Fetch/convert the datasets the chapters need at this profile (offline sources only)."""
+    """Get the datasets the chapters need at this profile: offline sources first; MNIST and
+    CIFAR-10 through torchvision's download where there is internet. A dataset that cannot be
+    had is reported here, and the chapters then say "not run: dataset absent" (or stop with the
+    loader's message); nothing is substituted."""
+    from jacnb.data import DatasetMissingError, load_dataset
     from jacnb.prepare_data import prepare as prepare_data
 
     needed = sorted({d for c in chapters for d in datasets_needed(c, profile)})
     offline = [d for d in needed if d in OFFLINE_DATASETS]
     if offline:
         prepare_data(offline)
+    for name in (d for d in needed if d in DOWNLOADABLE_DATASETS):
+        try:
+            load_dataset(name)
+        except DatasetMissingError:
+            try:
+                socket.setdefaulttimeout(30)  # a firewalled network must not hang the build
+                load_dataset(name, download=True)
+                print(f"[jacnb.book] {name}: downloaded with torchvision")
+            except Exception as err:  # noqa: BLE001 - offline: any network error means absent
+                why = type(err).__name__
+                print(f"[jacnb.book] {name}: absent and not downloadable here ({why})")
+            finally:
+                socket.setdefaulttimeout(None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
