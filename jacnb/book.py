@@ -102,8 +102,8 @@ def build_html(
             "-n",
             "--keep-going",
         ]
-        if output is not None:
-            cmd += ["--path-output", str(output)]
+        # Explicit: with --config elsewhere, Jupyter Book 1.x would write to <cwd>/_build.
+        cmd += ["--path-output", str(output or book_dir)]
         subprocess.run(cmd, check=True)
     return (output or book_dir) / "_build" / "html"
 

@@ -80,3 +80,14 @@ def test_prepare_reports_an_undownloadable_dataset_and_goes_on(monkeypatch, caps
     book.prepare("paper", ["02_fully_connected"])
     assert ("cifar10", True) in calls and ("mnist", True) in calls
     assert "cifar10: absent and not downloadable here" in capsys.readouterr().out
+
+
+def test_build_html_writes_into_the_book_folder_by_default(monkeypatch, tmp_path):
+    """The README promises book/_build/html; Jupyter Book 1.x with --config elsewhere would
+    otherwise write to <cwd>/_build."""
+    seen = {}
+    monkeypatch.setattr(book.subprocess, "run", lambda cmd, check: seen.setdefault("cmd", cmd))
+    html = book.build_html(book_dir=tmp_path)
+    cmd = seen["cmd"]
+    assert cmd[cmd.index("--path-output") + 1] == str(tmp_path)
+    assert html == tmp_path / "_build" / "html"
