@@ -13,7 +13,10 @@ Rows (each on the same net and inputs):
   products, then ``eigh`` (float64): the whole spectrum; the reference of the others.
 * ``gram[jvp]+eigh`` -- the Gram column block by column block as ``𝒥(𝒥_cᵀ)`` (batched jvp).
 * ``lanczos`` -- ARPACK ``eigsh`` on ``u ↦ 𝒥𝒥ᵀu`` (one jvp + one vjp per step).
-* ``randomized`` -- randomized SVD, ``k + 20`` columns, 4 power iterations (block jvp / vjp).
+* ``randomized`` -- randomized SVD, ``k + k // 2 + 20`` columns (the default), 4 power
+  iterations (block jvp / vjp). ``subspace`` is the cosine of the *largest* principal angle to
+  the reference subspace: at initialization the spectrum is flat around the k-th value, so this
+  worst direction can be far off while the mean squared cosine stays close to 1.
 
 Nets: the chapter's one-hidden-layer MLP on MNIST-shaped inputs, and the chapter's ResNet20
 without batch norm (their CIFAR-10 net, ~0.27M parameters) on CIFAR-shaped inputs. Inputs are
