@@ -745,3 +745,41 @@ def bn_jacobian_check(seed: int = 0, batch: int = 8) -> pd.DataFrame:
             "naive (gradient through the batch statistics)",
         ],
     )
+
+
+def cost_tables(
+    results: Mapping[str, Mapping[str, pd.DataFrame]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The Cost section's two tables from ``{"Table II": r2, "Table III": r3}`` (each with
+    ``select``/``final`` frames of stored runs): runs and training minutes per table and phase,
+    and seconds per final run by configuration. Tables that did not run contribute nothing; with
+    none run both frames are empty (the page then says so instead of failing)."""
+    rows = []
+    finals = []
+    for name, r in results.items():
+        for phase in ("select", "final"):
+            f = r[phase]
+            if not len(f):
+                continue
+            diverged = f["diverged"] if "diverged" in f else pd.Series("", index=f.index)
+            rows.append(
+                {
+                    "table": name,
+                    "phase": phase,
+                    "runs": len(f),
+                    "training minutes": round(f["seconds"].sum() / 60, 2),
+                    "diverged runs": int((diverged.fillna("") != "").sum()),
+                }
+            )
+        if len(r["final"]):
+            finals.append(r["final"])
+    per_config = pd.DataFrame()
+    if finals:
+        per_config = (
+            pd.concat(finals, ignore_index=True)
+            .pivot_table(
+                index=["table", "dataset", "n_train"], columns="regularizer", values="seconds"
+            )
+            .round(1)
+        )
+    return pd.DataFrame(rows), per_config

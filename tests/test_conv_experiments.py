@@ -360,3 +360,30 @@ def test_bn_running_statistics_move_once_per_step_and_eval_mode_is_unchanged():
     with pytest.raises(ValueError, match="batch_norm"):
         logits_and_frobenius_sq(net, x, batch_norm="frozen")
     assert np.isfinite(float(fixed.mean().detach()))
+
+
+def test_cost_tables_with_and_without_runs():
+    empty = {"select": pd.DataFrame(), "final": pd.DataFrame()}
+    cost, per_config = cx.cost_tables({"Table II": empty, "Table III": empty})
+    assert cost.empty and per_config.empty
+    final = pd.DataFrame(
+        {
+            "table": ["Table II"] * 2,
+            "dataset": ["digits"] * 2,
+            "n_train": [100, 100],
+            "regularizer": ["weight_decay", "jacobian"],
+            "seconds": [60.0, 120.0],
+            "diverged": ["", "loss nan at epoch 2"],
+        }
+    )
+    cost, per_config = cx.cost_tables({"Table II": {"select": pd.DataFrame(), "final": final}})
+    assert cost.to_dict("records") == [
+        {
+            "table": "Table II",
+            "phase": "final",
+            "runs": 2,
+            "training minutes": 3.0,
+            "diverged runs": 1,
+        }
+    ]
+    assert per_config.loc[("Table II", "digits", 100), "jacobian"] == 120.0
