@@ -34,8 +34,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jacnb import paper
-from jacnb.data import DatasetMissingError, balanced_subset, data_root, load_dataset
+from jacnb.data import DatasetMissingError, balanced_subset, data_root
 from jacnb.distributed import FitConfig, fit
+from jacnb.fc_experiments import get_dataset, try_dataset
 from jacnb.models import preact_resnet18, wide_resnet
 from jacnb.results import ResultStore, run_grid
 
@@ -86,11 +87,10 @@ def imagenet_folder(size: int = 128, root: str | Path | None = None):
 
 def available(name: str) -> bool:
     """Whether the files of dataset ``name`` are on disk (nothing is downloaded)."""
+    if name != "imagenet":
+        return try_dataset(name) is not None  # loaded once per process, reused by tensor_data
     try:
-        if name == "imagenet":
-            imagenet_folder(8)
-        else:
-            load_dataset(name)
+        imagenet_folder(8)
     except DatasetMissingError:
         return False
     return True
@@ -123,7 +123,7 @@ def tensor_data(
 
     ``n_train``/``n_test``: seeded class-balanced subsets (``None``: all). Images at ``size``.
     """
-    ds = load_dataset(name)
+    ds = get_dataset(name)
     xtr, ytr = ds.x_train, ds.y_train
     xte, yte = ds.x_test, ds.y_test
     if n_train is not None and n_train < len(ytr):
@@ -144,68 +144,69 @@ def channel_stats(x: Tensor) -> tuple[list[float], list[float]]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _config(
+    settings: Mapping[str, Any],
+    table: Mapping[str, Any],
+    dataset: str,
+    augment: str,
+    reg: str,
+    lam: float,
+    seed: int,
+) -> dict[str, Any]:
+    """The fields every Table IV / Table V run config has (per-table fields are added)."""
+    return {
+        "profile": settings["profile"],
+        "dataset": dataset,
+        "n_test": table["n_test"],
+        "augment": augment,
+        "regularizer": reg,
+        "lam": lam if reg == "per_layer" else 0.0,
+        "schedule": [list(p) for p in table["schedule"]],
+        "batch_size": table["batch_size"],
+        "weight_decay": table["weight_decay"],
+        "bf16": settings.get("bf16", False),
+        "seed": seed,
+    }
+
+
 def table4_configs(settings: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
     """One config per (row of Table IV, +-per-layer JR, seed) at the profile's scale."""
     s = settings["table4"]
-    out = []
-    for row in s["rows"]:
-        for reg in ("none", "per_layer"):
-            for seed in settings["seeds"]:
-                out.append(
-                    {
-                        "experiment": "resnet-table4",
-                        "profile": settings["profile"],
-                        "dataset": dataset,
-                        "arch": "wide_resnet",
-                        "depth": s["depth"],
-                        "widen_factor": s["widen_factor"],
-                        "image_size": s.get("image_size", 32),
-                        "n_train": row["n_train"],
-                        "n_test": s["n_test"],
-                        "augment": row["augment"],
-                        "regularizer": reg,
-                        "lam": row["lam"] if reg == "per_layer" else 0.0,
-                        "schedule": [list(p) for p in s["schedule"]],
-                        "batch_size": s["batch_size"],
-                        "weight_decay": s["weight_decay"],
-                        "nesterov": s["nesterov"],
-                        "bf16": settings.get("bf16", False),
-                        "seed": seed,
-                    }
-                )
-    return out
+    return [
+        {
+            **_config(settings, s, dataset, row["augment"], reg, row["lam"], seed),
+            "experiment": "resnet-table4",
+            "arch": "wide_resnet",
+            "depth": s["depth"],
+            "widen_factor": s["widen_factor"],
+            "image_size": s.get("image_size", 32),
+            "n_train": row["n_train"],
+            "nesterov": s["nesterov"],
+        }
+        for row in s["rows"]
+        for reg in ("none", "per_layer")
+        for seed in settings["seeds"]
+    ]
 
 
 def table5_configs(settings: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
     """One config per setup of Table V (+-aug, +-per-layer JR) and seed."""
     s = settings["table5"]
-    out = []
-    for augment in ("none", "crop_colour"):
-        for reg in ("none", "per_layer"):
-            for seed in settings["seeds"]:
-                out.append(
-                    {
-                        "experiment": "resnet-table5",
-                        "profile": settings["profile"],
-                        "dataset": dataset,
-                        "arch": "preact_resnet18",
-                        "image_size": s["image_size"],
-                        "crop": s["crop"],
-                        "n_train": s["n_train"],
-                        "n_test": s["n_test"],
-                        "augment": augment,
-                        "regularizer": reg,
-                        "lam": s["lam"] if reg == "per_layer" else 0.0,
-                        "schedule": [list(p) for p in s["schedule"]],
-                        "batch_size": s["batch_size"],
-                        "weight_decay": s["weight_decay"],
-                        "nesterov": False,
-                        "train_eval_n": s.get("train_eval_n"),
-                        "bf16": settings.get("bf16", False),
-                        "seed": seed,
-                    }
-                )
-    return out
+    return [
+        {
+            **_config(settings, s, dataset, augment, reg, s["lam"], seed),
+            "experiment": "resnet-table5",
+            "arch": "preact_resnet18",
+            "image_size": s["image_size"],
+            "crop": s["crop"],
+            "n_train": s["n_train"],
+            "nesterov": False,
+            "train_eval_n": s.get("train_eval_n"),
+        }
+        for augment in ("none", "crop_colour")
+        for reg in ("none", "per_layer")
+        for seed in settings["seeds"]
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,13 +11,7 @@ from torch import nn
 from jacnb import bounds
 from jacnb.jacobian import input_jacobian, network_output, spectral_norm
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def test_score_is_distance_to_nearest_output_hyperplane():

@@ -12,13 +12,7 @@ from torch import nn
 from jacnb import checks
 from jacnb.models import tiny_resnet
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def net(seed: int = 0) -> nn.Sequential:

@@ -17,14 +17,7 @@ from jacnb.jacobian import (
     spectral_norm,
 )
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    """Brute-force comparisons in double precision; restored after each test."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def mlp(seed: int = 0, n_in: int = 6, n_out: int = 4) -> nn.Module:

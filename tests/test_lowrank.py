@@ -13,13 +13,7 @@ from torch.func import functional_call
 from jacnb.lowrank import ParameterJacobian, information_split, project_energy, top_singular
 from jacnb.lowrank_experiments import OneHiddenLayer, corrupt_labels, oymak_mixture
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def tiny_net(seed: int = 0, n_in: int = 5, width: int = 7, n_out: int = 3) -> nn.Module:

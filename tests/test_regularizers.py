@@ -15,13 +15,7 @@ from jacnb.regularizers import (
     make_regularizer,
 )
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
 
 def mlp() -> nn.Sequential:
