@@ -1,5 +1,5 @@
 """Time to the top-k (default 50) singular values / left vectors of the parameter Jacobian
-``𝒥 ∈ R^{nK x p}`` (Oymak et al. 2019), every method of :mod:`jacnb.lowrank` compared.
+``𝒥 ∈ R^{nK x p}`` (Oymak et al. 2019), every method of :mod:`jacnb.core.lowrank` compared.
 
 Run::
 
@@ -32,28 +32,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import pandas as pd
 import torch
 
-from jacnb.lowrank import ParameterJacobian, Spectrum, top_singular
-from jacnb.lowrank_experiments import mlp, resnet20
+from jacnb.chapters.low_rank_jacobian import mlp, resnet20
+from jacnb.core.lowrank import ParameterJacobian, Spectrum, top_singular
+from jacnb.lab.timing import time_once
 
 ANCHOR = "nngeometry: ResNet-18 Gram on 100 CIFAR-10 images, 137 s on a Colab GPU"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _time(fn, device: torch.device) -> tuple[object, float]:
-    _sync(device)
-    t0 = time.perf_counter()
-    out = fn()
-    _sync(device)
-    return out, time.perf_counter() - t0
 
 
 def _exact_from(gram: torch.Tensor, k: int) -> Spectrum:
@@ -77,9 +64,9 @@ def bench_net(
     for method in methods:
         if method.startswith("gram"):
             gm = method[method.index("[") + 1 : method.index("]")]
-            spec, sec = _time(lambda gm=gm: _exact_from(jac.gram(gm), k), device)
+            spec, sec = time_once(lambda gm=gm: _exact_from(jac.gram(gm), k), device)
         else:
-            spec, sec = _time(lambda m=method: top_singular(jac, k, m, n_iter=4), device)
+            spec, sec = time_once(lambda m=method: top_singular(jac, k, m, n_iter=4), device)
         if ref is None:
             ref = spec
         err = float(((spec.s - ref.s).abs() / ref.s).max())

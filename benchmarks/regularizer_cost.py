@@ -24,7 +24,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -34,10 +33,17 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from jacnb.jacobian import _has_conv, frobenius_sq, projection_standard_error
-from jacnb.models import fully_connected, mnist_convnet
-from jacnb.regularizers import JacobianRegularizer, PerLayerJacobianRegularizer, WeightDecay
-from jacnb.train import pick_device, training_step
+from jacnb.core.jacobian import auto_strategy, frobenius_sq, projection_standard_error
+from jacnb.core.models import fully_connected, mnist_convnet
+from jacnb.core.train import pick_device
+from jacnb.lab.timing import (
+    default_threads,
+    load_note,
+    make_step,
+    step_regularizer,
+    sync,
+    time_interleaved,
+)
 
 #: ``reg(model, x) -> scalar``; ``None`` is the plain step.
 RegFn = Callable[[nn.Module, Tensor], Tensor]
@@ -67,19 +73,6 @@ COLUMNS = ["net", "regularizer", "device", "sec_per_step", "ratio_to_plain", "pe
 # ---------------------------------------------------------------------------------------------
 
 
-def default_threads() -> int:
-    """Number of CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
-
-
-def auto_strategy(model: nn.Module) -> str:
-    """The strategy ``frobenius_sq(..., strategy="auto")`` picks for ``model`` (same rule)."""
-    return "class_loop" if _has_conv(model) else "vmap"
-
-
 def naive_class_loop(model: nn.Module, x: Tensor) -> Tensor:
     """The reference the exact rows must not lose to: eq. (49) written the plain way, its own
     forward pass and one ``autograd.grad`` per class (all C of them, softmax output)."""
@@ -92,21 +85,15 @@ def naive_class_loop(model: nn.Module, x: Tensor) -> Tensor:
     return total / x.shape[0]
 
 
-def make_regularizer(name: str) -> RegFn | None:
-    """The regularizer ``reg(model, x) -> scalar`` behind a row label of :data:`REGULARIZERS`."""
-    builders: dict[str, Callable[[], RegFn | None]] = {
-        "none": lambda: None,
-        "weight_decay": WeightDecay,
-        "exact_class_loop": lambda: JacobianRegularizer(strategy="class_loop"),
-        "exact_vmap": lambda: JacobianRegularizer(strategy="vmap"),
-        "naive_class_loop": lambda: naive_class_loop,
-        "projection_1": lambda: JacobianRegularizer(method="projection", n_proj=1),
-        "projection_4": lambda: JacobianRegularizer(method="projection", n_proj=4),
-        "per_layer": PerLayerJacobianRegularizer,
-    }
-    if name not in builders:
-        raise ValueError(f"unknown regularizer {name!r}; valid: {list(builders)}")
-    return builders[name]()
+def row_regularizer(name: str) -> RegFn | None:
+    """The regularizer ``reg(model, x) -> scalar`` behind a row label of :data:`REGULARIZERS`:
+    :func:`naive_class_loop` for ``"naive_class_loop"``, else
+    :func:`jacnb.lab.timing.step_regularizer` (the rows the timing chapter shares)."""
+    if name == "naive_class_loop":
+        return naive_class_loop
+    if name not in REGULARIZERS:
+        raise ValueError(f"unknown regularizer {name!r}; valid: {list(REGULARIZERS)}")
+    return step_regularizer(name)
 
 
 def make_batch(
@@ -119,53 +106,6 @@ def make_batch(
     return x.to(device), y.to(device)
 
 
-def make_step(
-    model: nn.Module,
-    reg: RegFn | None,
-    x: Tensor,
-    y: Tensor,
-    lam: float = 0.1,
-    lr: float = 0.01,
-) -> Callable[[], float]:
-    """One full SGD step as a closure: :func:`jacnb.train.training_step`, the step the book's
-    training loop takes (cross-entropy ``+ lam * reg``, the regularizer sharing the forward pass).
-
-    The closure owns its own SGD (momentum 0.9) optimizer on ``model``; it returns the loss.
-    """
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-
-    def step() -> float:
-        return training_step(model, x, y, optimizer, "cross_entropy", reg, lam if reg else 0.0)
-
-    return step
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_step(
-    step: Callable[[], object], device: torch.device, repeats: int = 10, warmup: int = 2
-) -> list[float]:
-    """Wall-clock seconds of ``repeats`` calls of ``step`` after ``warmup`` untimed calls.
-
-    Uses :func:`time.perf_counter`; on CUDA the device is synchronized before and after each
-    call so that the time covers the kernels, not just their launch.
-    """
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def peak_memory_mb(step: Callable[[], object], device: torch.device) -> float:
     """Peak memory of one call of ``step`` in MiB: ``torch.cuda.max_memory_allocated`` on CUDA.
 
@@ -176,10 +116,10 @@ def peak_memory_mb(step: Callable[[], object], device: torch.device) -> float:
     """
     if device.type != "cuda":
         return math.nan
-    _sync(device)
+    sync(device)
     torch.cuda.reset_peak_memory_stats(device)
     step()
-    _sync(device)
+    sync(device)
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
@@ -213,15 +153,8 @@ def benchmark(
     x, y = make_batch(batch, device, seed)
     steps = {}
     for name in regularizers:
-        steps[name] = make_step(copy.deepcopy(base), make_regularizer(name), x, y, lam=lam)
-    for step in steps.values():
-        time_step(step, device, repeats=0, warmup=warmup)
-    times: dict[str, list[float]] = {name: [] for name in regularizers}
-    rounds = max(1, min(rounds, repeats))
-    for r in range(rounds):
-        block = repeats // rounds + (1 if r < repeats % rounds else 0)
-        for name, step in steps.items():
-            times[name] += time_step(step, device, repeats=block, warmup=0)
+        steps[name] = make_step(copy.deepcopy(base), row_regularizer(name), x, y, lam=lam)
+    times = time_interleaved(steps, device, repeats=repeats, warmup=warmup, rounds=rounds)
     medians = {name: statistics.median(t) for name, t in times.items()}
     peaks = {name: peak_memory_mb(step, device) for name, step in steps.items()}
     plain = medians.get("none", math.nan)
@@ -321,30 +254,6 @@ def projection_agreement(
 # ---------------------------------------------------------------------------------------------
 
 
-def _load_note(threads: int, samples: int = 10, interval: float = 0.05) -> str:
-    """A warning when other processes are running right now (Linux ``/proc/loadavg``).
-
-    Samples the number of runnable tasks ``samples`` times, ``interval`` seconds apart, and
-    subtracts this process; a mean of >= 0.5 other runnable tasks means that the timings compete
-    for the cores. (The load *average* is no use here: it still counts a run that just ended.)
-    """
-    counts = []
-    try:
-        for _ in range(samples):
-            with open("/proc/loadavg") as fh:
-                counts.append(int(fh.read().split()[3].split("/")[0]) - 1)
-            time.sleep(interval)
-    except (OSError, ValueError, IndexError):
-        return ""
-    others = sum(counts) / len(counts)
-    if others < 0.5:
-        return ""
-    return (
-        f"WARNING: on average {others:.1f} other runnable tasks on {default_threads()} cores "
-        f"({threads} torch threads): timings and ratios are noisy."
-    )
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.regularizer_cost", description=__doc__.splitlines()[0]
@@ -377,9 +286,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(f"torch {torch.__version__}, device {device} ({name}), batch {args.batch}")
     print(f"{repeats} timed steps per row ({rounds} interleaved rounds) after {warmup} warm-up\n")
 
-    load_note = _load_note(args.threads)
-    if load_note:
-        print(load_note + "\n")
+    note = load_note(args.threads)
+    if note:
+        print(note + "\n")
     t_start = time.perf_counter()
     tables = [
         benchmark(net, device, args.batch, repeats, warmup, rounds, seed=args.seed) for net in NETS
@@ -429,9 +338,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(agree_df.to_string(index=False, float_format="{:.6g}".format))
     print("(|z| < 3 expected: the estimator is unbiased)")
     print(f"\ntotal {time.perf_counter() - t_start:.1f} s")
-    load_note = _load_note(args.threads)
-    if load_note:
-        print(load_note)
+    note = load_note(args.threads)
+    if note:
+        print(note)
 
     if args.json:
         payload = {

@@ -1,9 +1,10 @@
 """Seconds per epoch: the seeds of one configuration trained separately vs stacked.
 
 The Fig. 3 / Fig. 4 grids (Sokolic et al. 2017, Sec. VI-A) train every seed of a configuration;
-:func:`jacnb.stacked.train_stacked` trains ``S`` of them in one ``torch.func.vmap`` loop. This
+:func:`jacnb.core.stacked.train_stacked` trains ``S`` of them in one ``torch.func.vmap`` loop. This
 script times one epoch both ways on the nets the profiles train, and prints the ratio
-``separate / stacked`` (above 1: stacking is faster). ``jacnb.fc_experiments`` stacks only where
+``separate / stacked`` (above 1: stacking is faster). ``jacnb.chapters.fully_connected`` stacks
+only where
 the profile's ``stack_seeds`` says so; this is the measurement behind that setting.
 
 Rows (``--rows``):
@@ -20,8 +21,8 @@ Rows (``--rows``):
 An epoch is what a run does per epoch: ``n_train / batch`` SGD steps, then the accuracy on the
 training set and on a test set (``eval_every = 1``, as the grids run); ``--n-train`` and
 ``--n-test`` set the sizes of the ``paper`` rows (defaults 640 and 1000 keep a CPU run short;
-per-epoch time scales with them). Separate: ``S`` calls of :func:`jacnb.train.train` (one epoch
-each, timed together). Stacked: one call of :func:`jacnb.stacked.train_stacked`. Each way is
+per-epoch time scales with them). Separate: ``S`` calls of :func:`jacnb.core.train.train` (one epoch
+each, timed together). Stacked: one call of :func:`jacnb.core.stacked.train_stacked`. Each way is
 warmed up once per row, then the two alternate ``--repeats`` times; the fastest epoch is
 printed, in wall time and in process CPU time (on a CPU shared with other jobs the CPU time is
 the steadier measure; use ``--threads 1`` there: two threads per op on a loaded 2-core machine
@@ -49,10 +50,11 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from jacnb.models import fully_connected
-from jacnb.regularizers import make_regularizer
-from jacnb.stacked import train_stacked
-from jacnb.train import TrainConfig, pick_device, train
+from jacnb.core.models import fully_connected
+from jacnb.core.regularizers import regularizer_from_config
+from jacnb.core.stacked import train_stacked
+from jacnb.core.train import TrainConfig, pick_device, train
+from jacnb.lab.timing import sync
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,8 @@ def rows(which: str, quick: bool = False) -> list[Row]:
 
 def _regularizer(name: str) -> object:
     if name in ("exact", "projection"):
-        return make_regularizer("jacobian", method=name, n_proj=1)
-    return make_regularizer(name)
+        return regularizer_from_config({"regularizer": "jacobian", "jr_method": name, "n_proj": 1})
+    return regularizer_from_config({"regularizer": name})
 
 
 def _data(n: int, seed: int, n_classes: int = 10) -> tuple[Tensor, Tensor]:
@@ -110,11 +112,6 @@ def _models(row: Row) -> list[nn.Module]:
         torch.manual_seed(seed)
         out.append(fully_connected(784, 10, row.depth, row.width, weight_norm=row.weight_norm))
     return out
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_epoch(
@@ -135,7 +132,7 @@ def time_epoch(
     data = [tuple(t.to(device) for t in _data(n_train, s)) for s in range(row.members)]
     test = tuple(t.to(device) for t in _data(n_test, 999))
     models = [m.to(device) for m in _models(row)]
-    _sync(device)
+    sync(device)
     t0, c0 = time.perf_counter(), time.process_time()
     if stacked and single:
         for m, d, c in zip(models, data, configs, strict=True):
@@ -145,7 +142,7 @@ def time_epoch(
     else:
         for m, (x, y), c in zip(models, data, configs, strict=True):
             train(m, x, y, c, reg, test[0], test[1], device=device)
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0, time.process_time() - c0
 
 

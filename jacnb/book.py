@@ -19,13 +19,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from jacnb.profiles import get_profile, resolve_profile
+from jacnb.lab.settings import get_profile, resolve_profile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
 BOOK = REPO_ROOT / "book"
 
-#: Notebooks in book order -> the experiment whose settings they read from ``jacnb.profiles``.
+#: Notebooks in book order -> the experiment whose settings they read from ``jacnb.lab.settings``.
 CHAPTERS: dict[str, str] = {
     "01_theory": "theory",
     "02_fully_connected": "fully_connected",
@@ -36,7 +36,7 @@ CHAPTERS: dict[str, str] = {
     "07_low_rank_jacobian": "low_rank",
 }
 
-#: Datasets that ``jacnb.prepare_data`` can fetch without internet.
+#: Datasets that ``jacnb.core.prepare`` can fetch without internet.
 OFFLINE_DATASETS = ("mnist-10k", "fashion-mnist", "digits")
 
 
@@ -157,8 +157,8 @@ def prepare(profile: str, chapters: Sequence[str]) -> None:
     CIFAR-10 through torchvision's download where there is internet. A dataset that cannot be
     had is reported here, and the chapters then say "not run: dataset absent" (or stop with the
     loader's message); nothing is substituted."""
-    from jacnb.data import DatasetMissingError, load_dataset
-    from jacnb.prepare_data import prepare as prepare_data
+    from jacnb.core.data import DatasetMissingError, load_dataset
+    from jacnb.core.prepare import prepare as prepare_data
 
     needed = sorted({d for c in chapters for d in datasets_needed(c, profile)})
     offline = [d for d in needed if d in OFFLINE_DATASETS]

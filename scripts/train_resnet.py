@@ -25,10 +25,10 @@ import sys
 
 import torch.distributed as dist
 
-from jacnb import resnet_experiments as rx
-from jacnb.distributed import init_from_env, rank_and_world
-from jacnb.profiles import get_profile
-from jacnb.results import ResultStore
+from jacnb.chapters import resnet as rx
+from jacnb.core.distributed import init_from_env, rank_and_world
+from jacnb.lab.settings import get_profile
+from jacnb.lab.store import ResultStore
 
 
 def main(argv: list[str] | None = None) -> int:

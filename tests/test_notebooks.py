@@ -66,17 +66,17 @@ def test_every_chapter_names_its_datasets_at_every_profile():
 
 def test_prepare_reports_an_undownloadable_dataset_and_goes_on(monkeypatch, capsys):
     """Offline, MNIST/CIFAR-10 cannot be fetched: prepare says so and the build goes on."""
-    import jacnb.data
-    import jacnb.prepare_data
+    import jacnb.core.data
+    import jacnb.core.prepare
 
     calls = []
 
     def missing(name, download=False, **_):
         calls.append((name, download))
-        raise jacnb.data.DatasetMissingError(f"{name}: absent")
+        raise jacnb.core.data.DatasetMissingError(f"{name}: absent")
 
-    monkeypatch.setattr(jacnb.data, "load_dataset", missing)
-    monkeypatch.setattr(jacnb.prepare_data, "prepare", lambda names: None)
+    monkeypatch.setattr(jacnb.core.data, "load_dataset", missing)
+    monkeypatch.setattr(jacnb.core.prepare, "prepare", lambda names: None)
     book.prepare("paper", ["02_fully_connected"])
     assert ("cifar10", True) in calls and ("mnist", True) in calls
     assert "cifar10: absent and not downloadable here" in capsys.readouterr().out

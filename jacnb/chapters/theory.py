@@ -1,0 +1,394 @@
+"""Numerical checks of the paper's statements (Sokolic et al. 2017, Sec. II-V).
+
+Each function returns a tidy :class:`pandas.DataFrame` with the measured quantities and a
+boolean ``holds`` column, so the theory chapter can show the table and ``assert`` on it, and the
+tests can call the same code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from jacnb.core import bounds
+from jacnb.core.jacobian import (
+    average_jacobian_times,
+    input_jacobian,
+    network_output,
+    residual_expansion,
+    spectral_norm,
+)
+
+
+def theorem3(
+    model: nn.Module,
+    x: Tensor,
+    n_pairs: int,
+    n_points: int = 8192,
+    n_sup_points: int = 256,
+    seed: int = 0,
+    output: str = "softmax",
+) -> pd.DataFrame:
+    """Theorem 3 and Corollary 2 on random pairs ``(x, x')`` of the rows of ``x``.
+
+    Columns: ``rel_error`` = ``||f(x') - f(x) - J_{x,x'}(x' - x)|| / ||f(x') - f(x)||`` (eq. 22,
+    with the average Jacobian of eq. 23 applied to ``x' - x`` by the midpoint rule on ``n_points``
+    points, :func:`jacnb.core.jacobian.average_jacobian_times`), and Corollary 2's
+    ``||f(x') - f(x)|| <= max_t ||J(x + t(x'-x))||_2 ||x' - x||`` (eq. 24, the maximum over
+    ``n_sup_points`` points of the segment, a lower estimate of the sup over conv(X)).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(x.shape[0], (n_pairs, 2), generator=gen)
+    rows = []
+    for i, j in idx.tolist():
+        if i == j:
+            continue
+        a, b = x[i], x[j]
+        with torch.no_grad():
+            diff = (
+                network_output(model, b[None], output) - network_output(model, a[None], output)
+            )[0]
+        pred = average_jacobian_times(model, a, b, n_points, output)
+        t = (torch.arange(n_sup_points, dtype=x.dtype) + 0.5) / n_sup_points
+        path = a[None] + t.view(-1, *([1] * a.dim())) * (b - a)[None]
+        sup_j = float(spectral_norm(model, path, output).max())
+        lhs = float(diff.norm())
+        rows.append(
+            {
+                "pair": (i, j),
+                "||f(x')-f(x)||": lhs,
+                "rel_error": float((diff - pred).norm()) / max(lhs, 1e-12),
+                "sup_J_path * ||x'-x||": sup_j * float((b - a).norm()),
+            }
+        )
+    df = pd.DataFrame(rows)
+    df["cor2_holds"] = df["||f(x')-f(x)||"] <= df["sup_J_path * ||x'-x||"] * (1 + 1e-6)
+    return df
+
+
+def lemma1(model: nn.Sequential, x: Tensor) -> pd.DataFrame:
+    """Lemma 1 per layer of a ``nn.Sequential`` of Flatten/Linear/ReLU/pooling layers.
+
+    For every weight layer followed by its non-linearity, the largest spectral norm of the
+    layer's Jacobian over the samples must not exceed ``||W||_2`` (eq. 30), which must not exceed
+    ``||W||_F``; pooling layers must have Jacobian norm <= 1 (eq. 31); the softmax layer's
+    Jacobian ``diag(s) - s s^T`` (eq. 26) has norm <= 1.
+    """
+    rows = []
+    z = x
+    layers = list(model)
+    k = 0
+    while k < len(layers):
+        layer = layers[k]
+        if isinstance(layer, nn.Flatten):
+            z = layer(z)
+            k += 1
+            continue
+        block = [layer]
+        if k + 1 < len(layers) and isinstance(layers[k + 1], nn.ReLU | nn.Tanh | nn.Sigmoid):
+            block.append(layers[k + 1])
+        sub = nn.Sequential(*block)
+        jac_norm = float(spectral_norm(sub, z, output="logits").max())
+        weight = getattr(layer, "weight", None)
+        if isinstance(weight, Tensor) and weight.dim() == 2:
+            spec = float(torch.linalg.matrix_norm(weight.detach(), 2))
+            frob = float(torch.linalg.matrix_norm(weight.detach(), "fro"))
+            holds = jac_norm <= spec * (1 + 1e-6) and spec <= frob * (1 + 1e-9)
+            kind = "linear+" + (type(block[1]).__name__ if len(block) > 1 else "none")
+        else:
+            spec, frob = float("nan"), float("nan")
+            holds = jac_norm <= 1 + 1e-6
+            kind = type(layer).__name__
+        rows.append(
+            {
+                "layer": k,
+                "kind": kind,
+                "max ||J_l||_2": jac_norm,
+                "||W||_2": spec,
+                "||W||_F": frob,
+                "holds": holds,
+            }
+        )
+        with torch.no_grad():
+            z = sub(z)
+        k += len(block)
+    with torch.no_grad():
+        s = torch.softmax(z, dim=-1)
+    soft = torch.diag_embed(s) - s[:, :, None] * s[:, None, :]
+    soft_norm = float(torch.linalg.matrix_norm(soft, 2).max())
+    rows.append(
+        {
+            "layer": k,
+            "kind": "softmax (eq. 26)",
+            "max ||J_l||_2": soft_norm,
+            "||W||_2": math.nan,
+            "||W||_F": math.nan,
+            "holds": soft_norm <= 1 + 1e-9,
+        }
+    )
+    return pd.DataFrame(rows)
+
+
+def pooling_norms(n_samples: int = 64, seed: int = 0) -> pd.DataFrame:
+    """Lemma 1, eq. (31): non-overlapping max/average pooling and down-sampling have norm <= 1."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_samples, 2, 6, 6, generator=gen)
+    layers = {
+        "max-pool 2x2": nn.MaxPool2d(2),
+        "avg-pool 2x2": nn.AvgPool2d(2),
+        "down-sample 2x": _DownSample(),
+    }
+    rows = []
+    for name, layer in layers.items():
+        net = nn.Sequential(layer, nn.Flatten())
+        jac = input_jacobian(net, x, output="logits")
+        norm = float(torch.linalg.matrix_norm(jac, 2).max())
+        rows.append({"layer": name, "max ||J||_2": norm, "holds": norm <= 1 + 1e-6})
+    return pd.DataFrame(rows)
+
+
+class _DownSample(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x[..., ::2, ::2]
+
+
+def margins(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    x_hull: Tensor,
+    ball_samples: int = 16,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Theorem 4 per correctly classified sample: ``gamma_4 <= gamma_3 <= gamma^d`` and estimates.
+
+    Columns: score ``o`` (eq. 33), ``gamma1_est`` (eq. 34 with the sup over the ball of radius
+    the measured margin estimated by sampling the ball and the segment to the boundary point),
+    ``gamma2_est`` (eq. 35 with the sup over ``conv(X)`` estimated by the max over ``x_hull``
+    and midpoints of pairs of its rows),
+    ``gamma3`` (eq. 36), ``gamma4`` (eq. 37), ``measured`` (an upper bound on the true margin,
+    :func:`jacnb.core.bounds.measured_margin`). ``holds`` checks the certified part
+    ``gamma4 <= gamma3 <= measured``; the two estimates are shown, not asserted.
+    """
+    o = bounds.scores_of(model, x, y)
+    keep = o > 0
+    x, y, o = x[keep], y[keep], o[keep]
+    measured, on_boundary = bounds.boundary_points(model, x, y, x_pool=x_hull)
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(x_hull.shape[0], generator=gen)
+    mids = (x_hull + x_hull[perm]) / 2
+    sup_hull = max(
+        float(spectral_norm(model, x_hull).max()), float(spectral_norm(model, mids).max())
+    )
+    finite = torch.where(torch.isfinite(measured), measured, torch.zeros_like(measured))
+    local = bounds.local_sup_spectral_norm(
+        model, x, finite, ball_samples, generator=gen, toward=on_boundary
+    )
+    example = x[:1]
+    df = pd.DataFrame(
+        {
+            "score": o.numpy(),
+            "gamma1_est": bounds.margin_bound(o, local).numpy(),
+            "gamma2_est": bounds.gamma2_estimate(o, sup_hull).numpy(),
+            "gamma3": bounds.gamma3(o, model, example).numpy(),
+            "gamma4": bounds.gamma4(o, model, example).numpy(),
+            "measured": measured.numpy(),
+        }
+    )
+    df["holds"] = (df["gamma4"] <= df["gamma3"] * (1 + 1e-9)) & (
+        df["gamma3"] <= df["measured"] * (1 + 1e-6)
+    )
+    return df
+
+
+def orthonormal_rows(widths: Sequence[int], depths: Sequence[int], seed: int = 0) -> pd.DataFrame:
+    """Sec. IV example: L layers of M x M matrices with orthonormal rows.
+
+    ``prod ||W_l||_2 = 1`` whatever M and L, while ``prod ||W_l||_F = M^{L/2}``; the constraint sets
+    (41) and (42) therefore ask ``1 < gamma o(s)`` and ``M^{L/2} < gamma o(s)``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for m in widths:
+        for depth in depths:
+            spec, frob = 1.0, 1.0
+            for _ in range(depth):
+                q, _ = torch.linalg.qr(torch.randn(m, m, generator=gen, dtype=torch.float64))
+                spec *= float(torch.linalg.matrix_norm(q, 2))
+                frob *= float(torch.linalg.matrix_norm(q, "fro"))
+            rows.append(
+                {
+                    "M": m,
+                    "L": depth,
+                    "prod ||W||_2": spec,
+                    "prod ||W||_F": frob,
+                    "M^(L/2)": m ** (depth / 2),
+                }
+            )
+    df = pd.DataFrame(rows)
+    df["holds"] = ((df["prod ||W||_2"] - 1).abs() < 1e-9) & (
+        (df["prod ||W||_F"] / df["M^(L/2)"] - 1).abs() < 1e-9
+    )
+    return df
+
+
+def batch_norm_rows(n_samples: int = 200, dim_in: int = 8, dim_out: int = 6, seed: int = 0):
+    """Theorem 5 (eqs. 46-47): a batch-normalized ReLU layer has a row-normalized weight.
+
+    With ``N(W) = diag(sum_i W z_i z_i^T W^T)^{-1/2}`` and ``W^N`` the row-normalized ``W``
+    (rows scaled by the same positive factors), ``[N(W) W z]_relu = N(W^N) [W^N z]_relu``; the
+    rows of ``N(W) W`` have unit norm in the data metric ``sum_i (w_r^T z_i)^2``. Returns a
+    DataFrame of the two identities' errors.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n_samples, dim_in, generator=gen, dtype=torch.float64)
+    w = torch.randn(dim_out, dim_in, generator=gen, dtype=torch.float64) * 3
+
+    def norm_matrix(mat: Tensor) -> Tensor:
+        return torch.diag(torch.diag(mat @ z.T @ z @ mat.T).rsqrt())
+
+    w_n = w / w.norm(dim=1, keepdim=True)
+    lhs = torch.relu(z @ (norm_matrix(w) @ w).T)
+    rhs = torch.relu(z @ w_n.T) @ norm_matrix(w_n).T
+    data_norms = ((z @ (norm_matrix(w) @ w).T) ** 2).sum(0)
+    rows = [
+        {
+            "identity": "[N(W) W z]_relu = N(W^N)[W^N z]_relu",
+            "max abs error": float((lhs - rhs).abs().max()),
+        },
+        {
+            "identity": "sum_i ((N W)_r z_i)^2 = 1 for every row r",
+            "max abs error": float((data_norms - 1).abs().max()),
+        },
+        {
+            "identity": "rows of W^N have unit norm",
+            "max abs error": float((w_n.norm(dim=1) - 1).abs().max()),
+        },
+    ]
+    df = pd.DataFrame(rows)
+    df["holds"] = df["max abs error"] < 1e-9
+    return df
+
+
+def resnet_expansion(model: nn.Module, x: Tensor) -> pd.DataFrame:
+    """eq. (55) on a :func:`jacnb.core.models.tiny_resnet`: ``J = W_head (sum of sub-networks)
+    W_stem``.
+
+    For each sample, the Jacobian from autograd is compared with the head and stem matrices
+    around :func:`jacnb.core.jacobian.residual_expansion` of the branch Jacobians ``J_phi_l`` taken
+    at
+    each block's input.
+    """
+    rows = []
+    for i, xi in enumerate(x):
+        full = input_jacobian(model, xi[None], output="logits")[0].double()
+        with torch.no_grad():
+            z = model.stem(xi[None])
+        branch_jacs = []
+        for block in model.blocks:
+            jac = torch.autograd.functional.jacobian(lambda v, b=block: b.residual(v), z[0])
+            branch_jacs.append(jac.double())
+            with torch.no_grad():
+                z = block(z)
+        expanded = (
+            model.head.weight.double()
+            @ residual_expansion(branch_jacs)
+            @ model.stem.weight.double()
+        ).detach()
+        rows.append(
+            {
+                "sample": i,
+                "paths": 2 ** len(branch_jacs),
+                "max abs error": float((full - expanded).abs().max()),
+            }
+        )
+    df = pd.DataFrame(rows)
+    df["holds"] = df["max abs error"] < 1e-5
+    return df
+
+
+def ge_bound_grid(
+    ms: Sequence[int],
+    gammas: Sequence[float],
+    ks: Sequence[int],
+    n_classes: int = 10,
+    c_m: float = 1.0,
+    delta: float = 0.05,
+) -> pd.DataFrame:
+    """Corollary 1, eq. (13), over training-set size m, margin gamma and manifold dimension k."""
+    rows = [
+        {
+            "m": m,
+            "gamma": g,
+            "k": k,
+            "GE bound": bounds.ge_bound_manifold(m, n_classes, k, c_m, g, delta),
+        }
+        for m in ms
+        for g in gammas
+        for k in ks
+    ]
+    return pd.DataFrame(rows)
+
+
+def ge_bound_on_data(
+    model: nn.Module,
+    x_train: Tensor,
+    y_train: Tensor,
+    x_test: Tensor,
+    y_test: Tensor,
+    k: int,
+    c_m: float,
+    delta: float = 0.05,
+) -> pd.DataFrame:
+    """Corollary 1/3 (eqs. 13, 38) on a trained net and data on a known manifold.
+
+    The margin ``gamma`` of eq. (11) must hold for *every* training sample, so each row takes the
+    minimum over the training set of one margin notion: the certified ``gamma_3`` and
+    ``gamma_4`` (Theorem 4; misclassified samples give 0) and the measured upper bound on the
+    true margin (not certified: the bound it gives is what Cor. 1 would say if that were the
+    margin). Eq. (13) evaluated at the median margin is shown as an illustration only: it is not
+    a bound, since half of the samples have smaller margins. The measured
+    generalization error (test minus train 0-1 error) is shown beside.
+    """
+    with torch.no_grad():
+        train_err = float((model(x_train).argmax(1) != y_train).double().mean())
+        test_err = float((model(x_test).argmax(1) != y_test).double().mean())
+    o = bounds.scores_of(model, x_train, y_train)
+    example = x_train[:1]
+    g3 = torch.nan_to_num(bounds.gamma3(o, model, example), nan=0.0)
+    g4 = torch.nan_to_num(bounds.gamma4(o, model, example), nan=0.0)
+    measured = bounds.measured_margin(model, x_train, y_train)
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    m = x_train.shape[0]
+    rows = []
+    for name, values in (
+        ("gamma4 (certified)", g4),
+        ("gamma3 (certified)", g3),
+        ("measured margin (not certified)", measured),
+    ):
+        gamma = float(values.min())
+        bound = (
+            bounds.ge_bound_manifold(m, n_classes, k, c_m, gamma, delta) if gamma > 0 else math.inf
+        )
+        median = float(values.median())
+        at_median = (
+            bounds.ge_bound_manifold(m, n_classes, k, c_m, median, delta)
+            if median > 0
+            else math.inf
+        )
+
+        rows.append(
+            {
+                "margin used": name,
+                "min over training set": gamma,
+                "median over training set": float(values.median()),
+                "GE bound (eq. 13)": bound,
+                "eq. 13 at the median (not a bound)": at_median,
+                "measured GE": test_err - train_err,
+            }
+        )
+    return pd.DataFrame(rows)

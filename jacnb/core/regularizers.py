@@ -1,0 +1,187 @@
+"""Regularizers compared in Sokolic et al. 2017, Sec. IV-A and VI.
+
+Each regularizer is a callable ``reg(model, x) -> Tensor`` returning a scalar to be added to the
+training loss as ``loss + lam * reg(model, x)``:
+
+* :class:`WeightDecay` -- ``sum_l ||W_l||_F^2`` over weight matrices/kernels (the baseline),
+* :class:`JacobianRegularizer` -- ``R_F = 1/m sum_i ||J(x_i)||_F^2`` (eq. 49), exact or by the
+  random-projection estimator,
+* :class:`PerLayerJacobianRegularizer` -- the per-layer variant of eq. (52).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from jacnb.core.jacobian import BatchNormMode, Output, logits_and_frobenius_sq
+from jacnb.core.models import WeightNormConv2d, WeightNormLinear
+
+#: Layers whose weight the per-layer regularizer (eq. 52) acts on.
+LINEAR_LAYERS = (nn.Linear, WeightNormLinear)
+CONV_LAYERS = (nn.Conv2d, WeightNormConv2d)
+
+
+def weight_matrices(model: nn.Module) -> list[Tensor]:
+    """The weights ``W_l`` of every linear and convolutional layer (biases and norms excluded)."""
+    mats = []
+    for module in model.modules():
+        if isinstance(module, nn.Linear | nn.modules.conv._ConvNd):
+            mats.append(module.weight)
+        elif hasattr(module, "weight_raw"):
+            mats.append(module.weight_raw)
+    return mats
+
+
+@dataclass
+class WeightDecay:
+    """``sum_l ||W_l||_F^2`` -- the baseline regularizer (weight decay / L2 on weights)."""
+
+    def __call__(self, model: nn.Module, x: Tensor | None = None) -> Tensor:
+        mats = weight_matrices(model)
+        if not mats:
+            raise ValueError("model has no linear or convolutional weights to decay")
+        return sum(w.pow(2).sum() for w in mats)
+
+    def logits_and_penalty(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(model(x), penalty)``; the interface the training step uses."""
+        return model(x), self(model)
+
+
+@dataclass
+class JacobianRegularizer:
+    """``R_F(W) = 1/m sum_i ||J(x_i)||_F^2`` (eq. 49) over the batch ``x``.
+
+    ``method="exact"`` sums the C squared input gradients (eq. 50); ``method="projection"`` uses
+    ``n_proj`` random unit projections per sample (unbiased, cheaper). ``batch_norm``: how a net
+    with batch norm in training mode is differentiated; ``"fixed"`` (default) takes ``J(x_i)``
+    per sample with the batch's mean and variance held fixed (Sec. VI-B2, see
+    :func:`jacnb.core.jacobian.fixed_batch_statistics`), ``"coupled"`` the naive batch gradient.
+    """
+
+    method: Literal["exact", "projection"] = "exact"
+    n_proj: int = 1
+    output: Output = "softmax"
+    strategy: str = "auto"
+    batch_norm: BatchNormMode = "fixed"
+
+    def __call__(self, model: nn.Module, x: Tensor) -> Tensor:
+        return self.logits_and_penalty(model, x)[1]
+
+    def logits_and_penalty(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(model(x), R_F)`` from one shared forward pass."""
+        logits, fro = logits_and_frobenius_sq(
+            model, x, self.method, self.n_proj, self.output, self.strategy, None, self.batch_norm
+        )
+        return logits, fro.mean()
+
+
+@dataclass
+class PerLayerJacobianRegularizer:
+    """Per-layer Jacobian regularizer, eq. (52), summed over layers ``l``.
+
+    For each sample one random output index ``pi(i)`` is drawn; one backward pass gives
+    ``g^l = d f_pi(i) / d zhat^l`` at the output ``zhat^l`` of every linear/conv layer. The input
+    of layer l is treated as fixed (so is ``g^l``), and the penalty is
+    ``R^l_F = 1/m sum_i ||g^l_i W_l||^2`` with ``g~^{l-1} = g^l W_l`` the gradient with respect
+    to the layer input. Its gradient is ``grad_{W_l} = 2 g^T g W_l``, as in the paper.
+    ``layers``: the modules to regularize (default: every ``nn.Linear``/``nn.Conv2d``).
+    """
+
+    output: Output = "softmax"
+    layers: list[nn.Module] | None = None
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    def _layers(self, model: nn.Module) -> list[nn.Module]:
+        if self.layers is not None:
+            return self.layers
+        return [m for m in model.modules() if isinstance(m, LINEAR_LAYERS + CONV_LAYERS)]
+
+    def __call__(self, model: nn.Module, x: Tensor) -> Tensor:
+        return self.logits_and_penalty(model, x)[1]
+
+    def logits_and_penalty(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(model(x), R_per-layer)`` from one shared forward pass."""
+        layers = self._layers(model)
+        if not layers:
+            raise ValueError(
+                "model has no nn.Linear / nn.Conv2d layers for the per-layer regularizer"
+            )
+        # Keyed by layer: the execution order may differ from the registration order (e.g. a
+        # ResNet block that applies its shortcut conv before conv1).
+        captured: dict[int, tuple[torch.Size, Tensor]] = {}
+
+        def make_hook(i: int):
+            def hook(_module: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
+                captured[i] = (inp[0].shape, out)
+
+            return hook
+
+        handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
+        try:
+            logits = model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        f = torch.softmax(logits, dim=-1) if self.output == "softmax" else logits
+        pi = torch.randint(f.shape[1], (f.shape[0],), device=f.device, generator=self.generator)
+        picked = f.gather(1, pi[:, None]).sum()
+        used = sorted(captured)
+        outs = [captured[i][1] for i in used]
+        grads = torch.autograd.grad(picked, outs, retain_graph=True, allow_unused=True)
+        total = x.new_zeros(())
+        for i, g in zip(used, grads, strict=True):
+            layer, shape = layers[i], captured[i][0]
+            if g is None:
+                continue
+            g = g.detach().to(layer.weight.dtype)  # bf16 autocast: penalty in weight dtype
+            total = total + _layer_input_grad(layer, g, shape).pow(2).sum() / x.shape[0]
+        return logits, total
+
+
+def _layer_input_grad(layer: nn.Module, g: Tensor, in_shape: torch.Size) -> Tensor:
+    """``g W_l``: the transpose of the layer's linear map applied to ``g`` (differentiable in W)."""
+    if isinstance(layer, LINEAR_LAYERS):
+        return g @ layer.weight
+    if isinstance(layer, CONV_LAYERS):
+        return torch.nn.grad.conv2d_input(
+            in_shape,
+            layer.weight,
+            g,
+            layer.stride,
+            layer.padding,
+            getattr(layer, "dilation", 1),
+            getattr(layer, "groups", 1),
+        )
+    raise TypeError(f"per-layer regularizer supports nn.Linear and nn.Conv2d, got {type(layer)}")
+
+
+Regularizer = WeightDecay | JacobianRegularizer | PerLayerJacobianRegularizer
+
+
+def make_regularizer(name: str, **kwargs: object) -> Regularizer | None:
+    """Build a regularizer by name: ``none``, ``weight_decay``, ``jacobian``, ``per_layer``."""
+    if name == "none":
+        return None
+    builders = {
+        "weight_decay": WeightDecay,
+        "jacobian": JacobianRegularizer,
+        "per_layer": PerLayerJacobianRegularizer,
+    }
+    if name not in builders:
+        raise ValueError(f"unknown regularizer {name!r}; valid: {['none', *builders]}")
+    return builders[name](**kwargs)
+
+
+def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:
+    """The regularizer of an experiment config: ``config["regularizer"]`` names it (see
+    :func:`make_regularizer`); for ``"jacobian"`` the estimator comes from ``config["jr_method"]``
+    (``"exact"`` or ``"projection"``) and ``config["n_proj"]`` (eq. 49; with batch norm the
+    batch statistics are held fixed, the default). Used by every chapter and the benchmarks."""
+    if config["regularizer"] == "jacobian":
+        return make_regularizer("jacobian", method=config["jr_method"], n_proj=config["n_proj"])
+    return make_regularizer(config["regularizer"])

@@ -1,0 +1,218 @@
+"""The one training loop of the book (Sokolic et al. 2017, Sec. VI settings).
+
+SGD with momentum, a step learning-rate schedule given as ``(rate, epochs)`` phases or
+``lr`` with ``lr_drop_every``, mini-batches, any regularizer ``reg(model, x)`` added as
+``lam * reg``, tqdm progress, and a hard stop on NaN/inf losses. Data lives on the
+device.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def set_seed(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; returns a CPU generator for data order."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or inf loss."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings. ``schedule``: ``[(lr, epochs), ...]`` phases (overrides the rest)."""
+
+    epochs: int = 120
+    batch_size: int = 128
+    lr: float = 0.01
+    lr_drop_every: int = 40
+    lr_drop_factor: float = 0.1
+    momentum: float = 0.9
+    lam: float = 0.0
+    schedule: Sequence[tuple[float, int]] | None = None
+    seed: int = 0
+    loss: str = "cross_entropy"
+    eval_every: int = 1
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.lam < 0:
+            raise ValueError(f"regularization factor lam must be >= 0, got {self.lam}")
+        if self.epochs < 1 and self.schedule is None:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("batch_size must be >= 1 and lr > 0")
+
+    def lr_at(self, epoch: int) -> float:
+        if self.schedule is not None:
+            done = 0
+            for rate, n in self.schedule:
+                done += n
+                if epoch < done:
+                    return rate
+            return self.schedule[-1][0]
+        return self.lr * self.lr_drop_factor ** (epoch // self.lr_drop_every)
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(n for _, n in self.schedule) if self.schedule is not None else self.epochs
+
+
+
+#: The keys of an experiment config that are training settings (copied into every config, so
+#: that they enter its result-store key).
+TRAIN_KEYS = ("epochs", "lr", "lr_drop_every", "batch_size", "momentum")
+
+
+def train_config(config: Mapping[str, Any], **overrides: Any) -> TrainConfig:
+    """The :class:`TrainConfig` of an experiment config: its :data:`TRAIN_KEYS`, ``lam`` and
+    ``seed``, no progress bar; ``overrides`` replace any field (e.g. ``lam=0.0`` for a baseline
+    or ``eval_every=epochs``)."""
+    fields: dict[str, Any] = {k: config[k] for k in TRAIN_KEYS}
+    fields.update(lam=config.get("lam", 0.0), seed=config["seed"], progress=False)
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
+    """Fraction of correctly classified samples (model in eval mode during the pass)."""
+    was = model.training
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for s in range(0, x.shape[0], batch_size):
+            correct += int((model(x[s : s + batch_size]).argmax(1) == y[s : s + batch_size]).sum())
+    model.train(was)
+    return correct / max(1, x.shape[0])
+
+
+def _loss(kind: str, logits: Tensor, y: Tensor) -> Tensor:
+    if kind == "cross_entropy":
+        return F.cross_entropy(logits, y)
+    if kind == "squared":
+        return 0.5 * (logits - F.one_hot(y, logits.shape[1]).to(logits.dtype)).pow(2).sum(1).mean()
+    raise ValueError(f"unknown loss {kind!r}; valid: cross_entropy, squared")
+
+
+def training_step(
+    model: nn.Module,
+    xb: Tensor,
+    yb: Tensor,
+    optimizer: torch.optim.Optimizer,
+    loss_kind: str = "cross_entropy",
+    regularizer: Callable[[nn.Module, Tensor], Tensor] | None = None,
+    lam: float = 0.0,
+) -> float:
+    """One SGD step on ``loss + lam * reg``; returns the loss value (not stepped if non-finite).
+
+    A regularizer with ``logits_and_penalty(model, x)`` shares the forward pass with the loss
+    (the Jacobian regularizers need the forward graph anyway); a plain callable
+    ``reg(model, x)`` runs its own.
+    """
+    if regularizer is not None and lam > 0 and hasattr(regularizer, "logits_and_penalty"):
+        logits, penalty = regularizer.logits_and_penalty(model, xb)
+        loss = _loss(loss_kind, logits, yb) + lam * penalty
+    else:
+        loss = _loss(loss_kind, model(xb), yb)
+        if regularizer is not None and lam > 0:
+            loss = loss + lam * regularizer(model, xb)
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        return value
+    optimizer.zero_grad(set_to_none=True)
+    # Only the parameters: the Jacobian regularizers differentiate through an input that
+    # requires grad, and a plain backward() would also compute d loss / d x (one wasted
+    # input-gradient pass through the first layer).
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.requires_grad]
+    loss.backward(inputs=params)
+    optimizer.step()
+    return value
+
+
+def train(
+    model: nn.Module,
+    x_train: Tensor,
+    y_train: Tensor,
+    config: TrainConfig,
+    regularizer: Callable[[nn.Module, Tensor], Tensor] | None = None,
+    x_test: Tensor | None = None,
+    y_test: Tensor | None = None,
+    device: str | torch.device | None = None,
+    desc: str = "train",
+) -> dict:
+    """Train ``model`` in place; return curves and final metrics as a JSON-able dict."""
+    dev = pick_device(device)
+    gen = set_seed(config.seed)
+    model.to(dev)
+    x_train, y_train = x_train.to(dev), y_train.to(dev)
+    if x_test is not None and y_test is not None:
+        x_test, y_test = x_test.to(dev), y_test.to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr_at(0), momentum=config.momentum)
+    n = x_train.shape[0]
+    curves: dict[str, list[float]] = {"epoch": [], "loss": [], "train_acc": [], "test_acc": []}
+    start = time.perf_counter()
+    epochs = config.total_epochs
+    bar = tqdm(range(epochs), desc=desc, disable=not config.progress, mininterval=10.0)
+    for epoch in bar:
+        for group in opt.param_groups:
+            group["lr"] = config.lr_at(epoch)
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(dev)
+        total, batches = 0.0, 0
+        for s in range(0, n, config.batch_size):
+            idx = perm[s : s + config.batch_size]
+            value = training_step(
+                model, x_train[idx], y_train[idx], opt, config.loss, regularizer, config.lam
+            )
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"loss became {value} at epoch {epoch}; lower the learning rate or "
+                    f"the regularization factor (lam={config.lam})"
+                )
+            total += value
+            batches += 1
+        if (epoch + 1) % config.eval_every == 0 or epoch == epochs - 1:
+            curves["epoch"].append(epoch + 1)
+            curves["loss"].append(total / batches)
+            curves["train_acc"].append(accuracy(model, x_train, y_train))
+            if x_test is not None and y_test is not None:
+                curves["test_acc"].append(accuracy(model, x_test, y_test))
+            bar.set_postfix(
+                loss=f"{total / batches:.4f}",
+                train_acc=f"{curves['train_acc'][-1]:.3f}",
+                refresh=False,
+            )
+    model.eval()
+    result = {
+        "train_acc": curves["train_acc"][-1],
+        "final_loss": curves["loss"][-1],
+        "seconds": time.perf_counter() - start,
+        "device": str(dev),
+        "curves": curves,
+    }
+    if curves["test_acc"]:
+        result["test_acc"] = curves["test_acc"][-1]
+    return result

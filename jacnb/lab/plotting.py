@@ -1,0 +1,107 @@
+"""Figures of the book (matplotlib). Every figure function takes the data it draws and an
+optional caption line stating profile, dataset, sizes and seeds, which it puts under the title."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+
+from jacnb.core.jacobian import network_output
+
+
+def _stamp(fig: Figure, provenance: str | None) -> None:
+    if provenance:
+        fig.text(0.5, -0.02, provenance, ha="center", va="top", fontsize=8, color="0.35")
+
+
+def decision_regions(
+    model: nn.Module, x: Tensor, y: Tensor, provenance: str | None = None, grid: int = 300
+) -> Figure:
+    """Fig. 2: decision regions of a 2-D classifier in the input space (a) and the samples and
+    decision boundary ``z_1 = z_2`` in the output (logit) space (b)."""
+    fig, (ax_in, ax_out) = plt.subplots(1, 2, figsize=(10, 4.2))
+    lo = x.min(0).values - 0.5
+    hi = x.max(0).values + 0.5
+    gx, gy = torch.meshgrid(
+        torch.linspace(float(lo[0]), float(hi[0]), grid),
+        torch.linspace(float(lo[1]), float(hi[1]), grid),
+        indexing="xy",
+    )
+    with torch.no_grad():
+        pred = model(torch.stack([gx.flatten(), gy.flatten()], 1)).argmax(1).reshape(grid, grid)
+        z = network_output(model, x, "logits")
+    ax_in.contourf(gx, gy, pred, alpha=0.25, cmap="coolwarm", levels=[-0.5, 0.5, 1.5])
+    ax_in.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", s=8, edgecolors="none")
+    ax_in.set(title="(a) input space", xlabel="$x_1$", ylabel="$x_2$")
+    ax_out.scatter(z[:, 0], z[:, 1], c=y, cmap="coolwarm", s=8, edgecolors="none")
+    span = [float(z.min()), float(z.max())]
+    ax_out.plot(span, span, "k--", lw=1, label="decision boundary $z_1 = z_2$")
+    ax_out.set(title="(b) output space (logits)", xlabel="$z_1$", ylabel="$z_2$")
+    ax_out.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    _stamp(fig, provenance)
+    return fig
+
+
+def margin_bounds(df: pd.DataFrame, provenance: str | None = None) -> Figure:
+    """Theorem 4 per sample: the bounds and the measured margin, samples sorted by the latter."""
+    order = np.argsort(df["measured"].to_numpy())
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    styles = {
+        "measured": ("k", "-", "measured margin (upper bound on $\\gamma^d$)"),
+        "gamma1_est": ("tab:green", ":", "$\\gamma_1$ (estimate, eq. 34)"),
+        "gamma2_est": ("tab:blue", "--", "$\\gamma_2$ (estimate, eq. 35)"),
+        "gamma3": ("tab:orange", "-", "$\\gamma_3$ (eq. 36)"),
+        "gamma4": ("tab:red", "-", "$\\gamma_4$ (eq. 37)"),
+    }
+    for col, (color, ls, label) in styles.items():
+        ax.plot(df[col].to_numpy()[order], color=color, ls=ls, label=label)
+    ax.set_yscale("log")
+    ax.set(xlabel="training sample (sorted by measured margin)", ylabel="distance in input space")
+    ax.set_title("Classification margin and its lower bounds (Theorem 4)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    _stamp(fig, provenance)
+    return fig
+
+
+def ge_bounds(
+    df: pd.DataFrame, fixed: Mapping[str, float], provenance: str | None = None
+) -> Figure:
+    """Corollary 1 (eq. 13): the GE bound against m, gamma and k, the other two held fixed."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, (var, others) in zip(
+        axes, [("m", ("gamma", "k")), ("gamma", ("m", "k")), ("k", ("m", "gamma"))], strict=True
+    ):
+        sel = df
+        for o in others:
+            sel = sel[np.isclose(sel[o], fixed[o])]
+        ax.plot(sel[var], sel["GE bound"], "o-")
+        ax.set(xlabel=var, ylabel="GE bound (eq. 13)", yscale="log")
+        ax.set_title(", ".join(f"{o}={fixed[o]:g}" for o in others), fontsize=9)
+        if var == "m":
+            ax.set_xscale("log")
+    fig.suptitle("Corollary 1: the bound falls as $1/\\sqrt{m}$ and as $\\gamma^{-k/2}$")
+    fig.tight_layout()
+    _stamp(fig, provenance)
+    return fig
+
+
+def norm_growth(df: pd.DataFrame, provenance: str | None = None) -> Figure:
+    """Sec. IV example: product of spectral vs Frobenius norms of orthonormal-row layers."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for m, sel in df.groupby("M"):
+        ax.plot(sel["L"], sel["prod ||W||_F"], "o-", label=f"Frobenius, M={m}")
+    ax.plot(df["L"].unique(), np.ones(df["L"].nunique()), "k--", label="spectral (all M)")
+    ax.set(xlabel="depth L", ylabel="product of norms", yscale="log")
+    ax.set_title("Orthonormal rows: $\\prod\\|W\\|_2 = 1$, $\\prod\\|W\\|_F = M^{L/2}$")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _stamp(fig, provenance)
+    return fig

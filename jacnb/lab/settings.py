@@ -1,0 +1,629 @@
+"""Profiles: ``smoke`` (seconds, CI), ``cpu`` (scaled down, 2 cores), ``paper`` (GPU).
+
+One code path: a notebook reads its settings with ``get_profile(experiment, profile)`` and runs
+the same code at every size. ``profile="auto"`` means ``paper`` when CUDA is available, else
+``cpu``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+PROFILES = ("smoke", "cpu", "paper")
+
+#: Settings per experiment and profile. Sizes stated here are the ones the book's pages print.
+SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "theory": {
+        "smoke": {
+            "dataset": "digits",
+            "n_train": 300,
+            "n_eval": 40,
+            "depth": 3,
+            "width": 64,
+            "epochs": 15,
+            "batch_size": 64,
+            "lr": 0.05,
+            "lr_drop_every": 10,
+            "seeds": [0],
+            "n_pairs": 8,
+            "ball_samples": 4,
+        },
+        "cpu": {
+            "dataset": "mnist-10k",
+            "n_train": 2000,
+            "n_eval": 200,
+            "depth": 3,
+            "width": 256,
+            "epochs": 30,
+            "batch_size": 128,
+            "lr": 0.05,
+            "lr_drop_every": 20,
+            "seeds": [0],
+            "n_pairs": 64,
+            "ball_samples": 16,
+        },
+        "paper": {
+            "dataset": "mnist",
+            "n_train": 5000,
+            "n_eval": 1000,
+            "depth": 3,
+            "width": 784,
+            "epochs": 120,
+            "batch_size": 128,
+            "lr": 0.1,
+            "lr_drop_every": 40,
+            "seeds": [0],
+            "n_pairs": 256,
+            "ball_samples": 32,
+        },
+    },
+    # Sec. VI-A1, Fig. 3 (notebooks/02_fully_connected.ipynb, jacnb.chapters.fully_connected).
+    "fully_connected": {
+        "smoke": {
+            "datasets": ["digits", "cifar10"],
+            "panels": [
+                {"paper": "MNIST", "dataset": "digits", "fallback": None},
+                {"paper": "CIFAR-10", "dataset": "cifar10", "fallback": None},
+            ],
+            "n_train": [300, 600],
+            "depths": [2, 3],
+            "width_factor": 1,
+            "seeds": [0, 1],
+            "epochs": 3,
+            "lr": 0.05,
+            "lr_drop_every": 2,
+            "batch_size": 128,
+            "momentum": 0.9,
+            "lambdas": {"weight_decay": [1e-4, 1e-2], "jacobian": [0.01, 1.0]},
+            "select_n_train": [300],
+            "select_seeds": [0],
+            "val_fraction": 0.2,
+            "jr_method": "projection",
+            "n_proj": 1,
+            "stack_seeds": False,
+        },
+        "cpu": {
+            "datasets": ["mnist-10k", "cifar10"],
+            "panels": [
+                {"paper": "MNIST", "dataset": "mnist-10k", "fallback": None},
+                {"paper": "CIFAR-10", "dataset": "cifar10", "fallback": None},
+            ],
+            "n_train": [400, 1000],
+            "depths": [2, 3, 4],
+            "width_factor": 1,
+            "seeds": [0, 1],
+            "epochs": 10,
+            "lr": 0.05,
+            "lr_drop_every": 4,
+            "batch_size": 32,
+            "momentum": 0.9,
+            "lambdas": {
+                "weight_decay": [1e-5, 1e-4, 1e-3, 1e-2],
+                "jacobian": [0.01, 0.1, 1.0, 10.0],
+            },
+            "select_n_train": [400],
+            "select_seeds": [0, 1],
+            "val_fraction": 0.3,
+            "jr_method": "projection",
+            "n_proj": 1,
+            "stack_seeds": False,
+        },
+        "paper": {
+            "datasets": ["mnist", "cifar10"],
+            "panels": [
+                {"paper": "MNIST", "dataset": "mnist", "fallback": None},
+                {"paper": "CIFAR-10", "dataset": "cifar10", "fallback": None},
+            ],
+            "n_train": [5000, 20000, 50000],
+            "depths": [2, 3, 4],
+            "width_factor": 1,
+            "seeds": [0, 1, 2, 3, 4],
+            "epochs": 120,
+            "lr": 0.01,
+            "lr_drop_every": 40,
+            "batch_size": 128,
+            "momentum": 0.9,
+            "lambdas": {
+                "weight_decay": [1e-5, 1e-4, 1e-3, 1e-2],
+                "jacobian": [1e-2, 1e-1, 1.0, 10.0],
+            },
+            "select_n_train": None,
+            "select_seeds": [0],
+            "val_fraction": 0.2,
+            "jr_method": "exact",
+            "n_proj": 1,
+            "stack_seeds": "auto",
+        },
+    },
+    # Sec. VI-A2, Fig. 4 (notebooks/03_weight_norm.ipynb, jacnb.chapters.fully_connected).
+    "weight_norm": {
+        "smoke": {
+            "dataset": "digits",
+            "datasets": ["digits"],
+            "n_train": 300,
+            "depths": [2, 3],
+            "width_factors": [1, 2],
+            "seeds": [0],
+            "epochs": 3,
+            "lr": 0.1,
+            "lr_drop_every": 2,
+            "batch_size": 128,
+            "momentum": 0.9,
+            "n_margin": 16,
+            "stack_seeds": False,
+        },
+        "cpu": {
+            "dataset": "mnist-10k",
+            "datasets": ["mnist-10k"],
+            "n_train": 1000,
+            "depths": [2, 3, 4, 5],
+            "width_factors": [1, 2],
+            "seeds": [0],
+            "epochs": 20,
+            "lr": 0.1,
+            "lr_drop_every": 8,
+            "batch_size": 128,
+            "momentum": 0.9,
+            "n_margin": 64,
+            "stack_seeds": False,
+        },
+        "paper": {
+            "dataset": "mnist",
+            "datasets": ["mnist"],
+            "n_train": 5000,
+            "depths": [2, 3, 4, 5],
+            "width_factors": [1, 2, 3, 4, 5, 6],
+            "seeds": [0, 1, 2, 3, 4],
+            "epochs": 120,
+            "lr": 0.1,
+            "lr_drop_every": 40,
+            "batch_size": 128,
+            "momentum": 0.9,
+            "n_margin": 256,
+            "stack_seeds": "auto",
+        },
+    },
+    # Sec. VI-B, Tables II, III (notebooks/04_convolutional.ipynb, jacnb.chapters.convolutional).
+    # One block per table. A panel runs "dataset" if it is on disk, else the first of
+    # "fallbacks" that is (labelled "X (stand-in for Y)"), else it says "not run: dataset
+    # absent". "image_size": inputs resized to this square side (None: native size).
+    # "n_test": class-balanced test subset (None: the whole test set).
+    "convolutional": {
+        "smoke": {
+            "datasets": ["digits", "lared", "cifar10"],
+            "table2": {
+                "panels": [
+                    {"paper": "MNIST", "dataset": "digits", "fallbacks": [], "n_train": [200, 400]},
+                    {"paper": "LaRED", "dataset": "lared", "fallbacks": [], "n_train": [200, 400]},
+                ],
+                "image_size": None,
+                "n_test": None,
+                "seeds": [0, 1],
+                "epochs": 6,
+                "lr": 0.05,
+                "lr_drop_every": 3,
+                "batch_size": 64,
+                "momentum": 0.9,
+                "lambdas": {"weight_decay": [1e-4, 1e-2], "jacobian": [0.01, 1.0]},
+                "select_n_train": [200],
+                "select_seeds": [0],
+                "val_fraction": 0.2,
+                "jr_method": "projection",
+                "n_proj": 1,
+            },
+            "table3": {
+                "panels": [
+                    {
+                        "paper": "CIFAR-10",
+                        "dataset": "cifar10",
+                        "fallbacks": ["fashion-mnist", "digits"],
+                        "n_train": [50, 100],
+                    },
+                ],
+                "image_size": 16,
+                "n_test": 100,
+                "seeds": [0, 1],
+                "epochs": 1,
+                "lr": 0.1,
+                "lr_drop_every": 1,
+                "batch_size": 64,
+                "momentum": 0.9,
+                "lambdas": {"jacobian": [0.1, 1.0]},
+                "select_n_train": [50],
+                "select_seeds": [0],
+                "val_fraction": 0.2,
+                "jr_method": "projection",
+                "n_proj": 1,
+            },
+        },
+        "cpu": {
+            "datasets": ["mnist-10k", "digits", "lared", "cifar10"],
+            "table2": {
+                "panels": [
+                    {
+                        "paper": "MNIST",
+                        "dataset": "mnist-10k",
+                        "fallbacks": [],
+                        "n_train": [1000, 5000],
+                    },
+                    {
+                        "paper": "LaRED",
+                        "dataset": "lared",
+                        "fallbacks": [],
+                        "n_train": [2000, 5000],
+                    },
+                ],
+                "image_size": None,
+                "n_test": None,
+                "seeds": [0, 1],
+                "epochs": 6,
+                "lr": 0.05,
+                "lr_drop_every": 2,
+                "batch_size": 32,
+                "momentum": 0.9,
+                "lambdas": {"weight_decay": [1e-4, 1e-3, 1e-2], "jacobian": [0.01, 0.1, 1.0]},
+                "select_n_train": [1000],
+                "select_seeds": [0],
+                "val_fraction": 0.2,
+                "jr_method": "projection",
+                "n_proj": 1,
+            },
+            "table3": {
+                "panels": [
+                    {
+                        "paper": "CIFAR-10",
+                        "dataset": "cifar10",
+                        "fallbacks": ["fashion-mnist", "digits"],
+                        "n_train": [100, 400],
+                    },
+                ],
+                "image_size": 16,
+                "n_test": 1000,
+                "seeds": [0, 1],
+                "epochs": 4,
+                "lr": 0.1,
+                "lr_drop_every": 2,
+                "batch_size": 32,
+                "momentum": 0.9,
+                "lambdas": {"jacobian": [0.001, 0.01, 0.1]},
+                "select_n_train": [100],
+                "select_seeds": [0],
+                "val_fraction": 0.3,
+                "jr_method": "projection",
+                "n_proj": 1,
+            },
+        },
+        "paper": {
+            "datasets": ["mnist", "lared", "cifar10"],
+            "table2": {
+                "panels": [
+                    {
+                        "paper": "MNIST",
+                        "dataset": "mnist",
+                        "fallbacks": [],
+                        "n_train": [1000, 5000, 20000, 50000],
+                    },
+                    {
+                        "paper": "LaRED",
+                        "dataset": "lared",
+                        "fallbacks": [],
+                        "n_train": [2000, 5000, 10000, 50000],
+                    },
+                ],
+                "image_size": None,
+                "n_test": None,
+                "seeds": [0, 1, 2, 3, 4],
+                "epochs": 120,
+                "lr": 0.01,
+                "lr_drop_every": 40,
+                "batch_size": 128,
+                "momentum": 0.9,
+                "lambdas": {
+                    "weight_decay": [1e-5, 1e-4, 1e-3, 1e-2],
+                    "jacobian": [1e-3, 1e-2, 1e-1, 1.0],
+                },
+                "select_n_train": None,
+                "select_seeds": [0],
+                "val_fraction": 0.2,
+                "jr_method": "exact",
+                "n_proj": 1,
+            },
+            "table3": {
+                "panels": [
+                    {
+                        "paper": "CIFAR-10",
+                        "dataset": "cifar10",
+                        "fallbacks": [],
+                        "n_train": [2500, 10000, 50000],
+                    },
+                ],
+                "image_size": None,
+                "n_test": None,
+                "seeds": [0, 1, 2],
+                "epochs": 75,
+                "lr": 0.1,
+                "lr_drop_every": 25,
+                "batch_size": 64,
+                "momentum": 0.9,
+                "lambdas": {"jacobian": [1e-3, 1e-2, 1e-1, 1.0]},
+                "select_n_train": None,
+                "select_seeds": [0],
+                "val_fraction": 0.2,
+                "jr_method": "exact",
+                "n_proj": 1,
+            },
+        },
+    },
+    # Sec. VI-C, Tables IV, V, Fig. 5 (notebooks/05_resnet.ipynb, jacnb.chapters.resnet).
+    # "candidates": the first dataset on disk is used; stand-ins are labelled as such.
+    "resnet": {
+        "smoke": {
+            "datasets": ["fashion-mnist", "digits", "mnist-10k"],
+            "seeds": [0],
+            "table4": {
+                "candidates": ["fashion-mnist", "digits"],
+                "depth": 10,
+                "widen_factor": 1,
+                "image_size": 16,
+                "rows": [
+                    {"n_train": 60, "augment": "none", "lam": 1.0},
+                    {"n_train": 120, "augment": "cifar", "lam": 0.1},
+                ],
+                "n_test": 100,
+                "schedule": [[0.05, 1]],
+                "batch_size": 60,
+                "weight_decay": 5e-4,
+                "nesterov": True,
+            },
+            "table5": {
+                "candidates": ["mnist-10k"],
+                "image_size": 16,
+                "crop": 14,
+                "n_train": 20,
+                "n_test": 20,
+                "schedule": [[0.1, 1], [0.01, 1]],
+                "batch_size": 10,
+                "lam": 1.0,
+                "weight_decay": 1e-4,
+            },
+        },
+        "cpu": {
+            "datasets": ["cifar10", "fashion-mnist", "imagenet", "mnist-10k"],
+            "seeds": [0],
+            "table4": {
+                "candidates": ["cifar10", "fashion-mnist"],
+                "depth": 10,
+                "widen_factor": 2,
+                "image_size": 32,
+                "rows": [
+                    {"n_train": 500, "augment": "none", "lam": 1.0},
+                    {"n_train": 1000, "augment": "none", "lam": 1.0},
+                    {"n_train": 2000, "augment": "cifar", "lam": 0.1},
+                ],
+                "n_test": 2000,
+                "schedule": [[0.01, 1], [0.05, 3], [0.005, 3], [0.0005, 1]],
+                "batch_size": 128,
+                "weight_decay": 5e-4,
+                "nesterov": True,
+            },
+            "table5": {
+                "candidates": ["imagenet", "mnist-10k"],
+                "image_size": 32,
+                "crop": 28,
+                "n_train": 1000,
+                "n_test": 1000,
+                "schedule": [[0.1, 3], [0.01, 2], [0.001, 1]],
+                "batch_size": 64,
+                "lam": 1.0,
+                "weight_decay": 1e-4,
+            },
+        },
+        "paper": {
+            "datasets": ["cifar10", "imagenet"],
+            "seeds": [0],
+            "table4": {
+                "candidates": ["cifar10"],
+                "depth": 22,
+                "widen_factor": 5,
+                "image_size": 32,
+                "rows": [
+                    {"n_train": 2500, "augment": "none", "lam": 1.0},
+                    {"n_train": 10000, "augment": "none", "lam": 1.0},
+                    {"n_train": 50000, "augment": "cifar", "lam": 0.1},
+                ],
+                "n_test": None,
+                "schedule": [[0.01, 5], [0.05, 20], [0.005, 40], [0.0005, 40], [0.00005, 20]],
+                "batch_size": 128,
+                "weight_decay": 5e-4,
+                "nesterov": True,
+            },
+            "table5": {
+                "candidates": ["imagenet"],
+                "image_size": 128,
+                "crop": 112,
+                "n_train": None,
+                "n_test": None,
+                "schedule": [[0.1, 30], [0.01, 30], [0.001, 30]],
+                "batch_size": 256,
+                "lam": 1.0,
+                "weight_decay": 1e-4,
+                "train_eval_n": 50000,
+            },
+        },
+    },
+    # Sec. VI-D, Table VI (notebooks/06_timing.ipynb, jacnb.chapters.timing). The top-level values
+    # apply
+    # to every device; a "cpu"/"cuda" block overrides them for the rows timed on that device.
+    # "mnist_batch"/"resnet_batch": training batch of the MNIST conv net / ResNet-18 (input
+    # 3 x resnet_size^2); "repeats" timed steps per row after "warmup" untimed ones, in
+    # "rounds" interleaved blocks (rounds = repeats: one step per regularizer in turn); "threads":
+    # torch CPU threads (None: torch's default). One thread at smoke/cpu: on a shared 2-core
+    # machine a 2-thread step stalls whenever another process takes a core, so its times (and
+    # ratios) scatter far more. Fig. 4's cost: max ||J(x)||_2 over "fig4_n" images, the naive
+    # per-sample loop timed on "naive_n" of them and extrapolated.
+    "timing": {
+        "smoke": {
+            "datasets": ["mnist-10k"],
+            "mnist_batch": 16,
+            "resnet_batch": 2,
+            "resnet_size": 16,
+            "repeats": 1,
+            "warmup": 1,
+            "rounds": 1,
+            "threads": 1,
+            "fig4_n": 300,
+            "naive_n": 10,
+            "seeds": [0],
+        },
+        "cpu": {
+            "datasets": ["mnist-10k"],
+            "mnist_batch": 128,
+            "resnet_batch": 16,
+            "resnet_size": 128,
+            "repeats": 10,
+            "warmup": 2,
+            "rounds": 10,
+            "threads": 1,
+            "fig4_n": 10000,
+            "naive_n": 200,
+            "seeds": [0],
+        },
+        "paper": {
+            "datasets": ["mnist-10k"],
+            "mnist_batch": 128,
+            "resnet_batch": 256,
+            "resnet_size": 128,
+            "repeats": 30,
+            "warmup": 5,
+            "rounds": 30,
+            "threads": None,
+            "fig4_n": 10000,
+            "naive_n": 10000,
+            "seeds": [0],
+            # A ResNet-18 step at batch 256, 128x128 takes minutes on a CPU: smaller CPU rows.
+            "cpu": {"resnet_batch": 16, "repeats": 10, "warmup": 2, "rounds": 10, "naive_n": 1000},
+        },
+    },
+    "low_rank": {
+        "smoke": {
+            "dataset": "digits",
+            "datasets": ["digits"],
+            "n_train": 100,
+            "n_test": 100,
+            "arch": "mlp",
+            "width": 32,
+            "out_scale": 0.5,
+            "batch_size": 50,
+            "lr": 0.1,
+            "momentum": 0.0,
+            "epochs_clean": 10,
+            "epochs_noisy": 20,
+            "n_checkpoints": 6,
+            "rank": 10,
+            "n_spectrum": 20,
+            "svd_iters": 3,
+            "corruptions": [0.0, 0.5],
+            "bridge_corruptions": [0.5],
+            "bridge_lam": 0.1,
+            "seeds": [0],
+            "bench_n": 30,
+            "fig3_classes": 4,
+            "fig3_clusters": 3,
+            "fig3_dim": 10,
+            "fig3_hidden": 100,
+            "fig3_sigma": 0.1,
+            "fig3_per_class": [30, 60],
+        },
+        "cpu": {
+            "dataset": "mnist-10k",
+            "datasets": ["mnist-10k"],
+            "n_train": 800,
+            "n_test": 400,
+            "arch": "mlp",
+            "width": 128,
+            "out_scale": 0.5,
+            "batch_size": 128,
+            "lr": 0.1,
+            "momentum": 0.0,
+            "epochs_clean": 400,
+            "epochs_noisy": 400,
+            "n_checkpoints": 16,
+            "rank": 50,
+            "n_spectrum": 100,
+            "svd_iters": 4,
+            "corruptions": [0.0, 0.25, 0.5, 0.75, 1.0],
+            "bridge_corruptions": [0.0, 0.5],
+            "bridge_lam": 0.1,
+            "seeds": [0],
+            "bench_n": 100,
+            "fig3_classes": 4,
+            "fig3_clusters": 3,
+            "fig3_dim": 20,
+            "fig3_hidden": 200,
+            "fig3_sigma": 0.1,
+            "fig3_per_class": [30, 60],
+        },
+        "paper": {
+            "dataset": "cifar10",
+            "datasets": ["cifar10"],
+            "n_train": 50000,
+            "n_test": 10000,
+            "arch": "resnet20",
+            "width": 0,
+            "out_scale": 0.1,
+            "batch_size": 128,
+            "lr": 0.1,
+            "momentum": 0.0,
+            "epochs_clean": 400,
+            "epochs_noisy": 800,
+            "n_checkpoints": 24,
+            "rank": 50,
+            "n_spectrum": 200,
+            "svd_iters": 4,
+            "corruptions": [0.0, 0.25, 0.5, 0.75, 1.0],
+            "bridge_corruptions": [0.0, 0.5],
+            "bridge_lam": 0.1,
+            "seeds": [0],
+            "bench_n": 500,
+            "fig3_classes": 4,
+            "fig3_clusters": 3,
+            "fig3_dim": 20,
+            "fig3_hidden": 200,
+            "fig3_sigma": 0.1,
+            "fig3_per_class": [30, 60],
+        },
+    },
+}
+
+
+def resolve_profile(profile: str) -> str:
+    """Validate a profile name; ``"auto"`` becomes ``paper`` on CUDA, else ``cpu``."""
+    if profile == "auto":
+        return "paper" if torch.cuda.is_available() else "cpu"
+    if profile not in PROFILES:
+        raise ValueError(
+            f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)} (or 'auto')"
+        )
+    return profile
+
+
+def get_profile(experiment: str, profile: str) -> dict[str, Any]:
+    """The settings of ``experiment`` at ``profile`` (a copy; ``profile`` key included)."""
+    if experiment not in SETTINGS:
+        raise ValueError(f"unknown experiment {experiment!r}; valid: {sorted(SETTINGS)}")
+    name = resolve_profile(profile)
+    settings = copy.deepcopy(SETTINGS[experiment][name])
+    settings["profile"] = name
+    return settings
+
+
+def provenance(settings: dict[str, Any], dataset: str, **extra: Any) -> str:
+    """One line naming profile, dataset, sizes and seeds, printed under every figure and table."""
+    keys = [k for k in ("n_train", "n_eval", "epochs", "seeds") if k in settings]
+    parts = [f"profile={settings['profile']}", f"dataset={dataset}"]
+    parts += [f"{k}={settings[k]}" for k in keys]
+    parts += [f"{k}={v}" for k, v in extra.items()]
+    return "; ".join(parts)

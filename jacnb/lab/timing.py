@@ -1,0 +1,159 @@
+"""Step timers shared by the timing chapter (notebooks/06_timing.ipynb, Table VI of Sokolić et
+al., Sec. VI-D), the cost projection of the weight-normalization chapter (Fig. 4) and the scripts
+in ``benchmarks/`` (which import them from here; the package never imports a benchmark).
+
+* :func:`sync` -- wait for the device's kernels (CUDA), so a wall-clock time covers them;
+* :func:`time_calls` -- seconds of ``repeats`` calls after ``warmup`` untimed ones;
+* :func:`time_once` -- the result of one call and its seconds;
+* :func:`time_interleaved` -- several steps timed in interleaved blocks (slow drifts of a shared
+  machine then hit every step alike);
+* :func:`make_step` -- one SGD step of the book's training loop as a closure;
+* :func:`step_regularizer` -- the regularizer behind a Table VI row label;
+* :func:`load_note` -- a warning when other processes compete for the cores.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from jacnb.core.regularizers import Regularizer, make_regularizer
+from jacnb.core.train import training_step
+
+T = TypeVar("T")
+
+#: Table VI / benchmark row label -> ``make_regularizer`` arguments (``None``: the plain step).
+STEP_REGULARIZERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "none": ("none", {}),
+    "weight_decay": ("weight_decay", {}),
+    "exact_class_loop": ("jacobian", {"strategy": "class_loop"}),
+    "exact_vmap": ("jacobian", {"strategy": "vmap"}),
+    "projection_1": ("jacobian", {"method": "projection", "n_proj": 1}),
+    "projection_4": ("jacobian", {"method": "projection", "n_proj": 4}),
+    "per_layer": ("per_layer", {}),
+}
+
+
+def step_regularizer(label: str) -> Regularizer | None:
+    """The regularizer of a row label of :data:`STEP_REGULARIZERS` (``"none"`` -> ``None``), built
+    by :func:`jacnb.core.regularizers.make_regularizer`."""
+    if label not in STEP_REGULARIZERS:
+        raise ValueError(f"unknown regularizer {label!r}; valid: {list(STEP_REGULARIZERS)}")
+    name, kwargs = STEP_REGULARIZERS[label]
+    return make_regularizer(name, **kwargs)
+
+
+def sync(device: torch.device | str) -> None:
+    """Wait for the device's queued kernels (a no-op on the CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(
+    step: Callable[[], object], device: torch.device, repeats: int = 10, warmup: int = 2
+) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``step`` after ``warmup`` untimed calls.
+
+    Uses :func:`time.perf_counter`; on CUDA the device is synchronized before and after each
+    call so that the time covers the kernels, not just their launch.
+    """
+    for _ in range(warmup):
+        step()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def time_once(fn: Callable[[], T], device: torch.device) -> tuple[T, float]:
+    """``(fn(), seconds)`` with the device synchronized before and after."""
+    sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - t0
+
+
+def time_interleaved(
+    steps: Mapping[str, Callable[[], object]],
+    device: torch.device,
+    repeats: int = 10,
+    warmup: int = 2,
+    rounds: int = 2,
+) -> dict[str, list[float]]:
+    """Seconds of ``repeats`` calls of every step: after ``warmup`` untimed calls each, the timed
+    calls are split into ``rounds`` blocks that visit the steps in turn, so that slow drifts of
+    the machine (thermal, other processes) spread evenly over them."""
+    for step in steps.values():
+        time_calls(step, device, repeats=0, warmup=warmup)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    rounds = max(1, min(rounds, repeats))
+    for r in range(rounds):
+        block = repeats // rounds + (1 if r < repeats % rounds else 0)
+        for name, step in steps.items():
+            times[name] += time_calls(step, device, repeats=block, warmup=0)
+    return times
+
+
+def make_step(
+    model: nn.Module,
+    reg: Callable[[nn.Module, Tensor], Tensor] | None,
+    x: Tensor,
+    y: Tensor,
+    lam: float = 0.1,
+    lr: float = 0.01,
+) -> Callable[[], float]:
+    """One full SGD step as a closure: :func:`jacnb.core.train.training_step`, the step the book's
+    training loop takes (cross-entropy ``+ lam * reg``, the regularizer sharing the forward pass).
+
+    The closure owns its own SGD (momentum 0.9) optimizer on ``model``; it returns the loss.
+    """
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+    def step() -> float:
+        return training_step(model, x, y, optimizer, "cross_entropy", reg, lam if reg else 0.0)
+
+    return step
+
+
+def default_threads() -> int:
+    """Number of CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def load_note(threads: int, samples: int = 10, interval: float = 0.05) -> str:
+    """A warning when other processes are running right now (Linux ``/proc/loadavg``).
+
+    Samples the number of runnable tasks ``samples`` times, ``interval`` seconds apart, and
+    subtracts this process; a mean of >= 0.5 other runnable tasks means that the timings compete
+    for the cores. (The load *average* is no use here: it still counts a run that just ended.)
+    """
+    counts = []
+    try:
+        for _ in range(samples):
+            with open("/proc/loadavg") as fh:
+                counts.append(int(fh.read().split()[3].split("/")[0]) - 1)
+            time.sleep(interval)
+    except (OSError, ValueError, IndexError):
+        return ""
+    others = sum(counts) / len(counts)
+    if others < 0.5:
+        return ""
+    return (
+        f"WARNING: on average {others:.1f} other runnable tasks on {default_threads()} cores "
+        f"({threads} torch threads): timings and ratios are noisy."
+    )

@@ -1,0 +1,66 @@
+"""The theory chapter's checks (jacnb.chapters.theory) on tiny nets: they hold where the maths
+holds and
+flag a wrong identity."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from jacnb.chapters import theory as checks
+from jacnb.core.models import tiny_resnet
+
+pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
+
+
+def net(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 3)
+    )
+
+
+def test_theorem3_holds_and_detects_a_one_point_rule():
+    model = net()
+    x = torch.randn(20, 5) * 2
+    good = checks.theorem3(model, x, n_pairs=6, n_points=4096)
+    assert good["rel_error"].max() < 1e-3 and good["cor2_holds"].all()
+    crude = checks.theorem3(model, x, n_pairs=6, n_points=1)
+    assert crude["rel_error"].max() > 10 * good["rel_error"].max()
+
+
+def test_lemma1_pooling_margins_hold():
+    model = net(1)
+    x = torch.randn(30, 5)
+    assert checks.lemma1(model, x)["holds"].all()
+    assert checks.pooling_norms(8)["holds"].all()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    df = checks.margins(model, x, y, x, ball_samples=2)
+    assert df["holds"].all() and len(df) == 30
+    assert (df["gamma4"] <= df["gamma3"]).all()
+
+
+def test_structural_identities():
+    assert checks.orthonormal_rows([3, 5], [1, 2, 3])["holds"].all()
+    assert checks.batch_norm_rows()["holds"].all()
+    torch.manual_seed(0)
+    assert checks.resnet_expansion(tiny_resnet().double(), torch.randn(3, 4))["holds"].all()
+
+
+def test_ge_bound_grid_and_on_data():
+    grid = checks.ge_bound_grid([100, 1000], [0.5, 1.0], [1, 2])
+    assert len(grid) == 8 and (grid["GE bound"] > 0).all()
+    model = net(2)
+    x = torch.randn(40, 5)
+    with torch.no_grad():
+        y = model(x).argmax(1)  # every training sample correct: finite margins
+    df = checks.ge_bound_on_data(model, x, y, x, y, k=2, c_m=1.0)
+    assert (df["measured GE"] == 0).all()
+    certified = df.set_index("margin used")["min over training set"]
+    assert certified["gamma4 (certified)"] <= certified["gamma3 (certified)"]
+    assert certified["gamma3 (certified)"] <= certified["measured margin (not certified)"]
+    assert math.isfinite(df["GE bound (eq. 13)"].iloc[1])

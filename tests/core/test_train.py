@@ -1,0 +1,72 @@
+"""The training loop (determinism, NaN stop, schedules) and profile validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from jacnb.core.regularizers import JacobianRegularizer
+from jacnb.core.train import NonFiniteLossError, TrainConfig, train
+from jacnb.lab.settings import PROFILES, get_profile, resolve_profile
+
+
+def data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 5, generator=g)
+    y = (x[:, 0] > 0).long()
+    return x, y
+
+
+def model():
+    return nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def test_training_is_deterministic_on_cpu_and_learns():
+    x, y = data()
+    cfg = TrainConfig(epochs=5, batch_size=16, lr=0.1, seed=3, progress=False, lam=0.01)
+    torch.manual_seed(0)
+    m1 = model()
+    torch.manual_seed(0)
+    m2 = model()
+    r1 = train(m1, x, y, cfg, JacobianRegularizer(), x, y, device="cpu")
+    r2 = train(m2, x, y, cfg, JacobianRegularizer(), x, y, device="cpu")
+    for a, b in zip(m1.parameters(), m2.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert r1["curves"] == r2["curves"]
+    assert r1["train_acc"] > 0.8
+
+
+def test_nan_stops_with_clear_error():
+    x, y = data()
+    x = x.clone()
+    x[0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="learning rate"):
+        train(model(), x, y, TrainConfig(epochs=1, batch_size=64, progress=False), device="cpu")
+
+
+def test_bad_config_errors():
+    with pytest.raises(ValueError, match="lam"):
+        TrainConfig(lam=-1.0)
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=0)
+
+
+def test_schedules():
+    step = TrainConfig(lr=0.01, lr_drop_every=40)
+    assert [step.lr_at(e) for e in (0, 39, 40, 80)] == pytest.approx([0.01, 0.01, 0.001, 0.0001])
+    phases = TrainConfig(schedule=[(0.01, 5), (0.05, 20), (0.005, 40)])
+    assert phases.total_epochs == 65
+    assert [phases.lr_at(e) for e in (0, 5, 24, 25, 70)] == [0.01, 0.05, 0.05, 0.005, 0.005]
+
+
+def test_profiles():
+    assert set(PROFILES) == {"smoke", "cpu", "paper"}
+    with pytest.raises(ValueError, match="smoke, cpu, paper"):
+        resolve_profile("fast")
+    expected = "paper" if torch.cuda.is_available() else "cpu"
+    assert resolve_profile("auto") == expected
+    smoke = get_profile("theory", "smoke")
+    assert smoke["profile"] == "smoke" and smoke["dataset"] == "digits"
+    with pytest.raises(ValueError, match="experiment"):
+        get_profile("nope", "smoke")
