@@ -36,8 +36,8 @@ import json
 import pandas as pd
 import torch
 
-from jacnb.chapters.low_rank_jacobian import mlp, resnet20
 from jacnb.core.lowrank import ParameterJacobian, Spectrum, top_singular
+from jacnb.core.models import mlp, resnet20
 from jacnb.lab.timing import time_once
 
 ANCHOR = "nngeometry: ResNet-18 Gram on 100 CIFAR-10 images, 137 s on a Colab GPU"

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from jacnb.chapters.fully_connected import REGULARIZERS, Panel
-from jacnb.lab.plotting import _stamp
+from jacnb.lab.plotting import show, stamp  # noqa: F401 - show: for the notebooks
 
 _STYLE = {"jacobian": "-", "weight_decay": "--"}
 
@@ -67,7 +67,7 @@ def fig3(summary: pd.DataFrame, panels: Sequence[Panel], provenance: str | None 
         ax.legend(fontsize=7)
     fig.suptitle("Fig. 3: Jacobian regularization (solid) vs weight decay (dashed)")
     fig.tight_layout()
-    _stamp(fig, provenance)
+    stamp(fig, provenance)
     return fig
 
 
@@ -95,7 +95,7 @@ def fig4(summary: pd.DataFrame, provenance: str | None = None) -> Figure:
     sec.set_ylabel("printed $\\sqrt{2}$ scale (2x)", fontsize=8)
     fig.suptitle("Fig. 4: weight-normalized fully connected nets (eq. 45), no other regularization")
     fig.tight_layout()
-    _stamp(fig, provenance)
+    stamp(fig, provenance)
     return fig
 
 
@@ -144,23 +144,5 @@ def bounds_vs_depth(summary: pd.DataFrame, provenance: str | None = None) -> Fig
     for ax in (ax_n, ax_m):
         ax.set_xticks(sorted(summary["depth"].unique()))
     fig.tight_layout()
-    _stamp(fig, provenance)
+    stamp(fig, provenance)
     return fig
-
-
-def show(fig: Figure, dpi: int = 100) -> None:
-    """Display ``fig`` in the notebook output as a PNG and close it.
-
-    Works whatever the matplotlib backend: ``jacnb.book`` runs the notebooks with
-    ``MPLBACKEND=Agg``, under which a figure is not shown at the end of a cell (and ``display``
-    of a figure gives only its text repr); closing it avoids a second copy under the inline
-    backend. ``bbox_inches="tight"`` keeps the provenance line printed under the axes.
-    """
-    import io
-
-    from IPython.display import Image, display
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buf.getvalue()))

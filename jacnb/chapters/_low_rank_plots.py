@@ -12,23 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from jacnb.lab.plotting import _stamp
-
-
-def show(fig: Figure, dpi: int = 100) -> None:
-    """Display ``fig`` as a PNG in the notebook output and close it.
-
-    Works under any backend: ``jacnb.book`` runs notebooks with ``MPLBACKEND=Agg``, where a
-    figure is not drawn at the end of a cell; ``bbox_inches="tight"`` keeps the provenance line.
-    """
-    import io
-
-    from IPython.display import Image, display
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buf.getvalue()))
+from jacnb.lab.plotting import show, stamp  # noqa: F401 - show: for the notebooks
 
 
 def synthetic_spectrum(
@@ -52,7 +36,7 @@ def synthetic_spectrum(
         ax.set(title=title, xlabel="index s", ylabel="singular value")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    _stamp(fig, provenance)
+    stamp(fig, provenance)
     return fig
 
 
@@ -72,7 +56,7 @@ def spectrum_histogram(
     ax_h.legend(fontsize=8)
     ax_s.legend(fontsize=8)
     fig.tight_layout()
-    _stamp(fig, provenance)
+    stamp(fig, provenance)
     return fig
 
 
@@ -111,7 +95,7 @@ def dynamics(
         )
         row[2].legend(fontsize=8)
     fig.tight_layout()
-    _stamp(fig, provenance)
+    stamp(fig, provenance)
     return fig
 
 
@@ -137,7 +121,7 @@ def corruption_sweep(df: pd.DataFrame, provenance: str | None = None) -> Figure:
     ax_e.set(xlabel="corrupted labels (%)", ylabel="error", title="test error")
     ax_e.legend(fontsize=8)
     fig.tight_layout()
-    _stamp(fig, provenance)
+    stamp(fig, provenance)
     return fig
 
 
@@ -165,7 +149,7 @@ def bridge(
     )
     ax_e.legend(fontsize=8)
     fig.tight_layout()
-    _stamp(fig, provenance)
+    stamp(fig, provenance)
     return fig
 
 

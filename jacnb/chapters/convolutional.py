@@ -34,14 +34,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jacnb.chapters import fully_connected as fx
-from jacnb.chapters.fully_connected import NOT_REPRODUCED, NOT_TESTED, REPRODUCED, Panel
-from jacnb.core.data import balanced_subset, train_val_split
+from jacnb.chapters.fully_connected import NOT_REPRODUCED, NOT_TESTED, REPRODUCED
+from jacnb.core import models
+from jacnb.core.data import balanced_subset, resize_images, train_val_split
 from jacnb.core.jacobian import logits_and_frobenius_sq
-from jacnb.core.models import all_cnn_c, mnist_convnet
 from jacnb.core.regularizers import regularizer_from_config
 from jacnb.core.train import (
     TRAIN_KEYS,
@@ -52,6 +51,7 @@ from jacnb.core.train import (
     train_config,
 )
 from jacnb.lab import paper
+from jacnb.lab.datasets import Panel, get_dataset, not_run, plan_panels
 from jacnb.lab.settings import provenance
 from jacnb.lab.store import ResultStore, run_grid
 
@@ -121,13 +121,13 @@ def plan_table(ts: Mapping[str, Any]) -> list[tuple[Panel, dict[str, Any]]]:
         panel = None
         for fallback in candidates:
             one = {"paper": spec["paper"], "dataset": spec["dataset"], "fallback": fallback}
-            panel = fx.plan_panels({"panels": [one]})[0]
+            panel = plan_panels({"panels": [one]})[0]
             if panel.dataset is not None:
                 break
         assert panel is not None
         if panel.dataset is None:
             tried = [spec["dataset"], *(spec.get("fallbacks") or [])]
-            panel = Panel(spec["paper"], None, f"{spec['paper']}: not run", _not_run(tried))
+            panel = Panel(spec["paper"], None, f"{spec['paper']}: not run", not_run(tried))
         elif panel.dataset == "lared":  # the real LaRED, not a stand-in
             panel = Panel("LaRED", "lared", "LaRED", panel.note)
         side = ts.get("image_size")
@@ -139,12 +139,8 @@ def plan_table(ts: Mapping[str, Any]) -> list[tuple[Panel, dict[str, Any]]]:
     return out
 
 
-def _not_run(tried: Sequence[str]) -> str:
-    return f"not run: dataset absent (tried {', '.join(tried)})"
-
-
 def _native_side(dataset: str) -> int:
-    return int(fx.get_dataset(dataset).x_train.shape[-1])
+    return int(get_dataset(dataset).x_train.shape[-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,27 +148,18 @@ def _native_side(dataset: str) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def _resize(x: Tensor, side: int | None) -> Tensor:
-    """Images resized (bilinear, antialiased when shrinking) to ``side x side``; as is if None."""
-    if not side or x.shape[-1] == side:
-        return x
-    return F.interpolate(
-        x, size=(side, side), mode="bilinear", align_corners=False, antialias=x.shape[-1] > side
-    ).clamp(0, 1)
-
-
 def train_split(config: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
     """The run's seeded class-balanced draw of ``n_train`` training images (training split of
     the dataset only), at the run's image size."""
-    ds = fx.get_dataset(config["dataset"])
+    ds = get_dataset(config["dataset"])
     x, y = balanced_subset(ds.x_train, ds.y_train, config["n_train"], config["seed"])
-    return _resize(x, config.get("image_size")), y
+    return resize_images(x, config.get("image_size")), y
 
 
 def test_sets(config: Mapping[str, Any]) -> dict[str, tuple[Tensor, Tensor]]:
     """``{"test": ...}`` and, for LaRED, ``{"test_other": ...}`` (the "different subject"
     set); with ``n_test`` a fixed (seed 0) class-balanced subset of each."""
-    ds = fx.get_dataset(config["dataset"])
+    ds = get_dataset(config["dataset"])
     sets = {"test": (ds.x_test, ds.y_test)}
     if "x_test_other" in ds.meta:
         sets["test_other"] = (ds.meta["x_test_other"], ds.meta["y_test_other"])
@@ -181,19 +168,23 @@ def test_sets(config: Mapping[str, Any]) -> dict[str, tuple[Tensor, Tensor]]:
     for name, (x, y) in sets.items():
         if n_test is not None and n_test < len(y):
             x, y = balanced_subset(x, y, n_test, 0)
-        out[name] = (_resize(x, config.get("image_size")), y)
+        out[name] = (resize_images(x, config.get("image_size")), y)
     return out
 
 
 def build_model(config: Mapping[str, Any], in_channels: int, side: int) -> nn.Module:
     """The run's net, initialized from its seed (``n_classes`` from the dataset)."""
-    n_classes = fx.get_dataset(config["dataset"]).n_classes
+    n_classes = get_dataset(config["dataset"]).n_classes
     torch.manual_seed(config["seed"])
     if config["model"] == "mnist_convnet":
-        return mnist_convnet(in_channels, n_classes, image_size=side)
-    if config["model"] == "all_cnn_c":
-        return all_cnn_c(in_channels, n_classes, batch_norm=True, weight_norm_softmax=True)
-    raise ValueError(f"unknown model {config['model']!r}")
+        kwargs: dict[str, Any] = {"image_size": side}
+    elif config["model"] == "all_cnn_c":
+        kwargs = {"batch_norm": True, "weight_norm_softmax": True}
+    else:
+        raise ValueError(f"unknown model {config['model']!r}")
+    return models.build_model(
+        config["model"], in_channels=in_channels, n_classes=n_classes, **kwargs
+    )
 
 
 def _fit(

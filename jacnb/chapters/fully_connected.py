@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,9 +31,7 @@ from tqdm import tqdm
 from jacnb.core import bounds
 from jacnb.core.data import (
     Dataset,
-    DatasetMissingError,
     balanced_subset,
-    load_dataset,
     train_val_split,
 )
 from jacnb.core.jacobian import spectral_norm
@@ -50,8 +47,25 @@ from jacnb.core.train import (
     train,
     train_config,
 )
+from jacnb.lab.datasets import (  # noqa: F401 - Panel, dataset_label, try_dataset: re-exported
+    Panel,
+    dataset_label,
+    get_dataset,
+    plan_panels,
+    try_dataset,
+)
 from jacnb.lab.store import ResultStore, canonical, run_grid
 from jacnb.lab.timing import make_step, time_calls
+from jacnb.lab.verdicts import (  # noqa: F401 - re-exported for the notebooks and conv chapter
+    NOT_REPRODUCED,
+    NOT_TESTED,
+    REPRODUCED,
+    summarize,
+    trend,
+    verdict_jr_beats_wd,
+    verdict_jr_matches_more_data,
+    verdict_trend,
+)
 
 EXP_SELECT = "fc-jr-vs-wd-select"
 EXP_FIG3 = "fc-jr-vs-wd"
@@ -60,79 +74,11 @@ EXP_FIG4 = "fc-weight-norm"
 #: Regularizer names of Fig. 3 and their legend labels.
 REGULARIZERS = {"jacobian": "Jacobian reg.", "weight_decay": "weight decay"}
 
-#: Panel titles of the datasets the paper uses; anything else is labelled as what it is.
-PAPER_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 
 
 # ---------------------------------------------------------------------------------------------
 # Datasets and panels
 # ---------------------------------------------------------------------------------------------
-
-_CACHE: dict[str, Dataset] = {}
-
-
-def get_dataset(name: str) -> Dataset:
-    """``load_dataset(name)``, loaded once per process (runs of a grid share it)."""
-    if name not in _CACHE:
-        _CACHE[name] = load_dataset(name)
-    return _CACHE[name]
-
-
-def try_dataset(name: str) -> Dataset | None:
-    """The dataset, or ``None`` when its files are absent (nothing is substituted here)."""
-    try:
-        return get_dataset(name)
-    except DatasetMissingError:
-        return None
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One panel of a figure: the dataset the paper used, and what runs in its place.
-
-    ``dataset`` is ``None`` when the panel is not run. ``label`` never calls a stand-in by the
-    name of the dataset it stands in for.
-    """
-
-    paper: str
-    dataset: str | None
-    label: str
-    note: str
-
-
-def dataset_label(name: str) -> str:
-    """Human name of a dataset as this book runs it."""
-    return {
-        "mnist": "MNIST",
-        "cifar10": "CIFAR-10",
-        "mnist-10k": "MNIST (mnist-10k: 10,000 real MNIST digits)",
-        "fashion-mnist": "Fashion-MNIST",
-        "digits": "sklearn 8x8 digits",
-    }.get(name, name)
-
-
-def plan_panels(settings: Mapping[str, Any]) -> list[Panel]:
-    """Resolve ``settings["panels"]`` (``[{"paper", "dataset", "fallback"}]``) against the disk.
-
-    A panel runs its ``dataset`` if it loads, else its ``fallback`` (labelled "X (stand-in for
-    Y)"), else it is "not run: dataset absent".
-    """
-    out = []
-    for spec in settings["panels"]:
-        paper = spec["paper"]
-        for name in (spec["dataset"], spec.get("fallback")):
-            if name is None or try_dataset(name) is None:
-                continue
-            label = dataset_label(name)
-            if PAPER_NAMES.get(name) != paper and not label.startswith(paper):
-                label = f"{label} (stand-in for {paper})"
-            out.append(Panel(paper, name, label, get_dataset(name).source))
-            break
-        else:
-            tried = [n for n in (spec["dataset"], spec.get("fallback")) if n]
-            out.append(Panel(paper, None, f"{paper}: not run", f"not run: dataset absent {tried}"))
-    return out
-
 
 def _input_dim(ds: Dataset) -> int:
     return int(math.prod(ds.input_shape))
@@ -513,150 +459,6 @@ def fig3_run_stacked(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
 # ---------------------------------------------------------------------------------------------
 # Aggregation and verdicts
 # ---------------------------------------------------------------------------------------------
-
-
-def summarize(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
-    """Mean, sd (ddof=1, NaN for one seed) and count over seeds of each metric, per group."""
-    agg = frame.groupby(list(by))[list(metrics)].agg(["mean", "std", "count"])
-    agg.columns = [f"{m}_{s}" if s != "mean" else m for m, s in agg.columns]
-    return agg.reset_index()
-
-
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
-NOT_TESTED = "not tested at this scale"
-
-
-def verdict_jr_beats_wd(summary: pd.DataFrame) -> dict[str, Any]:
-    """Claim (Sec. VI-A1): "Jacobian regularization always outperforms the weight decay".
-
-    ``summary``: :func:`summarize` of the final runs by dataset, regularizer, depth, n_train on
-    ``test_acc``. Reproduced iff the mean JR accuracy exceeds the mean weight-decay accuracy in
-    every configuration; the evidence counts how many differences exceed two standard errors.
-    """
-    if summary.empty:
-        return {
-            "claim": "JR beats weight decay in every configuration",
-            "verdict": NOT_TESTED,
-            "evidence": "no runs",
-        }
-    keys = ["dataset", "depth", "n_train"]
-    wide = summary.pivot_table(
-        index=keys, columns="regularizer", values=["test_acc", "test_acc_std", "test_acc_count"]
-    )
-    diff = wide["test_acc"]["jacobian"] - wide["test_acc"]["weight_decay"]
-    se = np.sqrt(
-        (wide["test_acc_std"]["jacobian"] ** 2 / wide["test_acc_count"]["jacobian"])
-        + (wide["test_acc_std"]["weight_decay"] ** 2 / wide["test_acc_count"]["weight_decay"])
-    )
-    n = len(diff)
-    wins = int((diff > 0).sum())
-    clear_wins = int((diff > 2 * se).sum())
-    clear_losses = int((diff < -2 * se).sum())
-    verdict = REPRODUCED if wins == n else NOT_REPRODUCED
-    evidence = (
-        f"JR higher in {wins}/{n} configurations ({clear_wins} by > 2 s.e., WD higher by > 2 s.e. "
-        f"in {clear_losses}); mean difference {100 * diff.mean():+.2f} points, "
-        f"range {100 * diff.min():+.2f} to {100 * diff.max():+.2f}"
-    )
-    if se.isna().any():
-        evidence += "; one seed per configuration, so no standard errors"
-    return {
-        "claim": "JR beats weight decay in every configuration",
-        "verdict": verdict,
-        "evidence": evidence,
-    }
-
-
-def verdict_jr_matches_more_data(
-    summary: pd.DataFrame, dataset: str | None, depth: int = 4
-) -> dict[str, Any]:
-    """Claim (Sec. VI-A1): on MNIST a 4-layer net with JR on 20000 samples is on par with weight
-    decay on 50000.
-
-    Tested as: JR at the second-largest training size vs weight decay at the largest, depth
-    ``depth``; "on par" = the JR mean is not lower than the WD mean by more than two standard
-    errors of the difference (with one seed: not lower at all). The sizes are stated; if they
-    are not 20000/50000 the test is the analogue at this scale.
-    """
-    claim = (
-        f"{depth}-layer net: JR on the 2nd-largest size matches WD on the largest "
-        "(paper: 4 layers, 20000 vs 50000 MNIST samples)"
-    )
-    sel = summary[(summary["dataset"] == dataset) & (summary["depth"] == depth)]
-    sizes = sorted(sel["n_train"].unique())
-    if dataset is None or len(sizes) < 2:
-        return {
-            "claim": claim,
-            "verdict": NOT_TESTED,
-            "evidence": f"needs depth {depth} and two training-set sizes; have {sizes}",
-        }
-    small, large = sizes[-2], sizes[-1]
-    jr = sel[(sel["regularizer"] == "jacobian") & (sel["n_train"] == small)].iloc[0]
-    wd = sel[(sel["regularizer"] == "weight_decay") & (sel["n_train"] == large)].iloc[0]
-    diff = jr["test_acc"] - wd["test_acc"]
-    se = math.sqrt(
-        (jr.get("test_acc_std", np.nan) ** 2) / jr.get("test_acc_count", 1)
-        + (wd.get("test_acc_std", np.nan) ** 2) / wd.get("test_acc_count", 1)
-    )
-    tol = 2 * se if math.isfinite(se) else 0.0
-    verdict = REPRODUCED if diff >= -tol else NOT_REPRODUCED
-    scale = "" if (small, large) == (20000, 50000) else " (analogue of 20000 vs 50000)"
-    evidence = (
-        f"JR @ {small}: {100 * jr['test_acc']:.2f}%, WD @ {large}: {100 * wd['test_acc']:.2f}%, "
-        f"difference {100 * diff:+.2f} points, tolerance {100 * tol:.2f}{scale}"
-    )
-    return {"claim": claim, "verdict": verdict, "evidence": evidence}
-
-
-def trend(summary: pd.DataFrame, metric: str, along: str, within: str | None) -> pd.DataFrame:
-    """Least-squares slope of ``metric`` against ``along`` in each group of ``within``.
-
-    Returns one row per group with the slope, the number of consecutive steps that rise, and
-    the number of steps.
-    """
-    groups = summary.groupby(within) if within else [(None, summary)]
-    rows = []
-    for key, grp in groups:
-        grp = grp.sort_values(along)
-        xs, ys = grp[along].to_numpy(float), grp[metric].to_numpy(float)
-        slope = float(np.polyfit(xs, ys, 1)[0]) if len(xs) >= 2 else float("nan")
-        # A flat series fits a slope of ~1e-19, not 0: round away floating-point residue so
-        # "equal" never counts as "grows" or "falls".
-        scale = np.abs(ys).max(initial=0.0) / max(float(np.ptp(xs)) if len(xs) else 0.0, 1e-300)
-        if abs(slope) <= 1e-9 * scale:
-            slope = 0.0
-        steps = np.diff(ys)
-        rows.append(
-            {
-                within or "group": key,
-                "slope": slope,
-                "rising_steps": int((steps > 0).sum()),
-                "steps": len(steps),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def verdict_trend(
-    summary: pd.DataFrame, metric: str, along: str, within: str | None, direction: int, claim: str
-) -> dict[str, Any]:
-    """Reproduced iff the slope has sign ``direction`` (+1 grows, -1 falls) in every group."""
-    if summary[along].nunique() < 2:
-        return {
-            "claim": claim,
-            "verdict": NOT_TESTED,
-            "evidence": f"only one value of {along} at this profile",
-        }
-    tr = trend(summary, metric, along, within)
-    ok = np.sign(tr["slope"]) == direction
-    verdict = REPRODUCED if bool(ok.all()) else NOT_REPRODUCED
-    label = within or "all"
-    slopes = ", ".join(
-        f"{label}={k}: {s:+.3g}" for k, s in zip(tr.iloc[:, 0], tr["slope"], strict=True)
-    )
-    evidence = f"slope vs {along} has the claimed sign in {int(ok.sum())}/{len(tr)} ({slopes})"
-    return {"claim": claim, "verdict": verdict, "evidence": evidence}
 
 
 def fig3_verdicts(summary: pd.DataFrame, panels: Sequence[Panel]) -> pd.DataFrame:

@@ -1,7 +1,8 @@
 """Experiments of the low-rank Jacobian chapter (Oymak, Fabian, Li, Soltanolkotabi 2019) and
 the bridge to Sokolic et al. 2017.
 
-* :func:`oymak_mixture`, :class:`OneHiddenLayer`, :func:`synthetic_spectrum` -- their Fig. 3:
+* :func:`jacnb.core.data.gaussian_mixture`, :class:`jacnb.core.models.OneHiddenLayer`,
+:func:`synthetic_spectrum` -- their Fig. 3:
   a K-cluster-per-class Gaussian mixture and ``f(x) = V φ(Wx)`` with ``V`` fixed.
 * :func:`corrupt_labels` -- each chosen label moved to a strictly different class.
 * :func:`build_net` -- the chapter's nets: a one-hidden-layer MLP with its output scaled down
@@ -26,7 +27,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from jacnb.core.data import balanced_subset, load_dataset
+from jacnb.core.data import balanced_subset, gaussian_mixture, load_dataset
 from jacnb.core.lowrank import (
     ParameterJacobian,
     Spectrum,
@@ -35,6 +36,7 @@ from jacnb.core.lowrank import (
     project_energy,
     top_singular,
 )
+from jacnb.core.models import OneHiddenLayer, build_model
 from jacnb.core.regularizers import JacobianRegularizer
 from jacnb.core.train import TrainConfig, pick_device, train
 
@@ -43,63 +45,6 @@ EXPERIMENT = "low-rank"
 # ---------------------------------------------------------------------------------------------
 # Synthetic setting of their Fig. 3
 # ---------------------------------------------------------------------------------------------
-
-
-def oymak_mixture(
-    n_classes: int,
-    clusters_per_class: int,
-    dim: int,
-    sigma: float,
-    n: int,
-    seed: int = 0,
-    min_dist: float = 0.5,
-) -> dict[str, Tensor]:
-    """``n`` samples of a mixture of ``C·K`` Gaussian clusters, ``K`` per class.
-
-    Centres are drawn uniformly on the unit sphere of ``R^dim`` and redrawn until every pair is
-    at least ``min_dist`` apart (their setting: 0.5). A sample is ``centre + sigma/sqrt(dim)·g``,
-    ``g ~ N(0, I)``, so the noise has norm about ``sigma``. Samples are spread evenly over the
-    clusters; cluster ``j`` belongs to class ``j % C``. Returns ``x``, ``y``, ``cluster`` and
-    ``centres``.
-    """
-    rng = np.random.default_rng(seed)
-    n_clusters = n_classes * clusters_per_class
-    for _ in range(10_000):
-        c = rng.standard_normal((n_clusters, dim))
-        c /= np.linalg.norm(c, axis=1, keepdims=True)
-        d = np.linalg.norm(c[:, None] - c[None], axis=-1) + 10 * np.eye(n_clusters)
-        if d.min() >= min_dist:
-            break
-    else:  # pragma: no cover - only for absurd settings
-        raise RuntimeError(f"no {n_clusters} centres {min_dist} apart found in R^{dim}")
-    cl = np.arange(n) % n_clusters
-    x = c[cl] + sigma / math.sqrt(dim) * rng.standard_normal((n, dim))
-    return {
-        "x": torch.from_numpy(x.astype(np.float32)),
-        "y": torch.from_numpy((cl % n_classes).astype(np.int64)),
-        "cluster": torch.from_numpy(cl.astype(np.int64)),
-        "centres": torch.from_numpy(c.astype(np.float32)),
-    }
-
-
-class OneHiddenLayer(nn.Module):
-    """Their model of the theory: ``f(x) = V φ(W x)``, ``W ∈ R^{k x d}`` trained, ``V`` fixed.
-
-    ``W`` has i.i.d. ``N(0, 1)`` entries, ``V`` i.i.d. ``±1/sqrt(k)`` entries (a buffer, so the
-    parameter Jacobian is with respect to ``W`` only), ``φ`` = ReLU.
-    """
-
-    def __init__(self, d: int, k: int, n_out: int, seed: int = 0) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        self.W = nn.Linear(d, k, bias=False)
-        with torch.no_grad():
-            self.W.weight.copy_(torch.randn(k, d, generator=gen))
-        signs = torch.randint(0, 2, (n_out, k), generator=gen).float() * 2 - 1
-        self.register_buffer("V", signs / math.sqrt(k))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.relu(self.W(x)) @ self.V.T
 
 
 def synthetic_spectrum(settings: Mapping[str, Any]) -> pd.DataFrame:
@@ -113,7 +58,7 @@ def synthetic_spectrum(settings: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for m in settings["fig3_per_class"]:
         n = m * c
-        data = oymak_mixture(c, k_cl, settings["fig3_dim"], settings["fig3_sigma"], n, seed=0)
+        data = gaussian_mixture(c, k_cl, settings["fig3_dim"], settings["fig3_sigma"], n, seed=0)
         net = OneHiddenLayer(settings["fig3_dim"], settings["fig3_hidden"], c, seed=1)
         spec = top_singular(ParameterJacobian(net, data["x"]), n * c, method="exact")
         for i, s in enumerate(spec.s.tolist()):
@@ -145,72 +90,23 @@ def corrupt_labels(
     return y_new, mask
 
 
-class Scale(nn.Module):
-    """Multiply by a constant (their "output scaled down")."""
-
-    def __init__(self, factor: float) -> None:
-        super().__init__()
-        self.factor = float(factor)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.factor * x
-
-    def extra_repr(self) -> str:
-        return f"factor={self.factor}"
-
-
-class _Block(nn.Module):
-    """Basic residual block of the CIFAR ResNets (He et al. 2016), batch norm removed."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, n_blocks: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
-        self.short = (
-            nn.Conv2d(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else nn.Identity()
-        )
-        for conv in (self.conv1, self.conv2):
-            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-            nn.init.zeros_(conv.bias)
-        with torch.no_grad():  # no batch norm: damp each branch so depth does not blow up
-            self.conv2.weight.mul_(n_blocks**-0.5)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.relu(self.short(x) + self.conv2(torch.relu(self.conv1(x))))
-
-
-def resnet20(n_classes: int = 10, in_channels: int = 3, out_scale: float = 0.1) -> nn.Sequential:
-    """ResNet20 (3 stages x 3 blocks, 16/32/64 channels, ~0.27M parameters) without batch norm,
-    the last layer's output multiplied by ``out_scale``, no softmax -- their CIFAR-10 net.
-    Branch outputs are scaled by ``1/sqrt(9)`` at init in place of batch norm (our choice)."""
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, 16, 3, 1, 1), nn.ReLU()]
-    c_in = 16
-    for c_out, stride in ((16, 1), (32, 2), (64, 2)):
-        for b in range(3):
-            layers.append(_Block(c_in, c_out, stride if b == 0 else 1, 9))
-            c_in = c_out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, n_classes), Scale(out_scale)]
-    return nn.Sequential(*layers)
-
-
-def mlp(in_features: int, n_classes: int, width: int, out_scale: float) -> nn.Sequential:
-    """One hidden ReLU layer (PyTorch default init), output scaled by ``out_scale``."""
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(in_features, width),
-        nn.ReLU(),
-        nn.Linear(width, n_classes),
-        Scale(out_scale),
-    )
-
-
 def build_net(config: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int) -> nn.Module:
-    """The net named by ``config["arch"]`` (``"mlp"`` or ``"resnet20"``), seeded."""
+    """The net named by ``config["arch"]`` (``"mlp"`` or ``"resnet20"``, from the registry of
+    :func:`jacnb.core.models.build_model`), seeded."""
     torch.manual_seed(int(config["seed"]))
     if config["arch"] == "mlp":
-        return mlp(math.prod(input_shape), n_classes, int(config["width"]), config["out_scale"])
+        return build_model(
+                    in_features=math.prod(input_shape),
+            n_classes=n_classes,
+            width=int(config["width"]),
+            out_scale=config["out_scale"],
+        )
     if config["arch"] == "resnet20":
-        return resnet20(n_classes, input_shape[0], config["out_scale"])
+        return build_model(
+                    n_classes=n_classes,
+            in_channels=input_shape[0],
+            out_scale=config["out_scale"],
+        )
     raise ValueError(f"unknown arch {config['arch']!r}; valid: mlp, resnet20")
 
 
@@ -534,17 +430,13 @@ def _pick(frame: pd.DataFrame, corruption: float, lam: float) -> pd.Series:
 
 __all__: list[str] = [
     "EXPERIMENT",
-    "OneHiddenLayer",
     "alignment_frame",
     "bridge_frame",
     "build_net",
     "checkpoint_epochs",
     "corrupt_labels",
     "dynamics_frame",
-    "mlp",
-    "oymak_mixture",
     "paper_vs_ours",
-    "resnet20",
     "run_configs",
     "run_lowrank",
     "sweep_frame",

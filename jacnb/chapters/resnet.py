@@ -30,26 +30,23 @@ from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jacnb.chapters.fully_connected import get_dataset, try_dataset
-from jacnb.core.data import DatasetMissingError, balanced_subset, data_root
+from jacnb.core.data import DatasetMissingError, balanced_subset, data_root, resize_images
 from jacnb.core.distributed import FitConfig, fit
-from jacnb.core.models import preact_resnet18, wide_resnet
+from jacnb.core.models import build_model
 from jacnb.lab import paper
+from jacnb.lab.datasets import NOT_RUN, get_dataset, stand_in_label, try_dataset
 from jacnb.lab.store import ResultStore, run_grid
 
 #: Display names; a stand-in is always named as such.
 LABELS = {
-    "cifar10": "CIFAR-10",
-    "imagenet": "ImageNet",
-    "fashion-mnist": "Fashion-MNIST (stand-in for CIFAR-10)",
-    "digits": "scikit-learn 8x8 digits resized (stand-in for CIFAR-10)",
-    "mnist-10k": "MNIST digits resized (stand-in for ImageNet)",
+    "cifar10": stand_in_label("cifar10", "CIFAR-10"),
+    "imagenet": stand_in_label("imagenet", "ImageNet"),
+    "fashion-mnist": stand_in_label("fashion-mnist", "CIFAR-10"),
+    "digits": stand_in_label("digits", "CIFAR-10", "resized"),
+    "mnist-10k": stand_in_label("mnist-10k", "ImageNet", "resized"),
 }
-
-NOT_RUN = "not run: dataset absent"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,17 +101,6 @@ def pick_dataset(candidates: list[str]) -> str | None:
     return None
 
 
-def _to_size(x: Tensor, size: int) -> Tensor:
-    """Zero-pad (when at most 4 px smaller, e.g. 28 -> 32) or resize bilinearly to ``size``."""
-    h = x.shape[-1]
-    if h == size:
-        return x
-    if 0 < size - h <= 4:
-        lo = (size - h) // 2
-        return F.pad(x, (lo, size - h - lo, lo, size - h - lo))
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
-
-
 @functools.lru_cache(maxsize=8)
 def tensor_data(
     name: str, n_train: int | None, n_test: int | None, size: int, seed: int
@@ -130,7 +116,8 @@ def tensor_data(
         xtr, ytr = balanced_subset(xtr, ytr, n_train, seed)
     if n_test is not None and n_test < len(yte):
         xte, yte = balanced_subset(xte, yte, n_test, seed)
-    xtr, xte = _to_size(xtr, size), _to_size(xte, size)
+    # zero-pad when at most 4 px smaller (28 -> 32), else resize bilinearly (no antialiasing)
+    xtr, xte = (resize_images(t, size, pad_upto=4, antialias=False) for t in (xtr, xte))
     return (xtr, ytr), (xte, yte), int(xtr.shape[1]), ds.n_classes
 
 
@@ -228,9 +215,15 @@ def build_and_data(config: Mapping[str, Any]) -> tuple[nn.Module, Any, Any, FitC
         normalize = channel_stats(train[0]) if config["arch"] == "wide_resnet" else None
     torch.manual_seed(int(config["seed"]))
     if config["arch"] == "wide_resnet":
-        model = wide_resnet(config["depth"], config["widen_factor"], n_classes, in_ch)
+        model = build_model(
+            "wide_resnet",
+            depth=config["depth"],
+            widen_factor=config["widen_factor"],
+            n_classes=n_classes,
+            in_channels=in_ch,
+        )
     else:
-        model = preact_resnet18(n_classes, in_ch)
+        model = build_model("preact_resnet18", n_classes=n_classes, in_channels=in_ch)
     cfg = FitConfig(
         schedule=[tuple(p) for p in config["schedule"]],
         batch_size=int(config["batch_size"]),

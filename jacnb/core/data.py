@@ -633,6 +633,84 @@ def _load_digits(
     )
 
 
+def resize_images(
+    x: Tensor, side: int | None, *, pad_upto: int = 0, antialias: bool = True
+) -> Tensor:
+    """Images ``[N, C, H, H]`` at ``side x side`` (``None`` or the same side: as they are).
+
+    Images at most ``pad_upto`` pixels smaller are zero-padded symmetrically (e.g. 28 -> 32, as
+    the ResNet chapter does); otherwise they are resized bilinearly, antialiased when shrinking
+    if ``antialias``, and clamped to [0, 1]. Used by the convolutional and ResNet chapters.
+    """
+    if not side or x.shape[-1] == side:
+        return x
+    h = x.shape[-1]
+    if 0 < side - h <= pad_upto:
+        lo = (side - h) // 2
+        return torch.nn.functional.pad(x, (lo, side - h - lo, lo, side - h - lo))
+    return torch.nn.functional.interpolate(
+        x,
+        size=(side, side),
+        mode="bilinear",
+        align_corners=False,
+        antialias=antialias and h > side,
+    ).clamp(0, 1)
+
+
+def mixture_centres(
+    rng: np.random.Generator, n_clusters: int, dim: int, min_dist: float = 0.0
+) -> np.ndarray:
+    """``n_clusters`` centres drawn uniformly on the unit sphere of ``R^dim``, redrawn until every
+    pair is at least ``min_dist`` apart (``0``: the first draw)."""
+    for _ in range(10_000):
+        c = rng.standard_normal((n_clusters, dim))
+        c /= np.linalg.norm(c, axis=1, keepdims=True)
+        d = np.linalg.norm(c[:, None] - c[None], axis=-1) + 10 * np.eye(n_clusters)
+        if d.min() >= min_dist:
+            return c
+    raise RuntimeError(f"no {n_clusters} centres {min_dist} apart found in R^{dim}")
+
+
+def mixture_samples(
+    rng: np.random.Generator, centres: np.ndarray, cluster: np.ndarray, sigma: float
+) -> np.ndarray:
+    """``centre + sigma/sqrt(dim)·g`` for each sample's cluster, ``g ~ N(0, I)`` (noise of norm
+    about ``sigma``)."""
+    dim = centres.shape[1]
+    return centres[cluster] + sigma / np.sqrt(dim) * rng.standard_normal((len(cluster), dim))
+
+
+def gaussian_mixture(
+    n_classes: int,
+    clusters_per_class: int,
+    dim: int,
+    sigma: float,
+    n: int,
+    seed: int = 0,
+    min_dist: float = 0.5,
+) -> dict[str, Tensor]:
+    """``n`` samples of a mixture of ``C·K`` Gaussian clusters, ``K`` per class (Oymak et al.'s
+    Fig. 3 setting, notebooks/07_low_rank_jacobian.ipynb).
+
+    Centres are drawn uniformly on the unit sphere of ``R^dim`` and redrawn until every pair is
+    at least ``min_dist`` apart (their setting: 0.5). A sample is ``centre + sigma/sqrt(dim)·g``,
+    ``g ~ N(0, I)``, so the noise has norm about ``sigma``. Samples are spread evenly over the
+    clusters (in order); cluster ``j`` belongs to class ``j % C``. Returns ``x``, ``y``,
+    ``cluster`` and ``centres``.
+    """
+    rng = np.random.default_rng(seed)
+    n_clusters = n_classes * clusters_per_class
+    c = mixture_centres(rng, n_clusters, dim, min_dist)
+    cl = np.arange(n) % n_clusters
+    x = mixture_samples(rng, c, cl, sigma)
+    return {
+        "x": torch.from_numpy(x.astype(np.float32)),
+        "y": torch.from_numpy((cl % n_classes).astype(np.int64)),
+        "cluster": torch.from_numpy(cl.astype(np.int64)),
+        "centres": torch.from_numpy(c.astype(np.float32)),
+    }
+
+
 def _load_gaussian_mixture(
     root: Path,
     download: bool = False,
@@ -656,14 +734,13 @@ def _load_gaussian_mixture(
         raise ValueError("need n_classes >= 2, clusters_per_class >= 1, dim >= 1, sigma >= 0")
     rng = np.random.default_rng(seed)
     n_clusters = n_classes * clusters_per_class
-    centers = rng.standard_normal((n_clusters, dim))
-    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    centers = mixture_centres(rng, n_clusters, dim)
     cluster_class = np.arange(n_clusters) % n_classes
 
     def draw(n: int) -> tuple[Tensor, Tensor]:
         cl = np.arange(n) % n_clusters
         rng.shuffle(cl)
-        x = centers[cl] + sigma / np.sqrt(dim) * rng.standard_normal((n, dim))
+        x = mixture_samples(rng, centers, cl, sigma)
         return (
             torch.from_numpy(x.astype(np.float32)),
             torch.from_numpy(cluster_class[cl].astype(np.int64)),

@@ -507,6 +507,91 @@ def tiny_resnet(
 
 
 # ---------------------------------------------------------------------------------------------
+# Oymak et al. 2019 (notebooks/07_low_rank_jacobian.ipynb): their one-hidden-layer model, and
+# the ResNet20 / MLP of their CIFAR-10 experiments
+# ---------------------------------------------------------------------------------------------
+
+
+class OneHiddenLayer(nn.Module):
+    """Their model of the theory: ``f(x) = V φ(W x)``, ``W ∈ R^{k x d}`` trained, ``V`` fixed.
+
+    ``W`` has i.i.d. ``N(0, 1)`` entries, ``V`` i.i.d. ``±1/sqrt(k)`` entries (a buffer, so the
+    parameter Jacobian is with respect to ``W`` only), ``φ`` = ReLU.
+    """
+
+    def __init__(self, d: int, k: int, n_out: int, seed: int = 0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.W = nn.Linear(d, k, bias=False)
+        with torch.no_grad():
+            self.W.weight.copy_(torch.randn(k, d, generator=gen))
+        signs = torch.randint(0, 2, (n_out, k), generator=gen).float() * 2 - 1
+        self.register_buffer("V", signs / math.sqrt(k))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.W(x)) @ self.V.T
+
+
+class Scale(nn.Module):
+    """Multiply by a constant (their "output scaled down")."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = float(factor)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.factor * x
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
+class _Block(nn.Module):
+    """Basic residual block of the CIFAR ResNets (He et al. 2016), batch norm removed."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, n_blocks: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.short = (
+            nn.Conv2d(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else nn.Identity()
+        )
+        for conv in (self.conv1, self.conv2):
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+        with torch.no_grad():  # no batch norm: damp each branch so depth does not blow up
+            self.conv2.weight.mul_(n_blocks**-0.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.short(x) + self.conv2(torch.relu(self.conv1(x))))
+
+
+def resnet20(n_classes: int = 10, in_channels: int = 3, out_scale: float = 0.1) -> nn.Sequential:
+    """ResNet20 (3 stages x 3 blocks, 16/32/64 channels, ~0.27M parameters) without batch norm,
+    the last layer's output multiplied by ``out_scale``, no softmax -- their CIFAR-10 net.
+    Branch outputs are scaled by ``1/sqrt(9)`` at init in place of batch norm (our choice)."""
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, 16, 3, 1, 1), nn.ReLU()]
+    c_in = 16
+    for c_out, stride in ((16, 1), (32, 2), (64, 2)):
+        for b in range(3):
+            layers.append(_Block(c_in, c_out, stride if b == 0 else 1, 9))
+            c_in = c_out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, n_classes), Scale(out_scale)]
+    return nn.Sequential(*layers)
+
+
+def mlp(in_features: int, n_classes: int, width: int, out_scale: float) -> nn.Sequential:
+    """One hidden ReLU layer (PyTorch default init), output scaled by ``out_scale``."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_features, width),
+        nn.ReLU(),
+        nn.Linear(width, n_classes),
+        Scale(out_scale),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Utilities and registry
 # ---------------------------------------------------------------------------------------------
 
@@ -523,6 +608,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "wide_resnet": wide_resnet,
     "preact_resnet18": preact_resnet18,
     "tiny_resnet": tiny_resnet,
+    "mlp": mlp,
+    "resnet20": resnet20,
 }
 
 

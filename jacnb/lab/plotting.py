@@ -15,9 +15,28 @@ from torch import Tensor, nn
 from jacnb.core.jacobian import network_output
 
 
-def _stamp(fig: Figure, provenance: str | None) -> None:
+def stamp(fig: Figure, provenance: str | None) -> None:
+    """Put the provenance line (profile, dataset, sizes, seeds) under the figure."""
     if provenance:
         fig.text(0.5, -0.02, provenance, ha="center", va="top", fontsize=8, color="0.35")
+
+
+def show(fig: Figure, dpi: int = 100) -> None:
+    """Display ``fig`` in the notebook output as a PNG and close it.
+
+    Works whatever the matplotlib backend: ``jacnb.book`` runs the notebooks with
+    ``MPLBACKEND=Agg``, under which a figure is not shown at the end of a cell (and ``display``
+    of a figure gives only its text repr); closing it avoids a second copy under the inline
+    backend. ``bbox_inches="tight"`` keeps the provenance line printed under the axes.
+    """
+    import io
+
+    from IPython.display import Image, display
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(buf.getvalue()))
 
 
 def decision_regions(
@@ -45,7 +64,7 @@ def decision_regions(
     ax_out.set(title="(b) output space (logits)", xlabel="$z_1$", ylabel="$z_2$")
     ax_out.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    _stamp(fig, provenance)
+    stamp(fig, provenance)
     return fig
 
 
@@ -67,7 +86,7 @@ def margin_bounds(df: pd.DataFrame, provenance: str | None = None) -> Figure:
     ax.set_title("Classification margin and its lower bounds (Theorem 4)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    _stamp(fig, provenance)
+    stamp(fig, provenance)
     return fig
 
 
@@ -89,7 +108,7 @@ def ge_bounds(
             ax.set_xscale("log")
     fig.suptitle("Corollary 1: the bound falls as $1/\\sqrt{m}$ and as $\\gamma^{-k/2}$")
     fig.tight_layout()
-    _stamp(fig, provenance)
+    stamp(fig, provenance)
     return fig
 
 
@@ -103,5 +122,5 @@ def norm_growth(df: pd.DataFrame, provenance: str | None = None) -> Figure:
     ax.set_title("Orthonormal rows: $\\prod\\|W\\|_2 = 1$, $\\prod\\|W\\|_F = M^{L/2}$")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _stamp(fig, provenance)
+    stamp(fig, provenance)
     return fig

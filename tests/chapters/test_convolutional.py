@@ -17,6 +17,7 @@ from jacnb.chapters import fully_connected as fx
 from jacnb.core.data import Dataset
 from jacnb.core.jacobian import logits_and_frobenius_sq
 from jacnb.core.regularizers import JacobianRegularizer
+from jacnb.lab import datasets
 from jacnb.lab.settings import PROFILES, get_profile
 from jacnb.lab.store import ResultStore, config_key, run_grid
 
@@ -90,7 +91,7 @@ def test_grids_cover_every_regularizer_size_factor_and_seed():
 
 def test_panels_label_stand_ins_and_absent_datasets(monkeypatch, tmp_path):
     monkeypatch.setenv("JACNB_DATA", str(tmp_path))  # nothing on disk but sklearn's digits
-    fx._CACHE.clear()
+    datasets.clear_cache()
     ts = {
         **TINY,
         "image_size": 16,
@@ -103,7 +104,7 @@ def test_panels_label_stand_ins_and_absent_datasets(monkeypatch, tmp_path):
     try:
         (stand_in, _), (lared, _), (absent, _) = cx.plan_table(ts)
     finally:
-        fx._CACHE.clear()
+        datasets.clear_cache()
     assert stand_in.dataset == "digits" and "stand-in for CIFAR-10" in stand_in.label
     assert "resized to 16x16" in stand_in.label
     assert lared.dataset is None and lared.note.startswith("not run: dataset absent")
@@ -144,7 +145,7 @@ class _NoTestSet:
 
 def test_selection_reads_validation_data_only(monkeypatch):
     real = fx.get_dataset("digits")
-    monkeypatch.setattr(fx, "get_dataset", lambda name: _NoTestSet(real))
+    monkeypatch.setattr(cx, "get_dataset", lambda name: _NoTestSet(real))
     configs = cx.select_configs(TINY, "table2", "digits", [100])
     record = cx.select_run(configs[0])
     assert not any("test" in k for k in record)
@@ -173,7 +174,7 @@ def test_table3_run_trains_the_bn_net_with_jr_and_lared_gets_two_test_sets(monke
         "fake",
         meta={"x_test_other": digits.x_test[50:90], "y_test_other": digits.y_test[50:90]},
     )
-    monkeypatch.setattr(fx, "get_dataset", lambda name: fake if name == "lared" else digits)
+    monkeypatch.setattr(cx, "get_dataset", lambda name: fake if name == "lared" else digits)
     ts = {**TINY, "image_size": 16, "batch_size": 16, "seeds": [0], "n_test": 40}
     (cfg,) = [
         c

@@ -12,6 +12,7 @@ import torch
 from jacnb.chapters import fully_connected as fx
 from jacnb.core import bounds
 from jacnb.core.models import WeightNormLinear, fully_connected
+from jacnb.lab import datasets
 from jacnb.lab.store import ResultStore, config_key, run_grid
 
 TINY_FC = {
@@ -279,8 +280,8 @@ def test_trend_verdict_not_tested_with_one_value():
 
 def test_stand_in_is_never_called_cifar10(monkeypatch):
     real = fx.get_dataset("digits")
-    monkeypatch.setattr(fx, "try_dataset", lambda n: None if n == "cifar10" else real)
-    monkeypatch.setattr(fx, "get_dataset", lambda n: real)
+    monkeypatch.setattr(datasets, "try_dataset", lambda n: None if n == "cifar10" else real)
+    monkeypatch.setattr(datasets, "get_dataset", lambda n: real)
     spec = {"panels": [{"paper": "CIFAR-10", "dataset": "cifar10", "fallback": "fashion-mnist"}]}
     (panel,) = fx.plan_panels(spec)
     assert panel.dataset == "fashion-mnist"

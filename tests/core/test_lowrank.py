@@ -10,8 +10,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from jacnb.chapters.low_rank_jacobian import OneHiddenLayer, corrupt_labels, oymak_mixture
+from jacnb.chapters.low_rank_jacobian import corrupt_labels
+from jacnb.core.data import gaussian_mixture as oymak_mixture
 from jacnb.core.lowrank import ParameterJacobian, information_split, project_energy, top_singular
+from jacnb.core.models import OneHiddenLayer
 
 pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 

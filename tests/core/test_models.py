@@ -328,6 +328,8 @@ def test_registry_and_build_model() -> None:
         "wide_resnet",
         "preact_resnet18",
         "tiny_resnet",
+        "mlp",
+        "resnet20",
     }
     model = build_model("fully_connected", in_features=4, n_classes=2, depth=2)
     assert parameter_count(model) == _fc_count([4, 4, 2])
