@@ -54,6 +54,7 @@ from jacnb.lab import paper
 from jacnb.lab.datasets import Panel, get_dataset, not_run, plan_panels
 from jacnb.lab.settings import provenance
 from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.verdicts import Verdict, from_row, slug
 
 
 @dataclass(frozen=True)
@@ -767,3 +768,21 @@ def cost_tables(
             .round(1)
         )
     return pd.DataFrame(rows), per_config
+
+
+def verdict_records(
+    results: Mapping[str, Mapping[str, Any]], profile: str = ""
+) -> list[Verdict]:
+    """:func:`verdicts` as :class:`~jacnb.lab.verdicts.Verdict` records (same decisions); claim
+    ids ``table2.<claim>`` / ``table3.<claim>``, the column named in the evidence."""
+    out = []
+    for row in verdicts(results).to_dict("records"):
+        table = "table2" if row["table"] == TABLES["table2"].name else "table3"
+        v = from_row(
+            {**row, "claim": f"{row['column']}: {row['claim']}"},
+            f"{table}.{slug(row['claim'])}",
+            dataset=row["tested on"] if row["tested on"] != "-" else "",
+            profile=profile,
+        )
+        out.append(v)
+    return out

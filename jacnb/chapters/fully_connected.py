@@ -60,6 +60,9 @@ from jacnb.lab.verdicts import (  # noqa: F401 - re-exported for the notebooks a
     NOT_REPRODUCED,
     NOT_TESTED,
     REPRODUCED,
+    Verdict,
+    from_row,
+    slug,
     summarize,
     trend,
     verdict_jr_beats_wd,
@@ -874,4 +877,27 @@ def fig4_workload(settings: Mapping[str, Any], in_dim: int) -> list[dict]:
         for d in settings["depths"]
         for k in settings["width_factors"]
         for _ in settings["seeds"]
+    ]
+
+
+def fig3_verdict_records(
+    summary: pd.DataFrame, panels: Sequence[Panel], profile: str = ""
+) -> list[Verdict]:
+    """:func:`fig3_verdicts` as :class:`~jacnb.lab.verdicts.Verdict` records (same decisions):
+    claims ``fig3.jr_beats_wd`` and ``fig3.jr_matches_more_data``, one per panel."""
+    out = []
+    for row in fig3_verdicts(summary, panels).to_dict("records"):
+        claim = "fig3.jr_beats_wd" if row["claim"].startswith("JR beats") else (
+            "fig3.jr_matches_more_data"
+        )
+        out.append(from_row(row, claim, dataset=row["panel"], profile=profile))
+    return out
+
+
+def fig4_verdict_records(summary: pd.DataFrame, profile: str = "") -> list[Verdict]:
+    """:func:`fig4_verdicts` as :class:`~jacnb.lab.verdicts.Verdict` records (same decisions);
+    claim ids ``fig4.<claim sentence as a slug>``."""
+    return [
+        from_row(row, f"fig4.{slug(row['claim'])}", profile=profile)
+        for row in fig4_verdicts(summary).to_dict("records")
     ]

@@ -39,6 +39,14 @@ from jacnb.core.lowrank import (
 from jacnb.core.models import OneHiddenLayer, build_model
 from jacnb.core.regularizers import JacobianRegularizer
 from jacnb.core.train import TrainConfig, pick_device, train
+from jacnb.lab.verdicts import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    NOT_TESTED,
+    REPRODUCED,
+    Verdict,
+)
+from jacnb.lab.verdicts import NOT_RUN as V_NOT_RUN
 
 EXPERIMENT = "low-rank"
 
@@ -96,14 +104,16 @@ def build_net(config: Mapping[str, Any], input_shape: tuple[int, ...], n_classes
     torch.manual_seed(int(config["seed"]))
     if config["arch"] == "mlp":
         return build_model(
-                    in_features=math.prod(input_shape),
+            "mlp",
+            in_features=math.prod(input_shape),
             n_classes=n_classes,
             width=int(config["width"]),
             out_scale=config["out_scale"],
         )
     if config["arch"] == "resnet20":
         return build_model(
-                    n_classes=n_classes,
+            "resnet20",
+            n_classes=n_classes,
             in_channels=input_shape[0],
             out_scale=config["out_scale"],
         )
@@ -442,3 +452,73 @@ __all__: list[str] = [
     "sweep_frame",
     "synthetic_spectrum",
 ]
+
+
+def verdicts(frame: pd.DataFrame, profile: str = "") -> list[Verdict]:
+    """Oymak et al.'s claims, decided on the quantities the chapter computes (no new runs).
+
+    * ``oymak.fig7.label_energy_on_nuisance_grows`` -- their Fig. 7: the share of the label
+      energy on the nuisance space 𝓝 of the initial Jacobian grows with the corruption level.
+      Rule: reproduced iff it rises at every step of the sweep (``lam == 0``); inconclusive with
+      fewer than two levels.
+    * ``oymak.early_stopping_helps_with_noise`` -- Sec. 5: with corrupted labels the best
+      (early-stopped) test error is below the final one. Rule: reproduced iff
+      ``best < final`` at every corruption level > 0; inconclusive if there is none.
+    * ``oymak.table1.labels_on_information_space`` -- their Table 1 (clean labels): most of the
+      label energy lies on the information space of the final Jacobian. Rule: reproduced iff
+      ``||P_I y|| / ||y|| > ||P_N y|| / ||y||`` for the final Jacobian; not run without a clean
+      run.
+    """
+    out: list[Verdict] = []
+    sweep = sweep_frame(frame)
+    col = "label energy on N, initial J"
+    claim = "oymak.fig7.label_energy_on_nuisance_grows"
+    if len(sweep) < 2:
+        out.append(Verdict(claim, INCONCLUSIVE, "one corruption level", reason=NOT_TESTED))
+    else:
+        steps = np.diff(sweep[col].to_numpy(float))
+        ok = bool((steps > 0).all())
+        values = ", ".join(
+            f"{c:g}: {e:.3f}" for c, e in zip(sweep["corruption"], sweep[col], strict=True)
+        )
+        out.append(
+            Verdict(
+                claim,
+                REPRODUCED if ok else NOT_REPRODUCED,
+                f"label energy on N by corruption ({values}); rises at "
+                f"{int((steps > 0).sum())}/{len(steps)} steps",
+                profile=profile,
+            )
+        )
+    noisy = sweep[sweep["corruption"] > 0]
+    claim = "oymak.early_stopping_helps_with_noise"
+    if noisy.empty:
+        out.append(Verdict(claim, INCONCLUSIVE, "no corrupted run", reason=NOT_TESTED))
+    else:
+        better = noisy["best test error"] < noisy["final test error"]
+        out.append(
+            Verdict(
+                claim,
+                REPRODUCED if bool(better.all()) else NOT_REPRODUCED,
+                f"best < final test error at {int(better.sum())}/{len(noisy)} corruption levels",
+                profile=profile,
+                n_seeds=1,
+            )
+        )
+    claim = "oymak.table1.labels_on_information_space"
+    try:
+        table = alignment_frame(frame, 0.0)
+    except KeyError:
+        out.append(Verdict(claim, V_NOT_RUN, "no clean run", reason="no clean run"))
+    else:
+        info = float(table.loc["final", "||P_I y|| / ||y||"])
+        nuis = float(table.loc["final", "||P_N y|| / ||y||"])
+        out.append(
+            Verdict(
+                claim,
+                REPRODUCED if info > nuis else NOT_REPRODUCED,
+                f"final J: ||P_I y||/||y|| = {info:.3f}, ||P_N y||/||y|| = {nuis:.3f}",
+                profile=profile,
+            )
+        )
+    return out

@@ -38,6 +38,14 @@ from jacnb.core.models import build_model
 from jacnb.lab import paper
 from jacnb.lab.datasets import NOT_RUN, get_dataset, stand_in_label, try_dataset
 from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.verdicts import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    NOT_TESTED,
+    REPRODUCED,
+    Verdict,
+)
+from jacnb.lab.verdicts import NOT_RUN as V_NOT_RUN
 
 #: Display names; a stand-in is always named as such.
 LABELS = {
@@ -378,3 +386,41 @@ def fig5_curves(records: pd.DataFrame) -> dict[tuple[str, str], dict[str, list[f
         if len(sel):
             out[(aug, reg)] = sel.sort_values("seed").iloc[0]["curves"]
     return out
+
+
+def _record(text: str, claim: str, dataset: str, profile: str) -> Verdict:
+    """One of :func:`verdict_table4` / :func:`verdict_table5`'s sentences as a record (same
+    decision: the sentence's verdict word)."""
+    if f"not tested ({NOT_RUN})" in text:
+        return Verdict(claim, V_NOT_RUN, text, reason=NOT_RUN, dataset=dataset, profile=profile)
+    if ": not reproduced" in text:
+        return Verdict(claim, NOT_REPRODUCED, text, dataset=dataset, profile=profile)
+    if ": reproduced" in text:
+        return Verdict(claim, REPRODUCED, text, dataset=dataset, profile=profile)
+    return Verdict(claim, INCONCLUSIVE, text, reason=NOT_TESTED, dataset=dataset, profile=profile)
+
+
+def verdict_records(
+    ours4: pd.DataFrame | None,
+    ours5: pd.DataFrame | None,
+    settings: Mapping[str, Any],
+    label4: str,
+    label5: str,
+) -> list[Verdict]:
+    """The Table IV and Table V claims as :class:`~jacnb.lab.verdicts.Verdict` records
+    (``table4.jr_better_every_row``, ``table5.jr_raises_test_accuracy``); the decisions are those
+    of :func:`verdict_table4` and :func:`verdict_table5`: only the ``paper`` profile on the real
+    dataset can reproduce or refute, elsewhere the verdict is inconclusive (not tested at this
+    scale), and an absent dataset is "not run"."""
+    profile = settings["profile"]
+    return [
+        _record(
+            verdict_table4(ours4, settings, label4), "table4.jr_better_every_row", label4, profile
+        ),
+        _record(
+            verdict_table5(ours5, settings, label5),
+            "table5.jr_raises_test_accuracy",
+            label5,
+            profile,
+        ),
+    ]

@@ -8,7 +8,7 @@ tests can call the same code.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -22,6 +22,7 @@ from jacnb.core.jacobian import (
     residual_expansion,
     spectral_norm,
 )
+from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Verdict
 
 
 def theorem3(
@@ -392,3 +393,25 @@ def ge_bound_on_data(
             }
         )
     return pd.DataFrame(rows)
+
+
+def verdicts(checks: Mapping[str, pd.DataFrame], profile: str = "") -> list[Verdict]:
+    """Each numerical check of the theory chapter as a :class:`~jacnb.lab.verdicts.Verdict`:
+    claim ``theory.<name>``, reproduced iff every boolean ``holds`` column (``holds``,
+    ``*_holds``) of its frame is true on every row, inconclusive if the frame has none."""
+    out = []
+    for name, df in checks.items():
+        cols = [c for c in df.columns if c == "holds" or str(c).endswith("_holds")]
+        if not cols:
+            out.append(Verdict(f"theory.{name}", INCONCLUSIVE, "no check column", profile=profile))
+            continue
+        ok = int(df[cols].all(axis=1).sum())
+        out.append(
+            Verdict(
+                f"theory.{name}",
+                REPRODUCED if ok == len(df) else NOT_REPRODUCED,
+                f"holds on {ok}/{len(df)} rows ({', '.join(cols)})",
+                profile=profile,
+            )
+        )
+    return out

@@ -51,6 +51,7 @@ from jacnb.lab import paper
 from jacnb.lab import timing as timers
 from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.timing import make_step, step_regularizer, time_interleaved
+from jacnb.lab.verdicts import NOT_REPRODUCED, NOT_RUN, REPRODUCED, Verdict
 
 #: Version of the stored record layout; records of other versions are ignored.
 SCHEMA = 2
@@ -703,3 +704,39 @@ def fig4_view(results: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def verdict_records(rows: pd.DataFrame, tolerance: float = RATIO_TOLERANCE) -> list[Verdict]:
+    """The decisions of :func:`verdict_table6` as :class:`~jacnb.lab.verdicts.Verdict` records,
+    per device: ``table6.ratio.<net>.<regularizer>`` (reproduced iff our ratio to the plain step
+    is within a factor ``tolerance`` of the paper's, "not run" when the row was not timed) and
+    ``table6.per_layer_cheaper`` (per-layer (52) cheaper than exact (49) on both nets)."""
+    out = []
+    profile = str(rows["profile"].iloc[0]) if "profile" in rows and len(rows) else ""
+    for dev, sel in rows.groupby("device", sort=False):
+        for c in paper_claims().itertuples():
+            claim = f"table6.ratio.{c.net}.{c.regularizer}"
+            ours = _ratio(sel, c.net, c.regularizer)
+            if math.isnan(ours):
+                out.append(Verdict(claim, NOT_RUN, "not timed", reason="not timed", dataset=dev))
+                continue
+            factor = ours / c.paper_ratio
+            ok = 1 / tolerance <= factor <= tolerance
+            evidence = f"{ours:.2f}x vs the paper's {c.paper_ratio:.2f}x (factor {factor:.2f})"
+            verdict = REPRODUCED if ok else NOT_REPRODUCED
+            out.append(Verdict(claim, verdict, evidence, dataset=dev, profile=profile))
+        exact = _ratio(sel, "mnist_convnet", "exact")
+        per_layer = _ratio(sel, "mnist_convnet", "per_layer")
+        per_layer_rn = _ratio(sel, "resnet18", "per_layer")
+        claim = "table6.per_layer_cheaper"
+        if any(math.isnan(v) for v in (exact, per_layer, per_layer_rn)):
+            out.append(Verdict(claim, NOT_RUN, "not checked", reason="rows not timed", dataset=dev))
+            continue
+        cheaper = per_layer < exact and per_layer_rn < exact
+        evidence = (
+            f"per-layer {per_layer:.2f}x on the MNIST net and {per_layer_rn:.2f}x on ResNet-18 "
+            f"vs exact {exact:.2f}x"
+        )
+        verdict = REPRODUCED if cheaper else NOT_REPRODUCED
+        out.append(Verdict(claim, verdict, evidence, dataset=dev, profile=profile))
+    return out

@@ -239,3 +239,9 @@ def verdict_trend(
     )
     evidence = f"slope vs {along} has the claimed sign in {int(ok.sum())}/{len(tr)} ({slopes})"
     return {"claim": claim, "verdict": verdict, "evidence": evidence}
+
+
+def slug(text: str) -> str:
+    """A claim sentence as a short id fragment: lower case, words joined by ``_``."""
+    words = "".join(c if c.isalnum() else " " for c in text.lower()).split()
+    return "_".join(words[:12])

@@ -388,3 +388,25 @@ def test_cost_tables_with_and_without_runs():
         }
     ]
     assert per_config.loc[("Table II", "digits", 100), "jacobian"] == 120.0
+
+
+def test_verdict_records_keep_the_decisions():
+    from jacnb.lab.verdicts import NOT_REPRODUCED
+
+    good = _result(
+        "table2",
+        {
+            ("weight_decay", 1000): [0.90, 0.91],
+            ("jacobian", 1000): [0.95, 0.96],
+            ("weight_decay", 5000): [0.97, 0.97],
+            ("jacobian", 5000): [0.98, 0.98],
+        },
+    )
+    rows = cx.verdicts({"table2": good})
+    records = cx.verdict_records({"table2": good}, "smoke")
+    assert [v.verdict for v in records] == list(rows["verdict"])
+    assert all(v.claim.startswith("table2.") for v in records)
+    bad = copy.deepcopy(good)
+    bad["final"].loc[bad["final"]["regularizer"] == "jacobian", "test_acc"] -= 0.06
+    by = {v.claim: v.verdict for v in cx.verdict_records({"table2": bad})}
+    assert by["table2.jr_beats_weight_decay_in_every_cell"] == NOT_REPRODUCED

@@ -484,3 +484,23 @@ def test_flat_trend_is_neither_growth_nor_fall():
     for direction in (1, -1):
         v = fx.verdict_trend(summary, "test_acc", "width", "depth", direction, "claim")
         assert v["verdict"] == fx.NOT_REPRODUCED
+
+
+def test_fig3_and_fig4_verdict_records_keep_the_decisions():
+    from jacnb.lab.verdicts import NOT_RUN, REPRODUCED
+
+    panels = [
+        fx.Panel("MNIST", "mnist", "MNIST", ""),
+        fx.Panel("CIFAR-10", None, "CIFAR-10: not run", "not run: dataset absent"),
+    ]
+    records = fx.fig3_verdict_records(_fig3_summary([0.01, 0.01, 0.03, 0.01]), panels, "cpu")
+    assert [(v.claim, v.verdict) for v in records] == [
+        ("fig3.jr_beats_wd", REPRODUCED),
+        ("fig3.jr_matches_more_data", REPRODUCED),
+        ("fig3.jr_beats_wd", NOT_RUN),
+    ]
+    assert records[0].dataset == "MNIST" and records[0].profile == "cpu"
+    fig4 = fx.fig4_verdict_records(_fig4_summary())
+    assert len(fig4) == len(fx.fig4_verdicts(_fig4_summary()))
+    assert all(v.verdict == REPRODUCED and v.claim.startswith("fig4.") for v in fig4)
+    assert len({v.claim for v in fig4}) == len(fig4)

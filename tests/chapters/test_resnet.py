@@ -136,3 +136,16 @@ def test_imagenet_folder_loader_trains(tmp_path: Path) -> None:
     assert 0 <= result["test_acc"] <= 1 and len(result["curves"]["test_top5"]) == 1
     with pytest.raises(FileNotFoundError):
         rx.imagenet_folder(16, tmp_path / "absent")
+
+
+def test_verdict_records_keep_the_table_decisions() -> None:
+    from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN
+
+    ours = rx.table4_frame(_records4())
+    paper = get_profile("resnet", "paper")
+    v4, v5 = rx.verdict_records(ours, None, paper, "CIFAR-10", "ImageNet")
+    assert (v4.claim, v4.verdict) == ("table4.jr_better_every_row", NOT_REPRODUCED)
+    assert v5.verdict == NOT_RUN
+    cpu = get_profile("resnet", "cpu")
+    v4, _ = rx.verdict_records(ours, None, cpu, rx.LABELS["fashion-mnist"], "")
+    assert v4.verdict == INCONCLUSIVE and "stand-in" in v4.dataset

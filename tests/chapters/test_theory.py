@@ -64,3 +64,22 @@ def test_ge_bound_grid_and_on_data():
     assert certified["gamma4 (certified)"] <= certified["gamma3 (certified)"]
     assert certified["gamma3 (certified)"] <= certified["measured margin (not certified)"]
     assert math.isfinite(df["GE bound (eq. 13)"].iloc[1])
+
+
+def test_check_frames_become_verdicts():
+    import pandas as pd
+
+    from jacnb.chapters.theory import verdicts
+    from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+
+    frames = {
+        "lemma1": pd.DataFrame({"holds": [True, True]}),
+        "theorem3": pd.DataFrame({"cor2_holds": [True, False]}),
+        "table": pd.DataFrame({"x": [1]}),
+    }
+    by = {v.claim: v.verdict for v in verdicts(frames)}
+    assert by == {
+        "theory.lemma1": REPRODUCED,
+        "theory.theorem3": NOT_REPRODUCED,
+        "theory.table": INCONCLUSIVE,
+    }

@@ -184,3 +184,21 @@ def test_fig4_cost_library_agrees_with_naive_loop(tmp_path) -> None:
     assert again.library_seconds.tolist() == res.library_seconds.tolist()
     view = timing.fig4_view(res)
     assert "extrapolated from 3" in view["naive per-sample loop [s]"].iloc[0]
+
+
+def test_verdict_records_keep_the_table6_decisions() -> None:
+    from jacnb.lab.verdicts import NOT_REPRODUCED, NOT_RUN, REPRODUCED
+
+    fake = pd.DataFrame(
+        [
+            {"device": "cpu", "net": "mnist_convnet", "regularizer": "exact", "ratio": 8.0},
+            {"device": "cpu", "net": "mnist_convnet", "regularizer": "per_layer", "ratio": 1.5},
+            {"device": "cpu", "net": "resnet18", "regularizer": "per_layer", "ratio": 4.0},
+        ]
+    )
+    by = {v.claim: v.verdict for v in timing.verdict_records(fake)}
+    assert by["table6.ratio.mnist_convnet.exact"] == REPRODUCED  # 8 vs 10: within 1.5x
+    assert by["table6.ratio.resnet18.per_layer"] == NOT_REPRODUCED  # 4 vs 1.58
+    assert by["table6.per_layer_cheaper"] == REPRODUCED
+    by = {v.claim: v.verdict for v in timing.verdict_records(fake.iloc[:1])}
+    assert by["table6.per_layer_cheaper"] == NOT_RUN
