@@ -140,12 +140,16 @@ def run_grid(
     store: ResultStore | None = None,
     desc: str = "runs",
     progress: bool = True,
+    executor: Any = None,
 ) -> pd.DataFrame:
     """Run ``run(config)`` for every config without a stored record; return all their records.
 
     Each finished run is stored before the next starts, so an interrupted grid loses at most
-    the run in flight.
+    the run in flight. ``executor``: where the runs go (``None``: here, one after another);
+    parallel and cluster executors are issue 11.
     """
+    if executor is not None:
+        raise NotImplementedError("run_grid(executor=...): parallel execution is issue 11")
     store = store or ResultStore()
     configs = list(configs)
     todo = [c for c in configs if not store.has(c)]

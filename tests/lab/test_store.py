@@ -93,3 +93,9 @@ def test_trained_model_is_trained_once(tmp_path):
     m2, r2 = trained_model(cfg, lambda: nn.Linear(2, 2), fit, store)
     assert fits == [1] and r1 == r2 == {"acc": 1.0}
     assert torch.equal(m2.weight, torch.full((2, 2), 3.0))
+
+
+def test_run_grid_executor_is_not_implemented_yet(tmp_path):
+    with pytest.raises(NotImplementedError, match="issue 11"):
+        store = ResultStore(tmp_path)
+        run_grid([{"experiment": "e", "a": 1}], lambda c: {}, store, executor=object())
