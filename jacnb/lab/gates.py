@@ -129,9 +129,13 @@ def is_stand_in(dataset_label: str) -> bool:
 
 def selection_seeds(final_seeds: Iterable[int], n: int | None = None) -> tuple[int, ...]:
     """Seeds for the lambda-selection runs, disjoint from ``final_seeds``: ``n`` (default: as many
-    as final seeds) consecutive seeds from :data:`SELECTION_SEED_BASE`. Raises if a final seed
-    lies in that range (then the two sets could meet)."""
+    as final seeds) consecutive seeds from :data:`SELECTION_SEED_BASE`. Final seeds must lie
+    below that base (the range above it is reserved for selection), else ``ValueError``."""
     final = sorted({int(s) for s in final_seeds})
+    if final and final[-1] >= SELECTION_SEED_BASE:
+        raise ValueError(
+            f"final seeds must be < {SELECTION_SEED_BASE} (reserved for selection): {final}"
+        )
     count = len(final) if n is None else int(n)
     if count < 1:
         raise ValueError("need at least one selection seed")
