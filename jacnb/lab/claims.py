@@ -42,6 +42,8 @@ from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any
 
+import pandas as pd
+
 __all__ = [
     "PAPERS",
     "SOKOLIC",
@@ -65,6 +67,7 @@ __all__ = [
     "CLAIMS",
     "get_claim",
     "claims_of",
+    "registry_frame",
     "registry_digest",
 ]
 
@@ -1238,6 +1241,38 @@ def claims_of(page: str) -> tuple[Claim, ...]:
     """The claims whose verdict the chapter notebook ``page`` (e.g. ``"02_fully_connected"``)
     must produce."""
     return tuple(c for c in REGISTRY if c.page == page)
+
+
+def registry_frame() -> pd.DataFrame:
+    """The registry as a table (one row per claim): id, paper, section, statistic, comparison,
+    rule with its threshold / margin, the gate thresholds and the chapter page -- for an appendix
+    page or a review of the rules before runs."""
+    rows = []
+    for c in REGISTRY:
+        st, r, g = c.statistic, c.rule, c.gates
+        rows.append(
+            {
+                "claim": c.id,
+                "paper": c.paper,
+                "section": c.section,
+                "dataset": c.dataset,
+                "statistic": st.kind,
+                "metric": st.metric,
+                "arms": " vs ".join(reversed(st.arms)) if st.arms else "",
+                "along": st.along or "",
+                "cells": c.cells,
+                "side": r.side,
+                "threshold": r.threshold,
+                "margin": r.margin,
+                "rule": r.text,
+                "min_train_acc": g.min_train_acc,
+                "min_steps": g.min_steps,
+                "min_seeds": g.min_seeds,
+                "tuned_arms": ", ".join(g.tuned_arms),
+                "page": c.page,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _plain(obj: Any) -> Any:

@@ -200,3 +200,11 @@ def test_paper_refs_name_tables_of_the_paper_module():
                 assert col in df.columns, c.id
         else:
             assert c.paper_note, f"{c.id}: say why there is no paper number"
+
+
+def test_registry_frame_lists_every_rule():
+    df = claims.registry_frame()
+    assert list(df["claim"]) == [c.id for c in REGISTRY]
+    row = df.set_index("claim").loc["fig3.mnist.jr_less_data_on_par"]
+    assert row["side"] == claims.EQUIVALENT and row["margin"] == 0.005
+    assert row["arms"] == "jr_less_data vs wd_more_data"
