@@ -241,15 +241,15 @@ _STEPS_SMALL = 400
 _STEPS_SMALL_REASON = (
     "≥ 400 SGD steps per run, selection runs included: the audit (issue 13) found runs of "
     "36-320 steps that stopped short of fit and factors chosen in runs of 12-150 steps; the paper "
-    "trains 120 epochs (≥ 4,680 steps at 5,000 samples, batch 128). 400 steps is above every "
-    "budget the audit rejected and within the cpu book's time; the regime gate checks the fit "
-    "itself."
+    "trains 120 epochs at batch 128 (Fig. 3 at 5,000 samples: 40 x 120 = 4,800 steps; Table II "
+    "at 1,000 samples: 8 x 120 = 960 steps). 400 steps is above every budget the audit rejected "
+    "and within the cpu book's time; the regime gate checks the fit itself."
 )
 _STEPS_DEEP = 1000
 _STEPS_DEEP_REASON = (
-    "≥ 1,000 SGD steps per run: the paper trains All-CNN-C 75 epochs and the ResNets 120-125 "
-    "epochs (≥ 2,900 steps at 2,500 samples, batch 64-128); the audited cpu runs of 16-128 "
-    "steps reached 26-77 % training accuracy."
+    "≥ 1,000 SGD steps per run: at 2,500 samples the paper trains All-CNN-C 75 epochs at batch "
+    "64 (40 x 75 = 3,000 steps) and the Wide ResNet 125 epochs at batch 128 (20 x 125 = 2,500 "
+    "steps); the audited cpu runs of 16-128 steps reached 26-77 % training accuracy."
 )
 _STEPS_LOWRANK = 1000
 _STEPS_LOWRANK_REASON = (
