@@ -69,6 +69,7 @@ __all__ = [
     "SELECTION_SEED_BASE",
     "GateResult",
     "registered",
+    "required_columns",
     "prepare_runs",
     "per_seed",
     "cell_table",
@@ -168,6 +169,25 @@ def _require(frame: pd.DataFrame, cols: Iterable[str], why: str) -> None:
     missing = [c for c in cols if c not in frame.columns]
     if missing:
         raise ValueError(f"runs frame lacks columns {missing} ({why})")
+
+
+def required_columns(claim: Claim | str) -> tuple[str, ...]:
+    """The columns :func:`decide` needs in the runs frame of ``claim`` (for wiring a chapter):
+    ``seed``, the metric, the cell keys, ``arm`` and ``along`` where the statistic has them, and
+    the gate columns the claim's gates read."""
+    c = registered(claim)
+    st, g = c.statistic, c.gates
+    cols = ["seed", *c.cell_keys]
+    cols += [str(st.along)] if st.along else []
+    cols += ["arm"] if st.arms else []
+    cols.append(st.metric)
+    cols += ["train_acc"] if g.min_train_acc is not None else []
+    cols += ["steps"] if g.min_steps > 0 else []
+    if g.tuned_arms:
+        cols += ["lam", "lam_grid", "chosen_by_tie", "selection_seeds"]
+        cols += ["selection_steps"] if g.min_steps > 0 else []
+    cols += [col for col, _ in c.cell_filter if col not in cols]
+    return tuple(dict.fromkeys(cols))
 
 
 def prepare_runs(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:

@@ -332,3 +332,37 @@ def test_cell_table_columns():
     assert len(cells) == 4 and set(cells["outcome"]) == {stats.CLAIMED, stats.STRADDLES}
     assert cells.attrs["refute_level"] == pytest.approx(1 - 0.05 / 4)
     assert all(math.isfinite(x) for x in cells["low"])
+
+
+def test_required_columns_are_exactly_what_decide_reads():
+    from jacnb.lab.claims import REGISTRY
+
+    cols = gates.required_columns(FIG3)
+    assert set(cols) == {
+        "seed",
+        "depth",
+        "n_train",
+        "arm",
+        "test_acc",
+        "train_acc",
+        "steps",
+        "lam",
+        "lam_grid",
+        "chosen_by_tie",
+        "selection_seeds",
+        "selection_steps",
+    }
+    assert gates.required_columns("table6.exact_adds_cost") == (
+        "seed",
+        "net",
+        "arm",
+        "sec_per_step",
+        "steps",
+    )
+    runs = fig3_runs()
+    assert decide(FIG3, runs[list(cols)]).verdict == REPRODUCED
+    for col in cols:  # and each of them is needed
+        with pytest.raises(ValueError, match="lacks columns"):
+            decide(FIG3, runs[[c for c in cols if c != col]])
+    for c in REGISTRY:
+        assert gates.required_columns(c.id)[0] == "seed"
