@@ -1,0 +1,725 @@
+"""Gates and the decision: from a tidy frame of paired runs to a :class:`Verdict` (issue 13).
+
+A verdict is *earned*: before a registered claim (:mod:`jacnb.lab.claims`) is judged by its rule,
+its runs must pass four gates, and a failed gate makes the verdict ``inconclusive`` with the gate
+named as the reason:
+
+1. **regime** -- every compared net reaches the claim's training fit
+   (:attr:`GateSpec.min_train_acc`, 99 % where Sokolic et al. train to fit; Sec. VI-A2 reports
+   100 %, one net at 99.6 %);
+2. **factor** -- for every arm whose lambda is chosen on validation data (Sec. VI-A1: "chosen on a
+   separate validation set"), the chosen lambda is interior to its grid, was not chosen by a
+   tie, was chosen on seeds disjoint from the final runs' seeds, in selection runs that meet the
+   step budget;
+3. **budget** -- every run has at least :attr:`GateSpec.min_steps` SGD steps;
+4. **seeds** -- every cell has at least :attr:`GateSpec.min_seeds` (3) paired seeds.
+
+A claim tested on a stand-in dataset (e.g. Fashion-MNIST for CIFAR-10) keeps its verdict but is
+named as a stand-in (:func:`stand_in_label`) and counted apart on the scorecard.
+
+The runs frame (one row per trained net / timed repetition)
+-----------------------------------------------------------
+========================  =================================================================
+column                    meaning
+========================  =================================================================
+``seed``                  final-run seed; fixes training draw, init, batch order for all arms
+``arm``                   the claim's ``statistic.arms`` names (paired claims only)
+*cell keys*               ``claim.cell_keys`` (e.g. ``depth``, ``n_train``)
+*along*                   ``claim.statistic.along`` for trend / gain claims (e.g. ``depth``)
+*metric*                  ``claim.statistic.metric`` (e.g. ``test_acc``, fractions in [0, 1])
+``train_acc``             training accuracy reached (if ``gates.min_train_acc`` is set)
+``steps``                 SGD steps of the run (if ``gates.min_steps > 0``)
+``lam``, ``lam_grid``     chosen factor and the grid it was chosen from (tuned arms)
+``chosen_by_tie``         True when the selection's best validation score was tied (tuned arms)
+``selection_seeds``       the seeds of the selection runs (tuned arms; list of ints)
+``selection_steps``       SGD steps of the selection runs (tuned arms, if ``min_steps > 0``)
+========================  =================================================================
+
+Extra columns and rows of other arms are ignored; rows outside ``claim.cell_filter`` are dropped.
+
+Used by every chapter (``jacnb.chapters.*``, notebooks ``02``-``07``); the scorecard
+(:mod:`jacnb.lab.scorecard`) gathers the verdicts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jacnb.lab import stats
+from jacnb.lab.claims import (
+    CLAIMS,
+    DIFFERENCE,
+    EQUIVALENT,
+    GAIN_CONTRAST,
+    LOG_RATIO,
+    SLOPE,
+    VALUE,
+    Claim,
+    get_claim,
+)
+from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED, Verdict
+
+__all__ = [
+    "SELECTION_SEED_BASE",
+    "GateResult",
+    "registered",
+    "required_columns",
+    "prepare_runs",
+    "per_seed",
+    "cell_table",
+    "regime_gate",
+    "factor_gate",
+    "budget_gate",
+    "seeds_gate",
+    "check_gates",
+    "decide",
+    "not_run",
+    "stand_in_label",
+    "is_stand_in",
+    "selection_seeds",
+    "check_disjoint",
+]
+
+#: Selection runs use seeds from here on; final runs use small seeds (0, 1, 2, ...).
+SELECTION_SEED_BASE = 10_000
+
+_STAND_IN = "(stand-in for "
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate's outcome; ``detail`` says what was measured against what."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Claims, stand-ins, seeds
+# ---------------------------------------------------------------------------------------------
+
+
+def registered(claim: Claim | str) -> Claim:
+    """The registered claim (by id or object). A claim object that is not *the* registered one
+    -- e.g. one altered with :func:`dataclasses.replace` -- is refused: chapters judge claims
+    only by the rules written down before the runs."""
+    if isinstance(claim, str):
+        return get_claim(claim)
+    reg = CLAIMS.get(claim.id)
+    if reg is None or reg != claim:
+        raise ValueError(f"claim {claim.id!r} is not the registered one; use its id")
+    return reg
+
+
+def stand_in_label(used: str, paper_dataset: str) -> str:
+    """How a stand-in is named: ``"Fashion-MNIST (stand-in for CIFAR-10)"``."""
+    return f"{used} {_STAND_IN}{paper_dataset})"
+
+
+def is_stand_in(dataset_label: str) -> bool:
+    """Whether a verdict's dataset label names a stand-in (see :func:`stand_in_label`)."""
+    return _STAND_IN in dataset_label
+
+
+def selection_seeds(final_seeds: Iterable[int], n: int | None = None) -> tuple[int, ...]:
+    """Seeds for the lambda-selection runs, disjoint from ``final_seeds``: ``n`` (default: as many
+    as final seeds) consecutive seeds from :data:`SELECTION_SEED_BASE`. Final seeds must lie
+    below that base (the range above it is reserved for selection), else ``ValueError``."""
+    final = sorted({int(s) for s in final_seeds})
+    if final and final[-1] >= SELECTION_SEED_BASE:
+        raise ValueError(
+            f"final seeds must be < {SELECTION_SEED_BASE} (reserved for selection): {final}"
+        )
+    count = len(final) if n is None else int(n)
+    if count < 1:
+        raise ValueError("need at least one selection seed")
+    out = tuple(range(SELECTION_SEED_BASE, SELECTION_SEED_BASE + count))
+    check_disjoint(out, final)
+    return out
+
+
+def check_disjoint(selection: Iterable[int], final: Iterable[int]) -> None:
+    """Raise ``ValueError`` if a selection seed is also a final seed (issue 13: lambda is chosen on
+    seeds disjoint from the final runs')."""
+    both = sorted({int(s) for s in selection} & {int(s) for s in final})
+    if both:
+        raise ValueError(f"selection and final runs share seeds {both}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The runs frame -> per-seed statistic -> per-cell intervals
+# ---------------------------------------------------------------------------------------------
+
+
+def _cell_cols(claim: Claim) -> list[str]:
+    cols = list(claim.cell_keys)
+    if claim.statistic.kind == GAIN_CONTRAST:
+        cols.append(str(claim.statistic.along))
+    return cols
+
+
+def _require(frame: pd.DataFrame, cols: Iterable[str], why: str) -> None:
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise ValueError(f"runs frame lacks columns {missing} ({why})")
+
+
+def required_columns(claim: Claim | str) -> tuple[str, ...]:
+    """The columns :func:`decide` needs in the runs frame of ``claim`` (for wiring a chapter):
+    ``seed``, the metric, the cell keys, ``arm`` and ``along`` where the statistic has them, and
+    the gate columns the claim's gates read."""
+    c = registered(claim)
+    st, g = c.statistic, c.gates
+    cols = ["seed", *c.cell_keys]
+    cols += [str(st.along)] if st.along else []
+    cols += ["arm"] if st.arms else []
+    cols.append(st.metric)
+    cols += ["train_acc"] if g.min_train_acc is not None else []
+    cols += ["steps"] if g.min_steps > 0 else []
+    if g.tuned_arms:
+        cols += ["lam", "lam_grid", "chosen_by_tie", "selection_seeds"]
+        cols += ["selection_steps"] if g.min_steps > 0 else []
+    cols += [col for col, _ in c.cell_filter if col not in cols]
+    return tuple(dict.fromkeys(cols))
+
+
+def prepare_runs(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``runs`` the claim judges: its arms, inside its ``cell_filter``. Raises
+    ``ValueError`` for missing columns or for two rows of the same (cell, arm, along, seed)."""
+    c = registered(claim)
+    st = c.statistic
+    base = ["seed", st.metric, *c.cell_keys]
+    if st.arms:
+        base.append("arm")
+    if st.along:
+        base.append(st.along)
+    _require(runs, base, f"claim {c.id}")
+    df = runs
+    if st.arms:
+        df = df[df["arm"].isin(st.arms)]
+    for col, values in c.cell_filter:
+        _require(df, [col], f"cell filter of {c.id}")
+        df = df[df[col].isin(list(values))]
+    key = [k for k in base if k != st.metric]
+    dup = df.duplicated(subset=key, keep=False)
+    if dup.any():
+        raise ValueError(f"{c.id}: several runs for one (cell, arm, seed): {df[dup][key].head()}")
+    return df.reset_index(drop=True)
+
+
+def _transform(values: pd.Series, log: bool, what: str) -> pd.Series:
+    v = values.astype(float)
+    if log:
+        if (v <= 0).any():
+            raise ValueError(f"log of non-positive {what}")
+        return np.log(v)
+    return v
+
+
+def per_seed(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (cell, seed): the claim's statistic for that seed (column ``value``; for
+    :data:`LOG_RATIO` the log ratio). Seeds without a partner arm, or with too few ``along``
+    values for a slope, are dropped; ``df.attrs["dropped"]`` counts them."""
+    c = registered(claim)
+    st = c.statistic
+    df = prepare_runs(c, runs)
+    cells = list(c.cell_keys)
+    out_cols = [*_cell_cols(c), "seed", "value"]
+    dropped = 0
+    rows: list[dict[str, Any]] = []
+    if df.empty:
+        out = pd.DataFrame(columns=out_cols)
+        out.attrs["dropped"] = 0
+        return out
+    y = _transform(df[st.metric], st.log_metric, st.metric)
+    df = df.assign(_y=y)
+    if st.kind == VALUE:
+        out = df[[*cells, "seed", "_y"]].rename(columns={"_y": "value"})
+    elif st.kind in (DIFFERENCE, LOG_RATIO, GAIN_CONTRAST):
+        base, treat = st.arms
+        index = [*cells, *([st.along] if st.kind == GAIN_CONTRAST else []), "seed"]
+        wide = df.pivot_table(index=index, columns="arm", values="_y", aggfunc="first")
+        for arm in (base, treat):
+            if arm not in wide.columns:
+                wide[arm] = np.nan
+        paired = wide[[base, treat]].dropna()
+        dropped = len(wide) - len(paired)
+        if st.kind == LOG_RATIO:
+            if (paired <= 0).any().any():
+                raise ValueError(f"{c.id}: a ratio of non-positive {st.metric}")
+            diff = np.log(paired[treat] / paired[base])
+        else:
+            diff = paired[treat] - paired[base]
+        d = diff.rename("value").reset_index()
+        if st.kind != GAIN_CONTRAST:
+            out = d
+        else:
+            along = str(st.along)
+            groups = d.groupby(cells) if cells else [((), d)]
+            for key, grp in groups:
+                key = key if isinstance(key, tuple) else (key,)
+                smallest = grp[along].min()
+                for seed, g in grp.groupby("seed"):
+                    by = dict(zip(g[along], g["value"], strict=True))
+                    if smallest not in by:
+                        dropped += len(by)
+                        continue
+                    for n_val, v in by.items():
+                        if n_val != smallest:
+                            rows.append(
+                                {
+                                    **dict(zip(cells, key, strict=True)),
+                                    along: n_val,
+                                    "seed": seed,
+                                    "value": by[smallest] - v,
+                                }
+                            )
+            out = pd.DataFrame(rows, columns=out_cols)
+    elif st.kind == SLOPE:
+        along = str(st.along)
+        x_all = _transform(df[along], st.log_along, along)
+        df = df.assign(_x=x_all)
+        groups = df.groupby([*cells, "seed"])
+        for key, grp in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            if grp["_x"].nunique() < 2:
+                dropped += 1
+                continue
+            rows.append(
+                {
+                    **dict(zip([*cells, "seed"], key, strict=True)),
+                    "value": stats.slope(grp["_x"].to_numpy(), grp["_y"].to_numpy()),
+                }
+            )
+        out = pd.DataFrame(rows, columns=out_cols)
+    else:  # pragma: no cover - the registry is checked at import
+        raise ValueError(st.kind)
+    out = out[out_cols].reset_index(drop=True)
+    out.attrs["dropped"] = int(dropped)
+    return out
+
+
+def _threshold(claim: Claim, cell: dict[str, Any]) -> float:
+    thr = claim.rule.threshold
+    for pairs, value in claim.rule.cell_thresholds:
+        if all(k in cell and cell[k] == v for k, v in pairs):
+            thr = value
+    return math.log(thr) if claim.statistic.kind == LOG_RATIO else thr
+
+
+def _label(cell: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cell.items()) or "all"
+
+
+def cell_table(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per cell: ``n`` seeds, the mean statistic with its t-interval (``low``/``high`` at the
+    rule's level; ``refute_low``/``refute_high`` at the Bonferroni level ``1 - (1-level)/k`` over
+    the ``k`` cells), the threshold, ``outcome`` (:data:`stats.CLAIMED` / ``OTHER`` /
+    ``STRADDLES``) and ``seeds_needed`` for a straddling cell. Log-space for log-ratio claims.
+    Chapters may show this table under the verdict."""
+    c = registered(claim)
+    ps = per_seed(c, runs)
+    cols = _cell_cols(c)
+    rule = c.rule
+    groups = list(ps.groupby(cols, sort=True)) if cols else ([((), ps)] if len(ps) else [])
+    k = max(len(groups), 1)
+    refute_level = 1.0 - (1.0 - rule.level) / k
+    rows = []
+    for key, grp in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        cell = dict(zip(cols, key, strict=True))
+        thr = _threshold(c, cell)
+        iv = stats.t_interval(grp["value"].to_numpy(), rule.level)
+        if iv.n >= 2:
+            rv = stats.t_interval(grp["value"].to_numpy(), refute_level)
+            r_low, r_high = rv.low, rv.high
+        else:
+            r_low = r_high = math.nan
+        claimed = stats.classify(iv.low, iv.high, rule.side, thr, rule.margin)
+        refuted = stats.classify(r_low, r_high, rule.side, thr, rule.margin)
+        outcome = (
+            stats.CLAIMED
+            if claimed == stats.CLAIMED
+            else stats.OTHER
+            if refuted == stats.OTHER
+            else stats.STRADDLES
+        )
+        needed = None
+        if outcome == stats.STRADDLES and iv.n >= 2:
+            effect = stats.distance_to_decision(iv.estimate, rule.side, thr, rule.margin)
+            on_claimed = stats.classify(iv.estimate, iv.estimate, rule.side, thr, rule.margin)
+            level = rule.level if on_claimed == stats.CLAIMED else refute_level
+            needed = stats.seeds_needed(iv.sd, effect, level)
+        rows.append(
+            {
+                **cell,
+                "cell": _label(cell),
+                "n": iv.n,
+                "estimate": iv.estimate,
+                "sd": iv.sd,
+                "low": iv.low,
+                "high": iv.high,
+                "refute_low": r_low,
+                "refute_high": r_high,
+                "threshold": thr,
+                "outcome": outcome,
+                "seeds_needed": needed,
+            }
+        )
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            *cols,
+            "cell",
+            "n",
+            "estimate",
+            "sd",
+            "low",
+            "high",
+            "refute_low",
+            "refute_high",
+            "threshold",
+            "outcome",
+            "seeds_needed",
+        ],
+    )
+    out.attrs["dropped"] = ps.attrs.get("dropped", 0)
+    out.attrs["refute_level"] = refute_level
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Gates
+# ---------------------------------------------------------------------------------------------
+
+
+def _cells_of(claim: Claim, df: pd.DataFrame) -> pd.Series:
+    keys = [*claim.cell_keys, *([claim.statistic.along] if claim.statistic.along else [])]
+    if "arm" in df.columns and claim.statistic.arms:
+        keys.append("arm")
+    if not keys:
+        return pd.Series(["all"] * len(df), index=df.index)
+    return df[keys].apply(lambda r: _label(dict(r)), axis=1)
+
+
+def regime_gate(claim: Claim | str, runs: pd.DataFrame) -> GateResult:
+    """Every compared net reaches ``gates.min_train_acc`` training accuracy (skipped when the
+    claim sets none)."""
+    c = registered(claim)
+    thr = c.gates.min_train_acc
+    if thr is None:
+        return GateResult("regime", True, f"not applicable ({c.gates.regime_reason})")
+    df = prepare_runs(c, runs)
+    _require(df, ["train_acc"], f"regime gate of {c.id}")
+    acc = df["train_acc"].astype(float)
+    bad = df[~(acc >= thr)]  # NaN fails
+    if len(bad):
+        where = sorted(set(_cells_of(c, bad)))
+        return GateResult(
+            "regime",
+            False,
+            f"{len(bad)}/{len(df)} runs below {100 * thr:.1f} % training accuracy "
+            f"(lowest {100 * float(acc.min()):.2f} %; {'; '.join(where[:4])}"
+            f"{' ...' if len(where) > 4 else ''})",
+        )
+    return GateResult(
+        "regime",
+        True,
+        f"all {len(df)} runs ≥ {100 * thr:.1f} % training accuracy "
+        f"(lowest {100 * float(acc.min()):.2f} %)",
+    )
+
+
+def _as_list(value: Any) -> list[Any] | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+        return list(value)
+    return None
+
+
+def _interior(lam: float, grid: Sequence[float]) -> str:
+    """'' if ``lam`` is an interior point of ``grid``, else why not."""
+    g = sorted(float(v) for v in grid)
+    if len(g) < 3:
+        return f"grid {g} has no interior"
+    if not any(math.isclose(lam, v, rel_tol=1e-9, abs_tol=0.0) for v in g):
+        return f"lambda {lam:g} is not in its grid"
+    if math.isclose(lam, g[0], rel_tol=1e-9) or math.isclose(lam, g[-1], rel_tol=1e-9):
+        return f"lambda {lam:g} at the grid's edge [{g[0]:g}, {g[-1]:g}]"
+    return ""
+
+
+def factor_gate(claim: Claim | str, runs: pd.DataFrame) -> GateResult:
+    """For every run of a tuned arm: lambda interior to its grid, not chosen by a tie, chosen on
+    selection seeds disjoint from the claim's final seeds, selection runs ≥ ``min_steps``."""
+    c = registered(claim)
+    tuned = c.gates.tuned_arms
+    if not tuned:
+        return GateResult("factor", True, "not applicable (no factor chosen on validation data)")
+    df = prepare_runs(c, runs)
+    need = ["lam", "lam_grid", "chosen_by_tie", "selection_seeds"]
+    if c.gates.min_steps > 0:
+        need.append("selection_steps")
+    _require(df, need, f"factor gate of {c.id}")
+    final = {int(s) for s in df["seed"]}
+    problems: list[str] = []
+    sub = df[df["arm"].isin(tuned)]
+    for _, r in sub.iterrows():
+        where = _label({k: r[k] for k in c.cell_keys}) + f", arm={r['arm']}"
+        grid = _as_list(r["lam_grid"])
+        if grid is None:
+            problems.append(f"{where}: no lambda grid recorded")
+            continue
+        why = _interior(float(r["lam"]), grid)
+        if why:
+            problems.append(f"{where}: {why}")
+        if bool(r["chosen_by_tie"]):
+            problems.append(f"{where}: lambda {float(r['lam']):g} chosen by a tie")
+        sel = _as_list(r["selection_seeds"])
+        if not sel:
+            problems.append(f"{where}: selection seeds not recorded")
+        elif set(int(s) for s in sel) & final:
+            problems.append(
+                f"{where}: selection seeds {sorted(set(int(s) for s in sel) & final)} are final "
+                "seeds"
+            )
+        if c.gates.min_steps > 0 and not (float(r["selection_steps"]) >= c.gates.min_steps):
+            problems.append(
+                f"{where}: selection runs of {r['selection_steps']} steps < {c.gates.min_steps}"
+            )
+    if problems:
+        uniq = list(dict.fromkeys(problems))
+        return GateResult(
+            "factor",
+            False,
+            "; ".join(uniq[:4]) + (f"; ... ({len(uniq)} in all)" if len(uniq) > 4 else ""),
+        )
+    lams = sorted({float(v) for v in sub["lam"]})
+    return GateResult(
+        "factor",
+        True,
+        f"every chosen lambda interior, no ties, selection seeds disjoint "
+        f"(lambdas {', '.join(f'{v:g}' for v in lams)})",
+    )
+
+
+def budget_gate(claim: Claim | str, runs: pd.DataFrame) -> GateResult:
+    """Every run has at least ``gates.min_steps`` SGD steps (skipped when the claim sets 0)."""
+    c = registered(claim)
+    need = c.gates.min_steps
+    if need <= 0:
+        return GateResult("budget", True, f"not applicable ({c.gates.steps_reason})")
+    df = prepare_runs(c, runs)
+    _require(df, ["steps"], f"budget gate of {c.id}")
+    steps = df["steps"].astype(float)
+    bad = df[~(steps >= need)]
+    if len(bad):
+        return GateResult(
+            "budget",
+            False,
+            f"{len(bad)}/{len(df)} runs with fewer than {need} steps (fewest "
+            f"{int(steps.min()) if steps.notna().all() else 'unrecorded'})",
+        )
+    return GateResult("budget", True, f"all runs ≥ {need} steps (fewest {int(steps.min())})")
+
+
+def seeds_gate(claim: Claim | str, cells: pd.DataFrame) -> GateResult:
+    """Every cell of :func:`cell_table` has at least ``gates.min_seeds`` paired seeds."""
+    c = registered(claim)
+    need = c.gates.min_seeds
+    if cells.empty:
+        return GateResult("seeds", False, "no cell with a paired seed")
+    few = cells[cells["n"] < need]
+    if len(few):
+        return GateResult(
+            "seeds",
+            False,
+            f"{len(few)}/{len(cells)} cells with fewer than {need} paired seeds (fewest "
+            f"{int(cells['n'].min())})",
+        )
+    return GateResult("seeds", True, f"every cell ≥ {need} paired seeds")
+
+
+def check_gates(
+    claim: Claim | str, runs: pd.DataFrame, cells: pd.DataFrame | None = None
+) -> list[GateResult]:
+    """The four gates, in order regime, factor, budget, seeds."""
+    c = registered(claim)
+    cells = cell_table(c, runs) if cells is None else cells
+    return [
+        regime_gate(c, runs),
+        factor_gate(c, runs),
+        budget_gate(c, runs),
+        seeds_gate(c, cells),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The decision
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt(claim: Claim, v: float, signed: bool = True) -> str:
+    st = claim.statistic
+    if math.isnan(v):
+        return "nan"
+    if st.kind == LOG_RATIO:
+        return f"{math.exp(v):.3g}"
+    return f"{st.scale * v:{'+' if signed else ''}.3g}"
+
+
+def _natural(claim: Claim, v: float) -> float | None:
+    if v is None or math.isnan(v):
+        return None
+    return math.exp(v) if claim.statistic.kind == LOG_RATIO else float(v)
+
+
+def _evidence(claim: Claim, cells: pd.DataFrame, decisive: str | None) -> str:
+    st, rule = claim.statistic, claim.rule
+    unit = f" {st.unit}" if st.unit else ""
+    parts = []
+    for _, r in cells.iterrows():
+        seeds = f", {int(r['seeds_needed'])} seeds needed" if pd.notna(r["seeds_needed"]) else ""
+        parts.append(
+            f"{r['cell']}: {_fmt(claim, r['estimate'])} [{_fmt(claim, r['low'])}, "
+            f"{_fmt(claim, r['high'])}]{unit}, n={int(r['n'])} -> {r['outcome']}{seeds}"
+        )
+    thr = rule.threshold
+    target = f"{st.scale * thr:g}" if st.kind != LOG_RATIO else f"{thr:g}"
+    if rule.side == EQUIVALENT:
+        target += f" ± {st.scale * float(rule.margin or 0):g}"
+    head = (
+        f"{st.description}; mean and {100 * rule.level:g} % t-interval per cell vs {target}{unit} "
+        f"({rule.side}); refutation at the Bonferroni level "
+        f"{100 * cells.attrs.get('refute_level', rule.level):.4g} %"
+    )
+    if decisive:
+        head += f"; deciding cell: {decisive}"
+    dropped = cells.attrs.get("dropped", 0)
+    if dropped:
+        head += f"; {dropped} unpaired seed rows left out"
+    return head + ". " + "; ".join(parts)
+
+
+def not_run(claim: Claim | str, reason: str, *, profile: str = "", dataset: str = "") -> Verdict:
+    """The verdict of a claim whose runs did not happen (dataset absent, not at this profile)."""
+    c = registered(claim)
+    return Verdict(c.id, NOT_RUN, "no runs", reason=reason, dataset=dataset, profile=profile)
+
+
+def decide(
+    claim: Claim | str,
+    runs: pd.DataFrame,
+    *,
+    profile: str,
+    dataset: str,
+    stand_in: bool = False,
+) -> Verdict:
+    """Judge a registered claim on its paired runs: gates first, then the rule.
+
+    ``runs``: the tidy frame described in this module's docstring. ``dataset``: the name of the
+    dataset the runs used; with ``stand_in=True`` it is labelled
+    ``"<dataset> (stand-in for <claim.dataset>)"`` and the reason says it is counted apart.
+
+    * no run in the claim's cells -> ``not run``;
+    * a failed gate -> ``inconclusive``, the gate(s) as reason (the numbers are still given);
+    * every cell's interval on the claimed side -> ``reproduced``;
+    * some cell's (Bonferroni) interval on the other side -> ``not reproduced``;
+    * otherwise ``inconclusive`` with ``seeds_needed`` (the most any straddling cell needs, from
+      the measured sd; ``None`` if some cell's mean sits on the boundary).
+
+    The returned estimate / interval are those of the deciding cell (the weakest cell for
+    ``reproduced``, the refuting cell for ``not reproduced``, the cell needing most seeds for
+    ``inconclusive``), in the metric's units (ratios for cost claims); the evidence lists every
+    cell.
+    """
+    c = registered(claim)
+    label = stand_in_label(dataset, c.dataset) if stand_in else dataset
+    df = prepare_runs(c, runs)
+    if df.empty:
+        return not_run(
+            c, "no runs in the claim's cells at this profile", profile=profile, dataset=label
+        )
+    cells = cell_table(c, df)
+    gates = check_gates(c, df, cells)
+    failed = [g for g in gates if not g.passed]
+    reasons = [f"gate {g.name}: {g.detail}" for g in failed]
+
+    if cells.empty:
+        ev = "no seed with both arms" if c.statistic.arms else "no seed with a statistic"
+        return Verdict(
+            c.id, INCONCLUSIVE, ev, reason="; ".join(reasons), dataset=label, profile=profile
+        )
+
+    outcomes = cells["outcome"]
+    rule = c.rule
+    if (outcomes == stats.OTHER).any():
+        cand = cells[outcomes == stats.OTHER]
+        dist = (cand["estimate"] - cand["threshold"]).abs()
+        pick = cand.loc[dist.idxmax()]
+        verdict = NOT_REPRODUCED
+    elif (outcomes == stats.CLAIMED).all():
+        # the weakest cell: the claimed-side bound closest to the decision boundary
+        if rule.side == "greater":
+            dist = cells["low"] - cells["threshold"]
+        elif rule.side == "less":
+            dist = cells["threshold"] - cells["high"]
+        else:
+            m = float(rule.margin or 0.0)
+            dist = pd.concat(
+                [cells["low"] - (cells["threshold"] - m), (cells["threshold"] + m) - cells["high"]],
+                axis=1,
+            ).min(axis=1)
+        pick = cells.loc[dist.idxmin()]
+        verdict = REPRODUCED
+    else:
+        cand = cells[outcomes == stats.STRADDLES]
+        needs = cand["seeds_needed"]
+        pick = (
+            cand.loc[needs.isna().idxmax()]
+            if needs.isna().any()
+            else cand.loc[needs.astype(float).idxmax()]
+        )
+        verdict = INCONCLUSIVE
+
+    straddling = cells[outcomes == stats.STRADDLES]
+    needed: int | None = None
+    if len(straddling) and verdict != NOT_REPRODUCED:
+        sn = straddling["seeds_needed"]
+        needed = None if sn.isna().any() else int(sn.astype(float).max())
+    if failed:
+        verdict = INCONCLUSIVE
+    if stand_in:
+        reasons.append(
+            f"stand-in: {dataset} for {c.dataset}; counted apart, not a verdict on {c.dataset}"
+        )
+    if verdict == INCONCLUSIVE and not failed and needed is None:
+        reasons.append(
+            "interval straddles the claim; a mean on the boundary: no number of seeds decides"
+        )
+    elif verdict == INCONCLUSIVE and not failed:
+        reasons.append(
+            f"interval straddles the claim; about {needed} seeds per cell would "
+            "decide it at the measured spread"
+        )
+    return Verdict(
+        claim=c.id,
+        verdict=verdict,
+        evidence=_evidence(c, cells, str(pick["cell"])),
+        reason="; ".join(reasons),
+        dataset=label,
+        profile=profile,
+        estimate=_natural(c, float(pick["estimate"])),
+        low=_natural(c, float(pick["low"])),
+        high=_natural(c, float(pick["high"])),
+        n_seeds=int(cells["n"].min()),
+        seeds_needed=needed,
+    )
