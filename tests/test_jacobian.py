@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -171,3 +173,49 @@ def test_average_jacobian_times_matches_matrix_version():
     torch.testing.assert_close(
         average_jacobian_times(model, x, xp, 8000), lhs.detach(), rtol=1e-3, atol=1e-5
     )
+
+
+# --- issue 12: batch norm in training mode, input checks ------------------------------------
+
+
+def bn1d_mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 4))
+
+
+def test_spectral_norm_auto_does_not_probe_a_single_sample():
+    """BatchNorm1d in training mode raises on one sample; the auto route must not need it."""
+    model = bn1d_mlp()
+    x = torch.randn(5, 6)
+    got = spectral_norm(model, x)  # training mode: the batch's (coupled) Jacobian
+    ref = spectral_norm(model, x, method="gram")
+    torch.testing.assert_close(got, ref)
+
+
+def test_single_sample_batch_with_training_batch_norm_warns():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 4 * 4, 3)
+    )
+    with pytest.warns(RuntimeWarning, match="batch size 1"):
+        input_jacobian(model, torch.randn(1, 1, 4, 4))
+    with pytest.warns(RuntimeWarning, match="batch size 1"):
+        frobenius_sq(model, torch.randn(1, 1, 4, 4))
+    model.eval()  # running statistics: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        input_jacobian(model, torch.randn(1, 1, 4, 4))
+
+
+@pytest.mark.parametrize("fn", [input_jacobian, frobenius_sq, spectral_norm])
+def test_wrong_shape_or_empty_input_names_the_expected_shape(fn):
+    model = mlp()
+    with pytest.raises(ValueError, match=r"\[B, 6\]"):
+        fn(model, torch.randn(3, 7))
+    with pytest.raises(ValueError, match="empty"):
+        fn(model, torch.randn(0, 6))
+    with pytest.raises(ValueError, match="batch"):
+        fn(model, torch.randn(6))  # no batch axis
+    conv = convnet()
+    with pytest.raises(ValueError, match=r"\[B, 1, H, W\]"):
+        fn(conv, torch.randn(2, 3, 8, 8))

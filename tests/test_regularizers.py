@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -132,3 +134,148 @@ def test_make_regularizer_errors():
     assert isinstance(make_regularizer("jacobian", method="projection"), JacobianRegularizer)
     with pytest.raises(ValueError, match="valid"):
         make_regularizer("dropout")
+
+
+# --- issue 12: per-sample per-layer regularizer under batch norm, in-place hazard, generator ---
+
+
+def bn_mlp(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(5, 7),
+        nn.BatchNorm1d(7),
+        nn.ReLU(),
+        nn.Linear(7, 6),
+        nn.BatchNorm1d(6),
+        nn.ReLU(),
+        nn.Linear(6, 3),
+    )
+
+
+def bn_convnet(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, 4),
+    )
+
+
+def eval_twin_with_batch_statistics(model: nn.Sequential, x: torch.Tensor) -> nn.Sequential:
+    """An eval-mode copy whose running statistics are the mean and biased variance of ``x``'s
+    activations at each batch-norm layer: the per-sample map of the training forward pass."""
+    twin = copy.deepcopy(model).eval()
+    z = x
+    with torch.no_grad():
+        for module in twin:
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                dims = [0, *range(2, z.dim())]
+                module.running_mean.copy_(z.mean(dims))
+                module.running_var.copy_(z.var(dims, unbiased=False))
+            z = module(z)
+    return twin
+
+
+def _brute_per_layer_any(model: nn.Sequential, x: torch.Tensor, pi: torch.Tensor):
+    """Value of eq. (52) and its closed-form W-gradients, one sample at a time, from autograd
+    Jacobians of an eval-mode ``nn.Sequential`` (linear and conv layers)."""
+    weight_layers = [i for i, m in enumerate(model) if isinstance(m, nn.Linear | nn.Conv2d)]
+    value = torch.zeros(())
+    grads = {}
+    m = x.shape[0]
+    for li in weight_layers:
+        w = model[li].weight.detach()
+        grad_w = torch.zeros_like(w)
+        for xi, p in zip(x, pi, strict=True):
+            z_in = model[:li](xi[None]).detach()[0]  # input of layer l (fixed, eq. 52)
+            g_in = torch.autograd.functional.jacobian(
+                lambda z, p=p, li=li: torch.softmax(model[li:](z[None]), -1)[0, p], z_in
+            )  # d f_pi / d z^{l-1}, through the layer
+            value = value + g_in.pow(2).sum() / m
+            zhat = model[: li + 1](xi[None]).detach()[0]
+            g = torch.autograd.functional.jacobian(
+                lambda z, p=p, li=li: torch.softmax(model[li + 1 :](z[None]), -1)[0, p], zhat
+            )  # d f_pi / d zhat^l
+            # d/dW ||W^T g||^2 with g fixed, differentiated by autograd on a fresh leaf
+            wl = w.clone().requires_grad_(True)
+            if isinstance(model[li], nn.Linear):
+                sq = (g @ wl).pow(2).sum()
+            else:
+                sq = (
+                    torch.nn.grad.conv2d_input(
+                        z_in[None].shape, wl, g[None], model[li].stride, model[li].padding
+                    )
+                    .pow(2)
+                    .sum()
+                )
+            (gw,) = torch.autograd.grad(sq, wl)
+            grad_w += gw / m
+        grads[li] = grad_w
+    return value, grads
+
+
+@pytest.mark.parametrize("make", [bn_mlp, bn_convnet])
+def test_per_layer_regularizer_is_per_sample_under_training_batch_norm(make):
+    """eq. (52) per sample: batch norm with this batch's statistics held fixed (the default)."""
+    model = make()
+    model.train()
+    x = torch.randn(8, 5) if make is bn_mlp else torch.randn(8, 2, 4, 4)
+    twin = eval_twin_with_batch_statistics(model, x)
+    n_out = 3 if make is bn_mlp else 4
+    pi = torch.randint(n_out, (8,), generator=torch.Generator().manual_seed(4))
+    ref_value, ref_grads = _brute_per_layer_any(twin, x, pi)
+    before = copy.deepcopy(model)
+    reg = PerLayerJacobianRegularizer(generator=torch.Generator().manual_seed(4))
+    logits, value = reg.logits_and_penalty(model, x)
+    torch.testing.assert_close(value, ref_value)
+    value.backward()
+    for li, g in ref_grads.items():
+        torch.testing.assert_close(model[li].weight.grad, g)
+    # the loss sees the ordinary training forward pass, running statistics move once
+    torch.testing.assert_close(logits, before(x))
+    for a, b in zip(model.modules(), before.modules(), strict=True):
+        if isinstance(a, nn.modules.batchnorm._BatchNorm):
+            torch.testing.assert_close(a.running_mean, b.running_mean)
+            assert int(a.num_batches_tracked) == 1
+    assert not any("forward" in vars(mod) for mod in model.modules())
+    # the coupled version (differentiating through the batch statistics) is kept by option
+    coupled = PerLayerJacobianRegularizer(
+        generator=torch.Generator().manual_seed(4), batch_norm="coupled"
+    )(copy.deepcopy(before), x).detach()
+    assert abs(float(coupled) - float(ref_value)) > 1e-3 * float(ref_value)
+    with pytest.raises(ValueError, match="batch_norm"):
+        PerLayerJacobianRegularizer(batch_norm="frozen")(model, x)
+
+
+def test_per_layer_regularizer_refuses_in_place_activation_after_a_hooked_layer():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(inplace=True), nn.Linear(7, 3))
+    with pytest.raises(ValueError, match="in place"):
+        PerLayerJacobianRegularizer()(model, torch.randn(4, 5))
+    # the same net without in-place activation is accepted and matches the brute force
+    safe = nn.Sequential(model[0], nn.ReLU(), model[2])
+    gen = torch.Generator().manual_seed(1)
+    pi = torch.randint(3, (4,), generator=torch.Generator().manual_seed(1))
+    x = torch.randn(4, 5)
+    torch.testing.assert_close(
+        PerLayerJacobianRegularizer(generator=gen)(safe, x), _brute_per_layer_any(safe, x, pi)[0]
+    )
+
+
+def test_jacobian_regularizer_projection_draws_follow_the_generator():
+    model = mlp()
+    x = torch.randn(6, 5)
+
+    def penalty(seed: int) -> float:
+        reg = JacobianRegularizer(
+            method="projection", generator=torch.Generator().manual_seed(seed)
+        )
+        return float(reg(model, x).detach())
+
+    torch.manual_seed(0)
+    first = penalty(11)
+    torch.manual_seed(1)  # the global RNG does not matter
+    assert penalty(11) == first
+    assert penalty(12) != first
