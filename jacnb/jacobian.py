@@ -216,8 +216,12 @@ def fixed_batch_statistics(model: nn.Module) -> Iterator[None]:
     def make_forward(bn: nn.modules.batchnorm._BatchNorm):
         def forward(z: Tensor) -> Tensor:
             dims = [0, *range(2, z.dim())]
-            mean = z.detach().mean(dims)
-            var = z.detach().var(dims, unbiased=False)
+            # statistics in the parameters' dtype: under bf16 autocast z is bf16, and the
+            # eval-mode kernel wants weight, bias, mean and var in one dtype
+            dtype = bn.weight.dtype if bn.weight is not None else z.dtype
+            zs = z.detach().to(dtype)
+            mean = zs.mean(dims)
+            var = zs.var(dims, unbiased=False)
             return F.batch_norm(z, mean, var, bn.weight, bn.bias, training=False, eps=bn.eps)
 
         return forward
