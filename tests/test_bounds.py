@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from jacnb import bounds
 from jacnb.jacobian import input_jacobian, network_output, spectral_norm
+from jacnb.models import tiny_resnet
 
 pytestmark = pytest.mark.usefixtures("float64")  # tests/conftest.py
 
@@ -170,3 +172,188 @@ def test_boundary_points_are_flipped_at_the_measured_distance():
     local = bounds.local_sup_spectral_norm(model, x, radius, n_samples=0, toward=points, n_line=64)
     g1 = bounds.margin_bound(bounds.scores_of(model, x, y), local)
     assert torch.all(g1 <= radius * 1.1)
+
+
+# --- issue 12: gamma_3 / gamma_4 where Lemma 1 holds, and refusal where it does not ---------
+
+
+def bn_mlp_eval(seed: int = 0) -> nn.Sequential:
+    """Linear-BN-ReLU x2 + Linear in eval mode, running statistics from data, random affine."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Linear(4, 16),
+        nn.BatchNorm1d(16),
+        nn.ReLU(),
+        nn.Linear(16, 16),
+        nn.BatchNorm1d(16),
+        nn.ReLU(),
+        nn.Linear(16, 3),
+    )
+    bns = [m for m in model if isinstance(m, nn.BatchNorm1d)]
+    for bn in bns:
+        bn.momentum = None  # cumulative average: the statistics of all batches seen
+    with torch.no_grad():
+        for _ in range(5):
+            model(torch.randn(64, 4))
+        for bn in bns:
+            bn.weight.uniform_(0.5, 2.0)
+            bn.bias.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+def dense_jacobian_norm(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``||J(x_i)||_2`` of the logits from full autograd Jacobians and SVD (the reference)."""
+    norms = []
+    for xi in x:
+        jac = torch.autograd.functional.jacobian(lambda z: model(z[None]).flatten(), xi)
+        norms.append(torch.linalg.matrix_norm(jac.reshape(jac.shape[0], -1), 2))
+    return torch.stack(norms)
+
+
+def test_gamma3_on_eval_batch_norm_net_stays_below_the_measured_margin():
+    model = bn_mlp_eval()
+    x = torch.randn(200, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    # Theorem 4 with f = the logits (the softmax only multiplies ||J|| by <= 1): less slack
+    o = bounds.scores_of(model, x, y, output="logits")
+    g3 = bounds.gamma3(o, model)
+    g4 = bounds.gamma4(o, model)
+    measured = bounds.measured_margin(model, x, y)
+    assert torch.isfinite(measured).all()
+    assert int((g3 > measured * (1 + 1e-6)).sum()) == 0
+    assert torch.all(g4 <= g3 * (1 + 1e-9))
+    # the product bounds ||J(x)||_2 of the logits (brute force over random inputs)
+    spec, _ = bounds.norm_products(bounds.weight_norms(model))
+    pts = torch.randn(300, 4) * 3
+    assert float(dense_jacobian_norm(model, pts).max()) <= spec * (1 + 1e-9)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6)),  # BN after: D W
+        lambda: nn.Sequential(nn.BatchNorm1d(5), nn.Linear(5, 6)),  # BN before: W D
+        lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Flatten()),
+        lambda: nn.Sequential(nn.BatchNorm2d(2), nn.Conv2d(2, 3, 3, stride=2), nn.Flatten()),
+    ],
+)
+def test_eval_batch_norm_folds_into_the_adjacent_operator(make):
+    """An eval-mode batch norm next to a linear/conv layer: the affine pair has a constant
+    Jacobian whose SVD the folded operator norm must equal."""
+    torch.manual_seed(3)
+    model = make()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_var.uniform_(0.05, 3.0)
+                m.running_mean.normal_()
+                m.weight.uniform_(-2.0, 2.0)
+    model.eval()
+    x = torch.randn(1, 5) if isinstance(model[-1], nn.Linear | nn.BatchNorm1d) else None
+    x = torch.randn(1, 2, 6, 6) if x is None else x
+    (norms,) = bounds.weight_norms(model, example_input=x, n_iter=500)
+    dense = torch.autograd.functional.jacobian(lambda z: model(z[None]).flatten(), x[0])
+    dense = dense.reshape(dense.shape[0], -1).numpy()
+    assert norms.spectral == pytest.approx(np.linalg.svd(dense, compute_uv=False)[0], rel=1e-6)
+    assert norms.frobenius == pytest.approx(np.sqrt((dense**2).sum()), rel=1e-9)
+
+
+@pytest.mark.parametrize(("k", "s", "p"), [(3, 2, 1), (2, 2, 0), (3, 1, 1), (2, 1, 0), (3, 3, 0)])
+def test_max_pool_jacobian_bound_is_attained_and_never_exceeded(k, s, p):
+    """||J||_2 of max-pooling is sqrt(max number of windows an input lies in) <= ceil(k/s)."""
+    pool = nn.Sequential(nn.MaxPool2d(k, s, padding=p), nn.Flatten())
+    x = torch.randn(1, 1, 8, 8)
+    (norms,) = bounds.weight_norms(pool, example_input=x)
+    assert norms.spectral == pytest.approx(math.ceil(k / s))
+    # brute force: random inputs stay below; one spike on a negative background, over every
+    # position, attains the bound (all windows containing it select it)
+    rand = torch.linalg.matrix_norm(input_jacobian(pool, torch.randn(100, 1, 8, 8), "logits"), 2)
+    assert float(rand.max()) <= norms.spectral + 1e-9
+    spikes = -torch.rand(64, 1, 8, 8) - 1.0
+    spikes.view(64, -1)[torch.arange(64), torch.arange(64)] = 10.0
+    best = torch.linalg.matrix_norm(input_jacobian(pool, spikes, "logits"), 2).max()
+    assert float(best) == pytest.approx(norms.spectral)
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        nn.AvgPool2d(3, 1, padding=1),
+        nn.AvgPool2d(3, 1, padding=1, count_include_pad=False),
+        nn.AvgPool2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.AdaptiveAvgPool2d(3),
+    ],
+)
+def test_average_pool_bound_is_at_least_its_operator_norm(pool):
+    net = nn.Sequential(pool, nn.Flatten())
+    x = torch.randn(1, 2, 7, 7)
+    (norms,) = bounds.weight_norms(net, example_input=x)
+    dense = input_jacobian(net, x, "logits")[0].numpy()
+    exact = np.linalg.svd(dense, compute_uv=False)[0]
+    assert exact <= norms.spectral * (1 + 1e-9)
+    assert norms.spectral <= 1.5 * exact  # and not a vacuous bound
+
+
+def test_conv_bn_pool_net_product_bounds_the_jacobian():
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1, bias=False),
+        nn.BatchNorm2d(3),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, padding=1),
+        nn.Flatten(),
+        nn.Linear(3 * 4 * 4, 4),
+    )
+    with torch.no_grad():
+        model[1].running_var.uniform_(0.01, 0.1)  # a strongly amplifying batch norm
+    model.eval()
+    x = torch.randn(200, 1, 8, 8)
+    spec, frob = bounds.norm_products(bounds.weight_norms(model, example_input=x, n_iter=300))
+    assert float(dense_jacobian_norm(model, x[:60]).max()) <= spec
+    assert spec <= frob
+
+
+def test_margin_bounds_refuse_nets_outside_lemma1():
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="Lemma 1"):
+        bounds.weight_norms(tiny_resnet())
+    with pytest.raises(ValueError, match="eval"):
+        bounds.weight_norms(bn_mlp_eval().train())
+    with pytest.raises(ValueError, match="GELU"):
+        bounds.weight_norms(nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2)))
+    with pytest.raises(ValueError, match="eval"):
+        bounds.weight_norms(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Linear(4, 2)))
+    o = torch.ones(3)
+    with pytest.raises(ValueError, match="Lemma 1"):
+        bounds.gamma3(o, tiny_resnet())
+    # eval-mode dropout is the identity and is accepted
+    net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Linear(4, 2)).eval()
+    assert len(bounds.weight_norms(net)) == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "padding": 1},
+        {"in_channels": 3, "out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1},
+        {"in_channels": 2, "out_channels": 2, "kernel_size": 5, "padding": 2},
+        {"in_channels": 2, "out_channels": 3, "kernel_size": 3, "dilation": 2},
+    ],
+)
+def test_large_conv_spectral_bound_is_certified_and_tight(kwargs, monkeypatch):
+    """Above DENSE_CONV_LIMIT the conv norm is the circular-convolution (DFT) upper bound."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(**kwargs)
+    net = nn.Sequential(conv, nn.Flatten())
+    x = torch.randn(1, conv.in_channels, 12, 12)
+    dense = input_jacobian(net, x, "logits")[0].numpy()
+    exact = np.linalg.svd(dense, compute_uv=False)[0]
+    (small,) = bounds.weight_norms(net, example_input=x)
+    assert small.spectral == pytest.approx(exact, rel=1e-9)
+    monkeypatch.setattr(bounds, "DENSE_CONV_LIMIT", 0)
+    (large,) = bounds.weight_norms(net, example_input=x)
+    assert exact <= large.spectral * (1 + 1e-9)
+    assert large.spectral <= 1.3 * exact
+    assert large.frobenius == pytest.approx(np.sqrt((dense**2).sum()), rel=1e-9)
