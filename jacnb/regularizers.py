@@ -46,7 +46,17 @@ def weight_matrices(model: nn.Module) -> list[Tensor]:
 
 @dataclass
 class WeightDecay:
-    """``sum_l ||W_l||_F^2`` -- the baseline regularizer (weight decay / L2 on weights)."""
+    """``sum_l ||W_l||_F^2`` -- the baseline regularizer (weight decay / L2 on weights).
+
+    Over the weights of :func:`weight_matrices`: linear and convolutional kernels; biases and
+    batch-norm scales are not decayed. **Weight-normalized layers** (eq. 45; notebook
+    ``03_weight_norm``): the penalty takes their free parameter ``weight_raw`` (``W^`` of
+    eq. 45), the only weight they have. The net is invariant to the scale of each row of
+    ``weight_raw``, so this term changes nothing the net computes; it shrinks ``||W^||``, which
+    raises the effective step size of the row directions (the gradient scales as ``1/||w^_r||``).
+    The effective operator's ``||W||_F^2`` equals the number of rows, a constant with no
+    gradient, so decaying it instead would be no regularization at all.
+    """
 
     def __call__(self, model: nn.Module, x: Tensor | None = None) -> Tensor:
         mats = weight_matrices(model)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from jacnb.jacobian import network_output
-from jacnb.models import tiny_resnet
+from jacnb.models import WeightNormLinear, tiny_resnet
 from jacnb.regularizers import (
     JacobianRegularizer,
     PerLayerJacobianRegularizer,
@@ -29,6 +29,32 @@ def test_weight_decay_is_sum_of_squared_weights():
     model = mlp()
     expected = sum(m.weight.pow(2).sum() for m in model if isinstance(m, nn.Linear))
     torch.testing.assert_close(WeightDecay()(model), expected)
+    # conv, batch norm and weight-normalized layers: chosen by parameter name, summed in numpy
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3),
+        nn.BatchNorm2d(2),
+        nn.ReLU(),
+        nn.Flatten(),
+        WeightNormLinear(2 * 4 * 4, 5),
+        nn.ReLU(),
+        nn.Linear(5, 3),
+    )
+    with torch.no_grad():
+        net[1].weight.uniform_(1.0, 2.0)  # a batch-norm scale that would show if it were decayed
+    params = {k: v.detach().numpy() for k, v in net.named_parameters()}
+    decayed = ["0.weight", "4.weight_raw", "6.weight"]  # no biases, no batch-norm scale
+    expected = sum(float((params[k] ** 2).sum()) for k in decayed)
+    assert float(WeightDecay()(net).detach()) == pytest.approx(expected, rel=1e-12)
+    # documented choice: the weight-normalized layer's free weight_raw is decayed although the
+    # net is invariant to its scale -- the penalty changes, the function does not
+    x = torch.randn(3, 1, 6, 6)
+    net.eval()
+    before = net(x).detach()
+    with torch.no_grad():
+        net[4].weight_raw.mul_(3.0)
+    torch.testing.assert_close(net(x), before)
+    assert float(WeightDecay()(net).detach()) > expected
 
 
 def test_jacobian_regularizer_matches_full_jacobians():
