@@ -35,19 +35,26 @@ def linear_model(weight: torch.Tensor) -> nn.Linear:
 
 
 def test_unit_score_makes_theorem4_tight_and_printed_score_violates_it():
-    """f(x) = W x (logits): gamma^d = min_j (f_y-f_j)/||w_y-w_j|| and gamma_3 = o/||W||_2."""
+    """f(x) = W x (logits): gamma^d = min_j (f_y-f_j)/||w_y-w_j|| and gamma_3 = o/||W||_2.
+
+    Every expected number is worked out by hand: W = [[1, 0], [-1, 0]], x = (1, 0.3), so
+    f = (1, -1); the unit score is (1 - (-1))/sqrt(2) = sqrt(2), the printed one
+    sqrt(2) (1 - (-1)) = 2 sqrt(2); ||W||_2 = sqrt(2); the true margin is the distance of x to
+    the boundary {x_1 = 0}, 1.
+    """
     model = linear_model(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
     x = torch.tensor([[1.0, 0.3]])
     y = torch.tensor([0])
     f = network_output(model, x, "logits").detach()
-    true_margin = 1.0  # distance of (1, 0.3) to the boundary x_1 = 0
-    spec = float(torch.linalg.matrix_norm(model.weight.detach(), 2))
-    unit = float(bounds.score(f, y)) / spec
-    printed = float(bounds.score(f, y, scale="printed")) / spec
-    assert unit == pytest.approx(true_margin)
-    assert printed > true_margin  # the printed constant would claim a margin that is not there
+    unit = bounds.score(f, y)
+    printed = bounds.score(f, y, scale="printed")
+    assert float(unit) == pytest.approx(math.sqrt(2))
+    assert float(printed) == pytest.approx(2 * math.sqrt(2))
+    assert float(bounds.gamma3(unit, model)) == pytest.approx(1.0)  # tight: = true margin
+    # the printed constant claims a margin of 2, twice the distance to the boundary
+    assert float(bounds.gamma3(printed, model)) == pytest.approx(2.0)
     measured = float(bounds.measured_margin(model, x, y)[0])
-    assert measured == pytest.approx(true_margin, rel=1e-4)
+    assert measured == pytest.approx(1.0, rel=1e-4)
 
 
 def mlp(seed: int) -> nn.Module:
@@ -76,6 +83,60 @@ def test_theorem4_ordering_on_random_nets(seed):
     sup_j = float(spectral_norm(model, torch.randn(2000, 4) * 3).max())
     g2 = bounds.gamma2_estimate(o, max(sup_j, float(spectral_norm(model, x).max())))
     assert torch.all(g2 >= g3 - 1e-12)
+    # independent of the above (whose slack is 10x or more): a net on which Theorem 4 is tight,
+    # its margins found by brute force, so a gamma_3 off by 2x in either direction fails
+    net = tight_net(seed)
+    xs = torch.rand(16, 2) * 4 - 2
+    with torch.no_grad():
+        ys = net(xs).argmax(1)
+    g3_tight = bounds.gamma3(bounds.scores_of(net, xs, ys, output="logits"), net)
+    brute = radial_scan_margin(net, xs, ys)
+    assert torch.all(g3_tight <= brute * (1 + 1e-6))
+    assert float((g3_tight / brute).min()) > 0.99
+
+
+def tight_net(seed: int) -> nn.Sequential:
+    """Orthogonal first layer with a large bias (every ReLU active for ||x|| < 7), second layer
+    rows ``v, -v`` and the output bias that puts the boundary ``v^T Q x = 0`` through 0. For
+    ``||x|| <= 3`` the net is affine out to its boundary, where gamma_3 (logits, unit score)
+    equals the margin: o = sqrt(2) |v^T Q x|, prod ||W||_2 = 1 * sqrt(2) ||v||."""
+    g = torch.Generator().manual_seed(100 + seed)
+    q, _ = torch.linalg.qr(torch.randn(2, 2, generator=g))
+    v = torch.randn(2, generator=g)
+    net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    with torch.no_grad():
+        net[0].weight.copy_(q)
+        net[0].bias.fill_(10.0)
+        net[2].weight.copy_(torch.stack([v, -v]))
+        shift = float(v.sum() * 10.0)
+        net[2].bias.copy_(torch.tensor([-shift, shift]))
+    return net
+
+
+def radial_scan_margin(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_dir: int = 360, r_max: float = 6.0
+) -> torch.Tensor:
+    """Brute-force upper bound on the margin of 2-D inputs: along each of ``n_dir`` rays the
+    first label change on a grid of 300 radii, refined by bisection; the minimum over rays."""
+    angles = torch.arange(n_dir) * (2 * math.pi / n_dir)
+    dirs = torch.stack([angles.cos(), angles.sin()], dim=1)  # [D, 2]
+    radii = torch.linspace(0.0, r_max, 301)[1:]
+    out = []
+    with torch.no_grad():
+        for xi, yi in zip(x, y, strict=True):
+            pts = xi + radii[:, None, None] * dirs[None]  # [R, D, 2]
+            flipped = model(pts.reshape(-1, 2)).argmax(1).reshape(len(radii), n_dir) != yi
+            first = torch.where(flipped.any(0), flipped.float().argmax(0), len(radii))
+            ok = first < len(radii)
+            hi = radii[first.clamp(max=len(radii) - 1)]
+            lo = torch.where(first > 0, radii[(first - 1).clamp(min=0)], torch.zeros(()))
+            for _ in range(40):
+                mid = (lo + hi) / 2
+                flip = model(xi + mid[:, None] * dirs).argmax(1) != yi
+                hi = torch.where(flip, mid, hi)
+                lo = torch.where(flip, lo, mid)
+            out.append(torch.where(ok, hi, torch.full_like(hi, math.inf)).min())
+    return torch.stack(out)
 
 
 def test_lemma1_layer_jacobian_norms():
@@ -108,10 +169,14 @@ def test_norm_products_and_weight_norms_for_linear_layers():
     model = mlp(0)
     norms = bounds.weight_norms(model)
     assert [n.name for n in norms] == ["0", "2", "4"]
+    mats = [m.weight.detach().numpy() for m in model[::2]]  # reference: numpy SVD and sums
+    ref_spec = [float(np.linalg.svd(w, compute_uv=False)[0]) for w in mats]
+    ref_frob = [float(np.sqrt((w**2).sum())) for w in mats]
+    assert [n.spectral for n in norms] == pytest.approx(ref_spec, rel=1e-12)
+    assert [n.frobenius for n in norms] == pytest.approx(ref_frob, rel=1e-12)
     spec, frob = bounds.norm_products(norms)
-    expected = math.prod(float(torch.linalg.matrix_norm(m.weight.detach(), 2)) for m in model[::2])
-    assert spec == pytest.approx(expected)
-    assert spec <= frob
+    assert spec == pytest.approx(float(np.prod(ref_spec)), rel=1e-12)
+    assert frob == pytest.approx(float(np.prod(ref_frob)), rel=1e-12)
 
 
 def test_orthonormal_rows_spectral_one_frobenius_sqrt_m():
@@ -140,6 +205,42 @@ def test_covering_numbers_and_ge_bounds():
     eq12 = bounds.ge_bound_margin(1000, 10, bounds.covering_manifold(1.0, 2, 0.25))
     eq13 = bounds.ge_bound_manifold(1000, 10, 2, 1.0, 0.5, delta=1.0)
     assert eq12 == pytest.approx(eq13)
+    # hand-computed values (calculator, from the printed formulas):
+    # eq. (8), K = 10, eps = 0.1, M = 2, m = 100, delta = 0.05:
+    #   0.1 + 2 sqrt((20 log 2 + 2 log 20) / 100) = 0.99116571...
+    assert bounds.ge_bound_robust(100, 10, eps=0.1, loss_bound=2.0, delta=0.05) == pytest.approx(
+        0.9911657120, rel=1e-9
+    )
+    # eq. (13), N_Y = 10, k = 2, C_M = 1, gamma = 0.5, m = 1000, delta = 0.05:
+    #   sqrt(log 2 * 10 * 2^3 / (0.25 * 1000)) + sqrt(2 log 20 / 1000) = 0.54836856...
+    assert bounds.ge_bound_manifold(1000, 10, 2, 1.0, 0.5, 0.05) == pytest.approx(
+        0.5483685602, rel=1e-9
+    )
+    # eq. (12), N_Y = 3, N = 9, m = 500: sqrt(2 log 2 * 27 / 500) = 0.27360536...
+    assert bounds.ge_bound_margin(500, 3, 9.0) == pytest.approx(0.2736053645, rel=1e-9)
+    # unit cube: ceil(sqrt(k) / (2 rho))^k
+    assert bounds.covering_cube(2, 0.25) == 9  # ceil(2.83)^2
+    assert bounds.covering_cube(3, 0.5) == 8  # ceil(1.73)^3
+    assert bounds.covering_cube(5, 0.3) == 1024  # ceil(3.73)^5
+
+
+@pytest.mark.parametrize(("k", "rho"), [(2, 0.25), (3, 0.5), (2, 0.2)])
+def test_covering_cube_grid_covers_the_cube(k, rho):
+    """The grid behind covering_cube: n = N^(1/k) centres per axis at (i + 1/2)/n cover [0, 1]^k
+    with balls of radius rho (brute force over random points and the corners), n - 1 do not."""
+    n = round(bounds.covering_cube(k, rho) ** (1 / k))
+    assert n**k == bounds.covering_cube(k, rho)
+    g = torch.Generator().manual_seed(0)
+    corners = torch.cartesian_prod(*[torch.tensor([0.0, 1.0])] * k).reshape(-1, k)
+    pts = torch.cat([torch.rand(20000, k, generator=g), corners])
+
+    def worst(n_axis: int) -> float:
+        axis = (torch.arange(n_axis) + 0.5) / n_axis
+        centres = torch.cartesian_prod(*[axis] * k).reshape(-1, k)
+        return float(torch.cdist(pts, centres).min(dim=1).values.max())
+
+    assert worst(n) <= rho + 1e-12
+    assert worst(n - 1) > rho
 
 
 def test_measured_margin_misclassified_is_zero():
@@ -148,13 +249,35 @@ def test_measured_margin_misclassified_is_zero():
     assert float(bounds.measured_margin(model, x, torch.tensor([0]))[0]) == 0.0
 
 
+class HalfSquare(nn.Module):
+    """``f(x) = x^2 / 2`` element-wise: ``J(x) = diag(x)``, ``||J(x)||_2 = max_i |x_i|``, whose
+    sup over the ball of radius r around x is ``max_i |x_i| + r``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.pow(2) / 2
+
+
 def test_local_sup_estimate_at_least_value_at_center():
-    model = mlp(1)
-    x = torch.randn(5, 4)
+    """The sampled sup stays inside the ball (never above the true sup), reaches out to its
+    surface, and the segment to a boundary point on the surface attains the sup."""
+    model = HalfSquare()
+    x = torch.tensor([[1.0, -0.5], [0.2, 0.3], [-2.0, 0.0]])
+    r = torch.tensor([0.5, 1.0, 0.25])
+    centre = x.abs().max(dim=1).values
+    true_sup = centre + r
     est = bounds.local_sup_spectral_norm(
-        model, x, torch.full((5,), 0.5), n_samples=4, generator=torch.Generator().manual_seed(0)
+        model, x, r, n_samples=256, output="logits", generator=torch.Generator().manual_seed(0)
     )
-    assert torch.all(est >= spectral_norm(model, x) - 1e-12)
+    assert torch.all(est <= true_sup + 1e-12)
+    assert torch.all(est >= centre + 0.8 * r)
+    rows = torch.arange(3)
+    top = x.abs().argmax(dim=1)
+    toward = x.clone()
+    toward[rows, top] += r * x[rows, top].sign()
+    on_line = bounds.local_sup_spectral_norm(
+        model, x, r, n_samples=0, output="logits", toward=toward, n_line=4
+    )
+    torch.testing.assert_close(on_line, true_sup)
 
 
 def test_boundary_points_are_flipped_at_the_measured_distance():

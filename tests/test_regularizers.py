@@ -62,9 +62,7 @@ def test_jacobian_regularizer_matches_full_jacobians():
     x = torch.randn(4, 5)
     ref = torch.stack(
         [
-            torch.autograd.functional.jacobian(
-                lambda z: network_output(model, z[None]).squeeze(0), xi
-            )
+            torch.autograd.functional.jacobian(lambda z: torch.softmax(model(z[None]), -1)[0], xi)
             .pow(2)
             .sum()
             for xi in x
@@ -113,23 +111,35 @@ def test_per_layer_regularizer_value_and_gradient_match_brute_force():
 
 
 def test_per_layer_regularizer_on_tiny_residual_net_finite_differences():
+    """Reference without hooks: g_i = d f_pi(i) / d(fc2 output) of block 1 from a full autograd
+    Jacobian of the rest of the net (fc2 output -> residual sum -> block 2 -> head -> softmax)
+    at the fixed block input, one sample at a time; value 1/m sum ||g_i W||^2, W-gradient
+    2 g^T g W / m (eq. 52), and finite differences of that closed form in W."""
     torch.manual_seed(1)
     model = tiny_resnet().double()
     x = torch.randn(5, 4)
     layer = model.blocks[1].fc2
     reg = PerLayerJacobianRegularizer(layers=[layer], generator=torch.Generator().manual_seed(0))
-    reg(model, x).backward()
+    value = reg(model, x)
+    value.backward()
     analytic = layer.weight.grad.clone()
-    # W-gradient of eq. (52) with g held fixed: finite differences of ||g W||^2 in W, where g is
-    # d f_pi / d(fc2 output) computed once at the unperturbed weights.
-    captured = {}
-    handle = layer.register_forward_hook(lambda m, i, o: captured.setdefault("z", o))
-    f = network_output(model, x)
-    handle.remove()
-    pi = torch.randint(f.shape[1], (5,), generator=torch.Generator().manual_seed(0))
-    (g,) = torch.autograd.grad(f.gather(1, pi[:, None]).sum(), captured["z"])
+    pi = torch.randint(3, (5,), generator=torch.Generator().manual_seed(0))
+    rows = []
+    for xi, p in zip(x, pi, strict=True):
+        with torch.no_grad():
+            z1 = model.blocks[0](model.stem(xi[None]))[0]  # input of block 1
+            zhat = layer(torch.relu(model.blocks[1].fc1(z1[None])))[0]
+
+        def rest(u, z1=z1, p=p):
+            z2 = z1 + u  # block 1's output: skip + residual branch (whose last layer is fc2)
+            return torch.softmax(model.head(model.blocks[2](z2[None])), -1)[0, p]
+
+        rows.append(torch.autograd.functional.jacobian(rest, zhat))
+    g = torch.stack(rows).detach()  # [m, width]
+    w = layer.weight.detach()
+    torch.testing.assert_close(value.detach(), (g @ w).pow(2).sum() / 5)
+    torch.testing.assert_close(analytic, 2 * g.T @ g @ w / 5)
     eps = 1e-6
-    w = layer.weight.detach().clone()
     fd = torch.zeros_like(w)
     for a in range(w.shape[0]):
         for b in range(w.shape[1]):
