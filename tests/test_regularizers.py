@@ -315,3 +315,22 @@ def test_jacobian_regularizer_projection_draws_follow_the_generator():
     torch.manual_seed(1)  # the global RNG does not matter
     assert penalty(11) == first
     assert penalty(12) != first
+
+
+def test_jacobian_regularizer_is_per_sample_under_training_batch_norm():
+    """R_F (eq. 49) with batch norm in training mode: the mean over samples of ||J(x_i)||_F^2 of
+    the eval-mode twin whose running statistics are the batch's (full autograd Jacobians)."""
+    model = bn_mlp(1).train()
+    x = torch.randn(6, 5)
+    twin = eval_twin_with_batch_statistics(model, x)
+    ref = torch.stack(
+        [
+            torch.autograd.functional.jacobian(lambda z: torch.softmax(twin(z[None]), -1)[0], xi)
+            .pow(2)
+            .sum()
+            for xi in x
+        ]
+    ).mean()
+    torch.testing.assert_close(JacobianRegularizer()(model, x).detach(), ref)
+    coupled = JacobianRegularizer(batch_norm="coupled")(copy.deepcopy(model), x).detach()
+    assert abs(float(coupled) - float(ref)) > 1e-3 * float(ref)
