@@ -2,7 +2,8 @@
 #   make book   - set up .venv if missing, prepare data, execute every notebook with papermill
 #                 (profile: PROFILE=auto -> paper on a CUDA machine, cpu otherwise), build the HTML
 #                 into book/_build/html
-#   make test   - set up .venv if missing, then lint and run the test suite (what .ci/run calls)
+#   make test   - set up .venv if missing, then lint and run the test suite (what .ci/run calls),
+#                 then the mutation check (scripts/mutation_check.py: planted bugs must be caught)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -17,6 +18,7 @@ book: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check jacnb tests benchmarks scripts
 	$(PY) -m pytest
+	$(PY) scripts/mutation_check.py
 
 env: $(STAMP)
 

@@ -174,7 +174,11 @@ def margins(
     ``gamma3`` (eq. 36), ``gamma4`` (eq. 37), ``measured`` (an upper bound on the true margin,
     :func:`jacnb.core.bounds.measured_margin`). ``holds`` checks the certified part
     ``gamma4 <= gamma3 <= measured``; the two estimates are shown, not asserted.
+
+    Only for nets Lemma 1 covers (:func:`jacnb.bounds.lemma1_chain`: chains of linear/conv,
+    ReLU/sigmoid/tanh, pooling, eval-mode batch norm); others raise ``ValueError`` up front.
     """
+    bounds.lemma1_chain(model)
     o = bounds.scores_of(model, x, y)
     keep = o > 0
     x, y, o = x[keep], y[keep], o[keep]
@@ -353,8 +357,10 @@ def ge_bound_on_data(
     true margin (not certified: the bound it gives is what Cor. 1 would say if that were the
     margin). Eq. (13) evaluated at the median margin is shown as an illustration only: it is not
     a bound, since half of the samples have smaller margins. The measured
-    generalization error (test minus train 0-1 error) is shown beside.
+    generalization error ``|test - train|`` 0-1 error (eq. 3) is shown beside. Only for nets
+    Lemma 1 covers (see :func:`margins`).
     """
+    bounds.lemma1_chain(model)
     with torch.no_grad():
         train_err = float((model(x_train).argmax(1) != y_train).double().mean())
         test_err = float((model(x_test).argmax(1) != y_test).double().mean())
@@ -389,7 +395,7 @@ def ge_bound_on_data(
                 "median over training set": float(values.median()),
                 "GE bound (eq. 13)": bound,
                 "eq. 13 at the median (not a bound)": at_median,
-                "measured GE": test_err - train_err,
+                "measured GE": abs(test_err - train_err),
             }
         )
     return pd.DataFrame(rows)

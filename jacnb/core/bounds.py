@@ -14,6 +14,18 @@ the printed ``sqrt(2)`` version (twice the unit one), for comparison with the va
 plots in Fig. 4 (b) ("close to sqrt(2)" for a softmax output is only possible on that scale).
 ``tests/test_bounds.py`` shows the printed constant can violate
 Theorem 4 on a linear classifier.
+
+**Where gamma_3, gamma_4 hold.** Eqs. (36)-(37) bound ``||J(x)||_2`` by the product of the
+layers' norms, which Lemma 1 justifies for a feed-forward chain of linear/convolutional layers,
+element-wise non-linearities with slopes in [0, 1] and pooling. :func:`weight_norms` accepts such
+chains (nested ``nn.Sequential``) and accounts for two layers outside the lemma's letter: batch
+norm in eval mode (the diagonal ``gamma / sqrt(running_var + eps)``, folded into the adjacent
+linear/conv operator, or a factor ``max |gamma / sqrt(running_var + eps)|`` where no weight layer
+is adjacent) and overlapping pooling (max-pooling: ``sqrt`` of the largest number of windows an
+input lies in, ``<= prod_d ceil(k_d / s_d)``; average pooling: ``sqrt(||A||_1 ||A||_inf)``).
+Residual blocks, batch norm in training mode and unknown layers are refused with a
+``ValueError`` -- for those nets use the Jacobian-based estimates (eqs. 34, 35) or the measured
+margin.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from jacnb.core.jacobian import Output, network_output, spectral_norm
-from jacnb.core.regularizers import CONV_LAYERS
+from jacnb.core.regularizers import CONV_LAYERS, LINEAR_LAYERS
 
 SQRT2 = math.sqrt(2.0)
 
@@ -56,11 +68,23 @@ class LayerNorms:
     frobenius: float
 
 
+#: Convolutions with at most this many input entries get their exact spectral norm from the
+#: dense matrix; larger ones the circular-convolution upper bound (:func:`_circular_conv_bound`).
+DENSE_CONV_LIMIT = 2048
+
+
 def _conv_operator_norms(
-    conv: nn.Module, in_shape: tuple[int, ...], n_iter: int
+    conv: nn.Module, in_shape: tuple[int, ...], n_iter: int, weight: Tensor | None = None
 ) -> tuple[float, float]:
-    """Spectral (power iteration) and exact Frobenius norm of a conv layer as a linear map."""
-    weight = conv.weight.detach()
+    """Spectral and exact Frobenius norm of a conv layer as a linear map (``weight``: the
+    filters to use instead of the layer's, e.g. with batch norm folded in).
+
+    Spectral norm: exact (SVD of the dense matrix) for at most :data:`DENSE_CONV_LIMIT` input
+    entries; otherwise the certified upper bound of :func:`_circular_conv_bound`; power
+    iteration (``n_iter`` steps, an estimate from below) only where that bound does not apply
+    (grouped convolutions, string padding).
+    """
+    weight = conv.weight.detach() if weight is None else weight.detach()
 
     def apply(z: Tensor) -> Tensor:
         return nn.functional.conv2d(
@@ -83,6 +107,19 @@ def _conv_operator_norms(
         getattr(conv, "dilation", 1),
         getattr(conv, "groups", 1),
     ).sum()
+    if ones.numel() <= DENSE_CONV_LIMIT:
+        basis = torch.eye(ones.numel(), dtype=weight.dtype, device=weight.device)
+        transposed = apply(basis.view(-1, *in_shape)).flatten(1)  # row j: A e_j
+        return float(torch.linalg.matrix_norm(transposed.double(), 2)), float(frob_sq.sqrt())
+    bound = _circular_conv_bound(
+        weight,
+        in_shape,
+        conv.padding,
+        getattr(conv, "dilation", 1),
+        getattr(conv, "groups", 1),
+    )
+    if bound is not None:
+        return bound, float(frob_sq.sqrt())
     v = torch.randn_like(ones)
     v = v / v.norm()
     sigma = torch.zeros(())
@@ -94,6 +131,166 @@ def _conv_operator_norms(
     return float(sigma), float(frob_sq.sqrt())
 
 
+def _circular_conv_bound(
+    weight: Tensor,
+    in_shape: tuple[int, ...],
+    padding: int | tuple[int, int] | str,
+    dilation: int | tuple[int, int],
+    groups: int,
+) -> float | None:
+    """Upper bound on the spectral norm of a zero-padded (strided) convolution.
+
+    Pad the input with the layer's zeros (an isometry) and view the padded ``H' x W'`` domain
+    as a torus: the stride-1 outputs the layer computes never wrap around, and striding keeps a
+    subset of them, so the layer's matrix is a submatrix of the circular convolution on
+    ``H' x W'``. The 2-D DFT block-diagonalizes that one into the ``C_out x C_in`` matrices
+    ``K^(u, v)`` (Sedghi et al. 2019), so ``||A||_2 <= max_{u,v} ||K^(u, v)||_2`` -- certified,
+    and close to exact for maps much larger than the kernel. ``None`` for grouped convolutions
+    and string padding.
+    """
+    if groups != 1 or isinstance(padding, str):
+        return None
+    (ph, pw), (dh, dw) = _pair(padding), _pair(dilation)
+    c_out, c_in, kh, kw = weight.shape
+    keh, kew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    nh, nw = max(in_shape[-2] + 2 * ph, keh), max(in_shape[-1] + 2 * pw, kew)
+    kernel = torch.zeros(c_out, c_in, nh, nw, dtype=torch.float64, device=weight.device)
+    kernel[:, :, :keh:dh, :kew:dw] = weight.double()
+    symbol = torch.fft.fft2(kernel).permute(2, 3, 0, 1)  # [nh, nw, C_out, C_in]
+    return float(torch.linalg.matrix_norm(symbol, 2).max())
+
+
+#: Element-wise non-linearities of Lemma 1 (slopes in [0, 1]); shape-only modules.
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid)
+SHAPE_ONLY = (nn.Flatten, nn.Identity)
+POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+WEIGHT_LAYERS = LINEAR_LAYERS + CONV_LAYERS
+
+_OUTSIDE = (
+    "gamma_3 and gamma_4 (eqs. 36, 37) bound ||J(x)||_2 by a product of layer norms, which "
+    "Lemma 1 proves for a feed-forward chain (nested nn.Sequential) of linear/conv layers, "
+    "ReLU/sigmoid/tanh, pooling and eval-mode batch norm; for other nets use the Jacobian-based "
+    "estimates (eqs. 34, 35) or the measured margin"
+)
+
+
+def lemma1_chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``model`` as the list of ``(name, layer)`` it applies in order, if Lemma 1 covers it.
+
+    Raises ``ValueError`` naming the first layer outside it: a module with its own ``forward``
+    and sub-modules (e.g. a residual block, whose Jacobian ``I + J_l`` (eq. 54) is not bounded
+    by its weights' norms alone), batch norm in training mode (it couples the samples) or
+    without running statistics, dropout in training mode, or an unknown layer.
+    """
+    chain: list[tuple[str, nn.Module]] = []
+
+    def walk(name: str, module: nn.Module) -> None:
+        if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
+            for child_name, child in module.named_children():
+                walk(f"{name}.{child_name}" if name else child_name, child)
+            return
+        label = f"layer {name or '<model>'} ({type(module).__name__})"
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if module.training or module.running_var is None:
+                raise ValueError(
+                    f"{label} is batch norm in training mode (or without running statistics): "
+                    "it normalizes with the batch's statistics, so f(x_i) depends on the other "
+                    "samples and no per-sample bound applies; call model.eval(). " + _OUTSIDE
+                )
+        elif isinstance(module, nn.Dropout):
+            if module.training and module.p > 0:
+                raise ValueError(
+                    f"{label} is dropout in training mode (random, scales by 1/(1-p)); call "
+                    "model.eval(). " + _OUTSIDE
+                )
+        elif isinstance(module, nn.LeakyReLU):
+            if not 0 <= module.negative_slope <= 1:
+                raise ValueError(f"{label} has a slope outside [0, 1]. " + _OUTSIDE)
+        elif not isinstance(module, WEIGHT_LAYERS + ELEMENTWISE + SHAPE_ONLY + POOLS):
+            kind = "has sub-modules and its own forward" if any(module.children()) else "unknown"
+            raise ValueError(f"{label} is not covered by Lemma 1 ({kind}). " + _OUTSIDE)
+        chain.append((name, module))
+
+    walk("", model)
+    return chain
+
+
+def batch_norm_scale(bn: nn.modules.batchnorm._BatchNorm) -> Tensor:
+    """The diagonal ``gamma / sqrt(running_var + eps)`` of an eval-mode batch norm (its
+    Jacobian; the shift ``beta - gamma mu / sqrt(var + eps)`` does not enter it)."""
+    scale = (bn.running_var.detach().double() + bn.eps).rsqrt()
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach().double()
+    return scale
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def max_pool_bound(pool: nn.MaxPool2d) -> float:
+    """``sup_x ||J(x)||_2 <= sqrt(prod_d ceil(span_d / s_d))`` for max-pooling.
+
+    ``J(x)`` selects one input per output window: its rows are unit vectors, so ``J J^T``... more
+    usefully ``J^T J`` is diagonal with entry j the number of windows whose maximum is input j,
+    and ``||J||_2^2`` is the largest such count -- at most the number of windows that contain
+    an input. Along one axis the windows start every ``s`` positions and span
+    ``dilation (k - 1) + 1``, so at most ``ceil(span / s)`` of them contain a position
+    (``= 1`` for non-overlapping windows: eq. (31)). Attained by an input whose one large entry
+    lies in that many windows.
+    """
+    k, s, d = _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size), _pair(pool.dilation)
+    count = 1
+    for kk, ss, dd in zip(k, s, d, strict=True):
+        count *= math.ceil((dd * (kk - 1) + 1) / ss)
+    return math.sqrt(count)
+
+
+def _adaptive_coverage(size: int, out: int) -> int:
+    """Largest number of adaptive-pooling windows (torch's start/end rule) containing an index."""
+    counts = [0] * size
+    for i in range(out):
+        for j in range(math.floor(i * size / out), math.ceil((i + 1) * size / out)):
+            counts[j] += 1
+    return max(counts)
+
+
+def _nonnegative_operator_bound(apply, in_shape: tuple[int, ...], dtype: torch.dtype) -> float:
+    """``sqrt(||A||_1 ||A||_inf) >= ||A||_2`` for a linear map with non-negative entries (Schur
+    test): the largest row sum ``max A 1`` times the largest column sum ``max A^T 1``."""
+    ones = torch.ones((1, *in_shape), dtype=dtype)
+    out, vjp_fn = torch.func.vjp(apply, ones)
+    (col,) = vjp_fn(torch.ones_like(out))
+    return math.sqrt(float(out.max()) * float(col.max()))
+
+
+def _pool_bound(pool: nn.Module, in_shape: tuple[int, ...] | None) -> float:
+    if isinstance(pool, nn.MaxPool2d):
+        return max_pool_bound(pool)
+    if in_shape is None:
+        raise ValueError("pooling layers need example_input to define their operator")
+    if isinstance(pool, nn.AdaptiveMaxPool2d):
+        out = _pair(pool.output_size)
+        count = 1
+        for size, o in zip(in_shape[-2:], out, strict=True):
+            count *= _adaptive_coverage(size, size if o is None else o)
+        return math.sqrt(count)
+    return _nonnegative_operator_bound(pool, in_shape, torch.float64)  # average pooling
+
+
+def _bn_matches(bn: nn.Module, weight_layer: nn.Module, side: str) -> bool:
+    """Can batch norm be folded into ``weight_layer`` on its ``side`` ("out" or "in")?"""
+    if not isinstance(bn, nn.modules.batchnorm._BatchNorm):
+        return False
+    if isinstance(weight_layer, LINEAR_LAYERS):
+        size = weight_layer.weight.shape[0 if side == "out" else 1]
+        return isinstance(bn, nn.BatchNorm1d) and bn.num_features == size
+    if side == "in" and getattr(weight_layer, "groups", 1) != 1:
+        return False
+    size = weight_layer.weight.shape[0 if side == "out" else 1]
+    return isinstance(bn, nn.BatchNorm2d) and bn.num_features == size
+
+
 def weight_norms(
     model: nn.Module, example_input: Tensor | None = None, n_iter: int = 100
 ) -> list[LayerNorms]:
@@ -102,7 +299,17 @@ def weight_norms(
     Linear layers use the weight matrix (exact SVD). Convolutions are taken as the linear
     operator they apply to an input of the shape seen on ``example_input`` (required for conv
     nets): spectral norm by power iteration, Frobenius norm exactly.
+
+    Only for nets Lemma 1 covers (:func:`lemma1_chain`; others raise ``ValueError``). An
+    eval-mode batch norm directly after (before) a weight layer multiplies that layer's output
+    (input) by its diagonal :func:`batch_norm_scale` ``D``; the entry is then the norm of
+    ``D W`` (``W D``), named ``"<layer>+<bn>"``. Batch norm with no adjacent weight layer is an
+    entry of its own, ``max |D|`` in both columns. Pooling layers are entries with their
+    Jacobian bound in both columns (:func:`max_pool_bound`; average pooling
+    ``sqrt(||A||_1 ||A||_inf)``, which needs ``example_input``); non-overlapping max-pooling gives
+    1 (eq. 31). The products of :func:`norm_products` then bound ``||J(x)||_2`` everywhere.
     """
+    chain = lemma1_chain(model)
     shapes: dict[nn.Module, tuple[int, ...]] = {}
     if example_input is not None:
 
@@ -110,29 +317,58 @@ def weight_norms(
             shapes.setdefault(mod, tuple(inp[0].shape[1:]))
 
         handles = [
-            m.register_forward_hook(record) for m in model.modules() if isinstance(m, CONV_LAYERS)
+            m.register_forward_hook(record) for _, m in chain if isinstance(m, CONV_LAYERS + POOLS)
         ]
         with torch.no_grad():
             model(example_input[:1])
         for h in handles:
             h.remove()
     norms = []
-    for name, module in model.named_modules():
-        weight = getattr(module, "weight", None)
-        if isinstance(module, CONV_LAYERS):
-            if module not in shapes:
-                raise ValueError("conv layers need example_input to define their operator")
-            spec, frob = _conv_operator_norms(module, tuple(shapes[module]), n_iter)
-            norms.append(LayerNorms(name, "conv", spec, frob))
-        elif (
-            isinstance(weight, Tensor)
-            and weight.dim() == 2
-            and not isinstance(module, nn.Embedding)
-        ):
-            w = weight.detach().double()
-            spec = float(torch.linalg.matrix_norm(w, 2))
-            frob = float(torch.linalg.matrix_norm(w, "fro"))
-            norms.append(LayerNorms(name, "linear", spec, frob))
+    folded: set[int] = set()
+    for i, (name, module) in enumerate(chain):
+        if i in folded:
+            continue
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            nxt = chain[i + 1][1] if i + 1 < len(chain) else None
+            if (
+                nxt is not None
+                and isinstance(nxt, WEIGHT_LAYERS)
+                and _bn_matches(module, nxt, "in")
+            ):
+                continue  # folded into the next weight layer's input side
+            d = float(batch_norm_scale(module).abs().max())
+            norms.append(LayerNorms(name, "batchnorm", d, d))
+        elif isinstance(module, POOLS):
+            b = _pool_bound(module, shapes.get(module))
+            norms.append(LayerNorms(name, type(module).__name__, b, b))
+        elif isinstance(module, WEIGHT_LAYERS):
+            names, kind = [name], "conv" if isinstance(module, CONV_LAYERS) else "linear"
+            d_in = d_out = None
+            prev = chain[i - 1][1] if i > 0 else None
+            if prev is not None and _bn_matches(prev, module, "in"):
+                d_in = batch_norm_scale(prev)
+                names.insert(0, chain[i - 1][0])
+                kind = "bn+" + kind
+            nxt = chain[i + 1][1] if i + 1 < len(chain) else None
+            if nxt is not None and _bn_matches(nxt, module, "out"):
+                d_out = batch_norm_scale(nxt)
+                names.append(chain[i + 1][0])
+                folded.add(i + 1)
+                kind = kind + "+bn"
+            w = module.weight.detach().double()
+            if d_out is not None:
+                w = w * d_out.view(-1, *([1] * (w.dim() - 1)))
+            if d_in is not None:
+                w = w * d_in.view(1, -1, *([1] * (w.dim() - 2)))
+            if isinstance(module, CONV_LAYERS):
+                if module not in shapes:
+                    raise ValueError("conv layers need example_input to define their operator")
+                w = w.to(module.weight.dtype)
+                spec, frob = _conv_operator_norms(module, tuple(shapes[module]), n_iter, w)
+            else:
+                spec = float(torch.linalg.matrix_norm(w, 2))
+                frob = float(torch.linalg.matrix_norm(w, "fro"))
+            norms.append(LayerNorms("+".join(names), kind, spec, frob))
     return norms
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
@@ -40,12 +41,73 @@ def network_output(model: nn.Module, x: Tensor, output: Output = "softmax") -> T
     """``f(x)``: the model's logits, or their softmax (eq. 17), shape ``[B, C]``."""
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-    logits = model(x)
+    logits = _apply(model, x)
     return torch.softmax(logits, dim=-1) if output == "softmax" else logits
 
 
+def expected_input_shape(model: nn.Module) -> str:
+    """The input shape the model's first linear or convolutional layer (in registration order)
+    expects, as text for error messages: ``[B, 6]`` or ``[B, 3, H, W]``."""
+    for m in model.modules():
+        if isinstance(getattr(m, "in_features", None), int):
+            return f"[B, {m.in_features}] (or [B, ...] that flattens to {m.in_features} features)"
+        if isinstance(getattr(m, "in_channels", None), int) and hasattr(m, "kernel_size"):
+            n_spatial = len(m.kernel_size) if isinstance(m.kernel_size, tuple) else 2
+            spatial = {1: "L", 2: "H, W", 3: "D, H, W"}.get(n_spatial, "...")
+            return f"[B, {m.in_channels}, {spatial}]"
+    return "[B, ...]"
+
+
+def check_input(model: nn.Module, x: Tensor, where: str) -> None:
+    """Refuse a non-batch or empty input with a message naming the expected shape, and warn
+    about batch norm in training mode on a batch of one sample (see
+    :func:`warn_single_sample_batch_norm`)."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{where}: x must be a tensor, got {type(x).__name__}")
+    expected = expected_input_shape(model)
+    if x.dim() < 2:
+        raise ValueError(
+            f"{where}: expected a batch of inputs of shape {expected}, got shape "
+            f"{tuple(x.shape)} (no batch axis? use x[None] for one sample)"
+        )
+    if x.shape[0] == 0 or x.numel() == 0:
+        raise ValueError(
+            f"{where}: empty input of shape {tuple(x.shape)}; expected {expected} with B >= 1"
+        )
+    warn_single_sample_batch_norm(model, x)
+
+
+def _apply(model: nn.Module, x: Tensor) -> Tensor:
+    """``model(x)``, with torch's shape errors turned into a ValueError naming the shape."""
+    try:
+        return model(x)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as err:
+        raise ValueError(
+            f"the model cannot be applied to an input of shape {tuple(x.shape)} "
+            f"({x.dtype}); expected {expected_input_shape(model)}. torch: {err}"
+        ) from err
+
+
+def warn_single_sample_batch_norm(model: nn.Module, x: Tensor) -> None:
+    """Warn when batch norm in training mode sees a batch of one sample.
+
+    Its "batch statistics" are then that sample's own (BatchNorm2d: over the pixels), so the
+    output and the Jacobian have nothing to do with the trained net's (orders of magnitude off
+    eval mode); BatchNorm1d raises. Use ``model.eval()`` for per-sample evaluation.
+    """
+    if x.dim() >= 1 and x.shape[0] == 1 and training_batch_norms(model):
+        warnings.warn(
+            "batch norm in training mode with batch size 1: the batch statistics are this "
+            "sample's own and the Jacobian is not the net's; call model.eval() to use the "
+            "running statistics, or pass a larger batch",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def has_conv(model: nn.Module) -> bool:
-    """Whether ``model`` has a convolution (the ``"auto"`` strategy then loops over classes)."""
     return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
 
@@ -103,9 +165,16 @@ def input_jacobian(
 
     Detached: for a differentiable penalty use :func:`frobenius_sq`.
     """
+    check_input(model, x, "input_jacobian")
     xg = _prepared_input(x)
     with torch.enable_grad():
         f = network_output(model, xg, output)
+    return _jacobian_of(f, xg, output, strategy, model)
+
+
+def _jacobian_of(f: Tensor, xg: Tensor, output: Output, strategy: str, model: nn.Module) -> Tensor:
+    """``J`` as ``[B, C, N]`` (detached) from the output ``f`` of the input ``xg``."""
+    with torch.enable_grad():
         g = _output_grads(
             f,
             xg,
@@ -153,8 +222,12 @@ def fixed_batch_statistics(model: nn.Module) -> Iterator[None]:
     def make_forward(bn: nn.modules.batchnorm._BatchNorm):
         def forward(z: Tensor) -> Tensor:
             dims = [0, *range(2, z.dim())]
-            mean = z.detach().mean(dims)
-            var = z.detach().var(dims, unbiased=False)
+            # statistics in the parameters' dtype: under bf16 autocast z is bf16, and the
+            # eval-mode kernel wants weight, bias, mean and var in one dtype
+            dtype = bn.weight.dtype if bn.weight is not None else z.dtype
+            zs = z.detach().to(dtype)
+            mean = zs.mean(dims)
+            var = zs.var(dims, unbiased=False)
             return F.batch_norm(z, mean, var, bn.weight, bn.bias, training=False, eps=bn.eps)
 
         return forward
@@ -222,8 +295,9 @@ def logits_and_frobenius_sq(
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     if batch_norm not in BATCH_NORM_MODES:
         raise ValueError(f"batch_norm must be one of {BATCH_NORM_MODES}, got {batch_norm!r}")
+    check_input(model, x, "frobenius_sq")
     if batch_norm == "fixed" and training_batch_norms(model):
-        logits = model(x)
+        logits = _apply(model, x)
         with fixed_batch_statistics(model):
             _, fro = _logits_and_frobenius_sq(model, x, method, n_proj, output, strategy, generator)
         return logits, fro
@@ -242,7 +316,7 @@ def _logits_and_frobenius_sq(
     """One forward pass giving the logits and ``||J(x_i)||_F^2`` (arguments checked)."""
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
-        logits = model(xg)
+        logits = _apply(model, xg)
         f = torch.softmax(logits, dim=-1) if output == "softmax" else logits
         if method == "exact":
             g = _output_grads(f, xg, True, strategy, model, sums_to_one=output == "softmax")
@@ -273,19 +347,30 @@ def spectral_norm(
     ``"gram"``: the C rows of J, then the largest eigenvalue of the C x C Gram ``J J^T``
     (``eigvalsh``) -- exact, and the fast route whenever the output dimension C is small.
     ``"power"``: power iteration with jvp/vjp on ``J^T J``, for nets where both C and N are large.
-    ``"auto"`` uses the Gram route for C <= 64.
+    ``"auto"`` uses the Gram route for C <= 64 (deciding from the forward pass of the whole
+    batch, which the Gram route then reuses: no single-sample probe, which batch norm in
+    training mode would refuse).
     """
+    check_input(model, x, "spectral_norm")
     if method == "auto":
-        with torch.no_grad():
-            n_out = network_output(model, x[:1], output).shape[1]
-        method = "gram" if n_out <= 64 else "power"
+        xg = _prepared_input(x)
+        with torch.enable_grad():
+            f = network_output(model, xg, output)
+        if f.shape[1] <= 64:
+            return _gram_spectral(_jacobian_of(f, xg, output, strategy, model), x.dtype)
+        method = "power"
     if method == "gram":
-        jac = input_jacobian(model, x, output, strategy=strategy).double()
-        gram = jac @ jac.transpose(1, 2)
-        return torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0).sqrt().to(x.dtype)
+        return _gram_spectral(input_jacobian(model, x, output, strategy=strategy), x.dtype)
     if method == "power":
         return _power_spectral_norm(model, x, output, n_iter)
     raise ValueError(f"method must be 'auto', 'gram' or 'power', got {method!r}")
+
+
+def _gram_spectral(jac: Tensor, dtype: torch.dtype) -> Tensor:
+    """Largest singular value of each ``[C, N]`` slice of ``jac`` via the ``C x C`` Gram."""
+    jac = jac.double()
+    gram = jac @ jac.transpose(1, 2)
+    return torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0).sqrt().to(dtype)
 
 
 def _power_spectral_norm(model: nn.Module, x: Tensor, output: Output, n_iter: int) -> Tensor:
@@ -375,6 +460,8 @@ def projection_standard_error(samples: Tensor) -> float:
 __all__: list[str] = [
     "average_jacobian",
     "average_jacobian_times",
+    "check_input",
+    "expected_input_shape",
     "fixed_batch_statistics",
     "frobenius_sq",
     "input_jacobian",
@@ -386,4 +473,5 @@ __all__: list[str] = [
     "residual_expansion",
     "spectral_norm",
     "training_batch_norms",
+    "warn_single_sample_batch_norm",
 ]

@@ -18,7 +18,15 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from jacnb.core.jacobian import BatchNormMode, Output, logits_and_frobenius_sq
+from jacnb.core.jacobian import (
+    BATCH_NORM_MODES,
+    BatchNormMode,
+    Output,
+    fixed_batch_statistics,
+    logits_and_frobenius_sq,
+    training_batch_norms,
+    warn_single_sample_batch_norm,
+)
 from jacnb.core.models import WeightNormConv2d, WeightNormLinear
 
 #: Layers whose weight the per-layer regularizer (eq. 52) acts on.
@@ -39,7 +47,17 @@ def weight_matrices(model: nn.Module) -> list[Tensor]:
 
 @dataclass
 class WeightDecay:
-    """``sum_l ||W_l||_F^2`` -- the baseline regularizer (weight decay / L2 on weights)."""
+    """``sum_l ||W_l||_F^2`` -- the baseline regularizer (weight decay / L2 on weights).
+
+    Over the weights of :func:`weight_matrices`: linear and convolutional kernels; biases and
+    batch-norm scales are not decayed. **Weight-normalized layers** (eq. 45; notebook
+    ``03_weight_norm``): the penalty takes their free parameter ``weight_raw`` (``W^`` of
+    eq. 45), the only weight they have. The net is invariant to the scale of each row of
+    ``weight_raw``, so this term changes nothing the net computes; it shrinks ``||W^||``, which
+    raises the effective step size of the row directions (the gradient scales as ``1/||w^_r||``).
+    The effective operator's ``||W||_F^2`` equals the number of rows, a constant with no
+    gradient, so decaying it instead would be no regularization at all.
+    """
 
     def __call__(self, model: nn.Module, x: Tensor | None = None) -> Tensor:
         mats = weight_matrices(model)
@@ -61,6 +79,7 @@ class JacobianRegularizer:
     with batch norm in training mode is differentiated; ``"fixed"`` (default) takes ``J(x_i)``
     per sample with the batch's mean and variance held fixed (Sec. VI-B2, see
     :func:`jacnb.core.jacobian.fixed_batch_statistics`), ``"coupled"`` the naive batch gradient.
+    ``generator``: the source of the projection draws (default: torch's global RNG).
     """
 
     method: Literal["exact", "projection"] = "exact"
@@ -68,6 +87,7 @@ class JacobianRegularizer:
     output: Output = "softmax"
     strategy: str = "auto"
     batch_norm: BatchNormMode = "fixed"
+    generator: torch.Generator | None = field(default=None, repr=False)
 
     def __call__(self, model: nn.Module, x: Tensor) -> Tensor:
         return self.logits_and_penalty(model, x)[1]
@@ -75,7 +95,14 @@ class JacobianRegularizer:
     def logits_and_penalty(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(model(x), R_F)`` from one shared forward pass."""
         logits, fro = logits_and_frobenius_sq(
-            model, x, self.method, self.n_proj, self.output, self.strategy, None, self.batch_norm
+            model,
+            x,
+            self.method,
+            self.n_proj,
+            self.output,
+            self.strategy,
+            self.generator,
+            self.batch_norm,
         )
         return logits, fro.mean()
 
@@ -90,11 +117,32 @@ class PerLayerJacobianRegularizer:
     ``R^l_F = 1/m sum_i ||g^l_i W_l||^2`` with ``g~^{l-1} = g^l W_l`` the gradient with respect
     to the layer input. Its gradient is ``grad_{W_l} = 2 g^T g W_l``, as in the paper.
     ``layers``: the modules to regularize (default: every ``nn.Linear``/``nn.Conv2d``).
+
+    **Batch norm in training mode** (ResNets, notebooks ``05_resnet`` and ``06_timing``): eq. (52)
+    is a sum over samples of one sample's gradient ``g~_pi(i)(x_i)``, but a batch-norm layer in
+    training mode normalizes with the batch's mean and variance, so an autograd gradient of
+    ``sum_i f_pi(i)(x_i)`` through the training forward pass mixes the samples (sample j's
+    ``g`` collects the other samples' outputs through the batch statistics). ``batch_norm``
+    chooses the convention, as for :class:`JacobianRegularizer`:
+
+    * ``"fixed"`` (default): per sample, with this batch's statistics held fixed -- ``g^l_i``
+      of the net in which every batch-norm layer is the eval-mode map whose running mean and
+      variance are the batch's mean and biased variance
+      (:func:`jacnb.core.jacobian.fixed_batch_statistics`). The logits come from the ordinary
+      training forward pass (running statistics updated once); the ``g`` come from a second
+      forward pass with the statistics detached. Extra cost: that forward pass.
+    * ``"coupled"``: the gradient through the training forward pass as it is (one forward
+      pass; not eq. (52) per sample). Without batch norm in training mode both are the same.
+
+    The hooks capture each layer's output tensor; a module that later modifies it in place
+    (``nn.ReLU(inplace=True)``, ``out += skip``) would turn ``g^l`` into the gradient with
+    respect to the modified tensor, so that case raises ``ValueError``.
     """
 
     output: Output = "softmax"
     layers: list[nn.Module] | None = None
     generator: torch.Generator | None = field(default=None, repr=False)
+    batch_norm: BatchNormMode = "fixed"
 
     def _layers(self, model: nn.Module) -> list[nn.Module]:
         if self.layers is not None:
@@ -105,19 +153,35 @@ class PerLayerJacobianRegularizer:
         return self.logits_and_penalty(model, x)[1]
 
     def logits_and_penalty(self, model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(model(x), R_per-layer)`` from one shared forward pass."""
+        """``(model(x), R_per-layer)`` from one shared forward pass (two with ``"fixed"`` batch
+        norm in training mode: the ordinary one for the logits, one for the ``g``)."""
+        if self.batch_norm not in BATCH_NORM_MODES:
+            raise ValueError(
+                f"batch_norm must be one of {BATCH_NORM_MODES}, got {self.batch_norm!r}"
+            )
         layers = self._layers(model)
         if not layers:
             raise ValueError(
                 "model has no nn.Linear / nn.Conv2d layers for the per-layer regularizer"
             )
+        warn_single_sample_batch_norm(model, x)
+        if self.batch_norm == "fixed" and training_batch_norms(model):
+            logits = model(x)
+            with fixed_batch_statistics(model):
+                _, total = self._logits_and_penalty(model, x, layers)
+            return logits, total
+        return self._logits_and_penalty(model, x, layers)
+
+    def _logits_and_penalty(
+        self, model: nn.Module, x: Tensor, layers: list[nn.Module]
+    ) -> tuple[Tensor, Tensor]:
         # Keyed by layer: the execution order may differ from the registration order (e.g. a
         # ResNet block that applies its shortcut conv before conv1).
-        captured: dict[int, tuple[torch.Size, Tensor]] = {}
+        captured: dict[int, tuple[torch.Size, Tensor, int]] = {}
 
         def make_hook(i: int):
             def hook(_module: nn.Module, inp: tuple[Tensor, ...], out: Tensor) -> None:
-                captured[i] = (inp[0].shape, out)
+                captured[i] = (inp[0].shape, out, out._version)
 
             return hook
 
@@ -127,6 +191,15 @@ class PerLayerJacobianRegularizer:
         finally:
             for h in handles:
                 h.remove()
+        for i, (_, out, version) in captured.items():
+            if out._version != version:
+                raise ValueError(
+                    f"the output of {type(layers[i]).__name__} layer {i} was modified in place "
+                    "after the layer (e.g. nn.ReLU(inplace=True) or 'out += skip'), so the "
+                    "per-layer regularizer (eq. 52) would differentiate with respect to the "
+                    "modified tensor; use out-of-place modules (nn.ReLU(), out = out + skip) "
+                    "after the regularized layers"
+                )
         f = torch.softmax(logits, dim=-1) if self.output == "softmax" else logits
         pi = torch.randint(f.shape[1], (f.shape[0],), device=f.device, generator=self.generator)
         picked = f.gather(1, pi[:, None]).sum()

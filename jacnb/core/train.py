@@ -43,7 +43,13 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings. ``schedule``: ``[(lr, epochs), ...]`` phases (overrides the rest)."""
+    """Optimisation settings. ``schedule``: ``[(lr, epochs), ...]`` phases (overrides the rest).
+
+    ``drop_last``: drop each epoch's final incomplete batch (when at least one full batch
+    precedes it, so every epoch takes a step). ``None`` (default): drop it when the model has
+    batch norm, whose batch statistics on a handful of samples are noise and which refuses a
+    batch of one (BatchNorm1d) or silently normalizes one sample by itself (BatchNorm2d).
+    """
 
     epochs: int = 120
     batch_size: int = 128
@@ -58,6 +64,7 @@ class TrainConfig:
     eval_every: int = 1
     progress: bool = True
     extra: dict = field(default_factory=dict)
+    drop_last: bool | None = None
 
     def __post_init__(self) -> None:
         if self.lam < 0:
@@ -172,6 +179,11 @@ def train(
         x_test, y_test = x_test.to(dev), y_test.to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr_at(0), momentum=config.momentum)
     n = x_train.shape[0]
+    drop_last = config.drop_last
+    if drop_last is None:
+        drop_last = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    # batch starts; the final incomplete batch is dropped only behind a full one
+    end = n - n % config.batch_size if drop_last and n > config.batch_size else n
     curves: dict[str, list[float]] = {"epoch": [], "loss": [], "train_acc": [], "test_acc": []}
     start = time.perf_counter()
     epochs = config.total_epochs
@@ -182,7 +194,7 @@ def train(
         model.train()
         perm = torch.randperm(n, generator=gen).to(dev)
         total, batches = 0.0, 0
-        for s in range(0, n, config.batch_size):
+        for s in range(0, end, config.batch_size):
             idx = perm[s : s + config.batch_size]
             value = training_step(
                 model, x_train[idx], y_train[idx], opt, config.loss, regularizer, config.lam

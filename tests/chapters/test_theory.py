@@ -83,3 +83,25 @@ def test_check_frames_become_verdicts():
         "theory.theorem3": NOT_REPRODUCED,
         "theory.table": INCONCLUSIVE,
     }
+def test_margins_and_ge_bound_refuse_nets_outside_lemma1():
+    torch.manual_seed(0)
+    model = tiny_resnet().double()
+    x = torch.randn(10, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    with pytest.raises(ValueError, match="Lemma 1"):
+        checks.margins(model, x, y, x, ball_samples=1)
+    with pytest.raises(ValueError, match="Lemma 1"):
+        checks.ge_bound_on_data(model, x, y, x, y, k=2, c_m=1.0)
+
+
+def test_ge_bound_on_data_reports_the_absolute_generalization_error():
+    """eq. (3): GE = |test error - train error|, also when the training error is the larger."""
+    model = net(2)
+    x = torch.randn(40, 5)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y_train = y.clone()
+    y_train[:10] = (y[:10] + 1) % 3  # 10 of 40 training labels disagree with the net
+    df = checks.ge_bound_on_data(model, x, y_train, x, y, k=2, c_m=1.0)
+    assert df["measured GE"].tolist() == pytest.approx([0.25] * len(df))

@@ -70,3 +70,34 @@ def test_profiles():
     assert smoke["profile"] == "smoke" and smoke["dataset"] == "digits"
     with pytest.raises(ValueError, match="experiment"):
         get_profile("nope", "smoke")
+
+
+def test_final_batch_of_one_is_dropped_for_batch_norm_models():
+    """n = 65 with batch size 64: the last batch has one sample, which BatchNorm1d refuses."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(65, 5, generator=g)
+    y = (x[:, 0] > 0).long()
+    torch.manual_seed(0)
+    bn = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.1, progress=False)
+    assert cfg.drop_last is None  # auto: drop the incomplete batch when the model has batch norm
+    train(bn, x, y, cfg, device="cpu")
+    with pytest.raises(ValueError, match="more than 1 value"):
+        train(bn, x, y, TrainConfig(epochs=1, batch_size=64, progress=False, drop_last=False))
+
+    def steps(model: nn.Module, drop_last: bool | None, n: int = 65) -> int:
+        calls = []
+
+        def counting(m: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+            calls.append(xb.shape[0])
+            return torch.zeros(())
+
+        cfg = TrainConfig(epochs=1, batch_size=64, lam=1.0, progress=False, drop_last=drop_last)
+        train(model, x[:n], y[:n], cfg, counting, device="cpu")
+        return len(calls)
+
+    plain = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert steps(plain, None) == 2  # no batch norm: every sample is used
+    assert steps(plain, True) == 1
+    assert steps(bn, None) == 1
+    assert steps(bn, None, n=40) == 1  # a lone incomplete batch is kept: every epoch steps
