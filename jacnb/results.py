@@ -61,6 +61,7 @@ lambdas work); the workers write the records, the calling process waits and then
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
 import hashlib
@@ -697,8 +698,9 @@ def _init_worker(threads: int) -> None:
 class LocalPool:
     """A pool of ``workers`` local worker processes (default: one per core), each running
     ``torch.set_num_threads(max(1, cores // workers))``. Pass it (or ``"local"``) as
-    ``run_grid(..., executor=...)``; the processes are started with ``spawn`` and shut down when
-    the grid is done."""
+    ``run_grid(..., executor=...)``. The processes are started with ``spawn`` on first use and
+    kept for the next grids of this process (a chapter runs several), until :meth:`shutdown`,
+    an interrupted grid, or the end of the process."""
 
     workers: int | None = None
 
@@ -717,12 +719,32 @@ class LocalPool:
         return max(1, available_cores() // self.n_workers)
 
     def executor(self) -> concurrent.futures.ProcessPoolExecutor:
-        return concurrent.futures.ProcessPoolExecutor(
-            self.n_workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(self.threads_per_worker,),
-        )
+        """The running pool of this size (started if there is none, or it broke)."""
+        pool = _LOCAL_POOLS.get(self)
+        if pool is None or getattr(pool, "_broken", False) or getattr(pool, "_shutdown_thread", 0):
+            pool = concurrent.futures.ProcessPoolExecutor(
+                self.n_workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self.threads_per_worker,),
+            )
+            _LOCAL_POOLS[self] = pool
+        return pool
+
+    def shutdown(self) -> None:
+        """Stop this pool's worker processes (runs not yet started are cancelled)."""
+        pool = _LOCAL_POOLS.pop(self, None)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+_LOCAL_POOLS: dict[LocalPool, concurrent.futures.ProcessPoolExecutor] = {}
+
+
+@atexit.register
+def _shutdown_local_pools() -> None:
+    for pool in list(_LOCAL_POOLS):
+        pool.shutdown()
 
 
 def slurm_executor(
@@ -855,13 +877,14 @@ def _wait_round(
     return busy, error
 
 
-def _resolve_executor(executor: Any) -> tuple[Any, bool, int]:
-    """``(executor, owned, in_flight)``: the object to submit to, whether run_grid must shut it
-    down, and how many runs it trains at once (for the room check)."""
+def _resolve_executor(executor: Any) -> tuple[Any, LocalPool | None, int]:
+    """``(executor, local_pool, in_flight)``: the object to submit to, the :class:`LocalPool`
+    it comes from (shut down if the grid is interrupted), and how many runs it trains at once
+    (for the room check)."""
     if executor == "local":
         executor = LocalPool()
     if isinstance(executor, LocalPool):
-        return executor.executor(), True, executor.n_workers
+        return executor.executor(), executor, executor.n_workers
     if isinstance(executor, str):
         raise ValueError(
             f"unknown executor {executor!r}; valid: None, 'local', a LocalPool, a "
@@ -869,7 +892,7 @@ def _resolve_executor(executor: Any) -> tuple[Any, bool, int]:
         )
     if not hasattr(executor, "submit"):
         raise TypeError(f"executor {executor!r} has no submit()")
-    return executor, False, int(getattr(executor, "_max_workers", 0) or 1 << 30)
+    return executor, None, int(getattr(executor, "_max_workers", 0) or 1 << 30)
 
 
 def _run_here(todo, run, store, poll, bar) -> None:
@@ -947,9 +970,9 @@ def run_grid(
     store.clean_tmp()
     todo = [c for c in configs if not store.has(c)]
     if todo:
-        pool, owned, in_flight = (None, False, 1)
+        pool, local, in_flight = (None, None, 1)
         if executor is not None:
-            pool, owned, in_flight = _resolve_executor(executor)
+            pool, local, in_flight = _resolve_executor(executor)
         try:
             store.check_writable({str(c.get("experiment", "misc")) for c in todo})
             store.check_room(len(todo), record_bytes, checkpoint_bytes, in_flight)
@@ -962,9 +985,10 @@ def run_grid(
                     _run_here(todo, run, store, poll, bar)
                 else:
                     _run_with(pool, todo, run, store, poll, bar)
-        finally:
-            if owned:
-                pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:
+            if local is not None:  # stop its workers: nothing keeps training behind the user
+                local.shutdown()
+            raise
     keys = {config_key(c) for c in configs}
     frame = pd.concat([store.frame(e) for e in {str(c.get("experiment", "misc")) for c in configs}])
     return frame[frame["key"].isin(keys)].reset_index(drop=True) if len(frame) else frame
