@@ -294,3 +294,29 @@ def test_small_real_disk_fails_before_training(small_mount: Path) -> None:
     configs = [{"experiment": "e", "seed": s} for s in range(3)]
     with pytest.raises(OSError, match="free"):
         run_grid(configs, _never, store, progress=False, checkpoint_bytes=1_000_000)
+
+
+def test_truncated_model_weights_are_set_aside_and_the_model_retrained(tmp_path: Path) -> None:
+    import torch
+    from torch import nn
+
+    from jacnb.results import trained_model
+
+    store = ResultStore(tmp_path)
+    cfg = {"experiment": "m", "seed": 0}
+    fits: list[int] = []
+
+    def fit(model):
+        fits.append(1)
+        with torch.no_grad():
+            model.weight.fill_(3.0)
+        return {"acc": 1.0}
+
+    trained_model(cfg, lambda: nn.Linear(2, 2), fit, store)
+    weights = store.checkpoint_path(cfg)
+    weights.write_bytes(weights.read_bytes()[:40])
+    with pytest.warns(UserWarning, match=weights.name):
+        model, result = trained_model(cfg, lambda: nn.Linear(2, 2), fit, store)
+    assert fits == [1, 1] and result == {"acc": 1.0}
+    assert torch.equal(model.weight, torch.full((2, 2), 3.0))
+    assert len(list((weights.parent / ".quarantine").iterdir())) == 1
