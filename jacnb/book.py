@@ -53,9 +53,12 @@ def execute_notebook(
     """Run ``notebooks/<name>.ipynb`` with papermill at ``profile``; returns the executed copy."""
     import papermill
 
+    from jacnb.run import check_parameters
+
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.ipynb"
     params = {"profile": profile, **(parameters or {})}
+    check_parameters(NOTEBOOKS / f"{name}.ipynb", params)  # a mistyped name is an error
     papermill.execute_notebook(
         str(NOTEBOOKS / f"{name}.ipynb"),
         str(out),

@@ -9,8 +9,14 @@ Sec. VI-C: Table IV, Table V, Fig. 5).
   in :class:`~torch.nn.parallel.DistributedDataParallel` and every global batch is split over the
   ranks (rank ``r`` takes samples ``r, r + W, ...`` of it), so gradients are averaged over the
   same global batch as on one device;
-* writes a checkpoint (model, optimizer, curves, epoch) atomically after every epoch and, when
-  started again with the same checkpoint path, resumes at the next epoch. All randomness of an
+* writes a checkpoint (model, optimizer, curves, epoch) atomically after every epoch (temp file
+  ``.tmp-<name>-*.pt`` beside it, fsync, rename; the previous epoch's checkpoint is kept as
+  ``<name>.prev``) and, when started again with the same checkpoint path, resumes at the next
+  epoch. A checkpoint that does not load is named in a warning, moved to ``.quarantine/`` beside
+  it, and training resumes from the previous one (or from scratch); a killed write's temp file is
+  removed when the run starts again. The final checkpoint stays (a rerun trains nothing more);
+  :meth:`jacnb.results.ResultStore.put` removes it once the run's record is stored, unless the
+  store keeps weights. All randomness of an
   epoch (data order, augmentation, the regularizer's random output indices ``pi(i)``) is drawn
   from generators seeded by ``(seed, epoch, rank)``, so a resumed run is identical to an
   uninterrupted one;
@@ -36,6 +42,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,7 +55,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from jacnb.core.regularizers import PerLayerJacobianRegularizer
-from jacnb.core.train import pick_device
+from jacnb.core.train import DivergedError, nonfinite_state, pick_device
 
 __all__ = [
     "FitConfig",
@@ -307,24 +314,87 @@ def _autocast(device: torch.device, enabled: bool):
 # ---------------------------------------------------------------------------------------------
 
 
+_TMP = ".tmp-"
+
+
+def previous_checkpoint(path: str | Path) -> Path:
+    """Where the checkpoint before the latest one is kept (``<name>.prev``)."""
+    path = Path(path)
+    return path.with_name(path.name + ".prev")
+
+
 def _save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """Write ``obj`` to ``path`` atomically (temp file beside it, fsync, rename), keeping the
+    checkpoint it replaces as :func:`previous_checkpoint`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP}{path.name}-", suffix=".pt")
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            os.replace(path, previous_checkpoint(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any] | None:
-    """The checkpoint dict at ``path`` (``None`` if there is none)."""
+def checkpoint_peak_bytes(model: nn.Module) -> int:
+    """Disk a run of :func:`fit` needs for its checkpoints at their peak: the weights, buffers
+    and SGD momentum (one tensor per weight), three times (current, previous, and the one being
+    written). For :meth:`jacnb.results.ResultStore.check_room`."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    return 3 * (2 * weights + buffers)
+
+
+def quarantine(path: Path, why: str) -> Path | None:
+    """Move a damaged checkpoint into ``.quarantine/`` beside it, with a warning naming it."""
+    folder = path.parent / ".quarantine"
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    try:
+        os.replace(path, dest)
+    except FileNotFoundError:
+        return None
+    warnings.warn(
+        f"damaged checkpoint {path} ({why}) moved to {dest}; training resumes from the "
+        "previous checkpoint or from scratch",
+        UserWarning,
+        stacklevel=3,
+    )
+    return dest
+
+
+_CHECKPOINT_KEYS = ("config", "model", "optimizer", "curves", "epoch", "seconds", "batches")
+
+
+def load_checkpoint(path: str | Path, set_aside: bool = True) -> dict[str, Any] | None:
+    """The checkpoint dict at ``path`` (``None`` if there is none, or if it is damaged: then,
+    with ``set_aside``, it is quarantined with a warning naming it)."""
     path = Path(path)
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or any(k not in state for k in _CHECKPOINT_KEYS):
+            raise ValueError(f"not a checkpoint of fit (keys {_CHECKPOINT_KEYS} expected)")
+    except Exception as err:  # noqa: BLE001 - truncated, empty, foreign: set aside, go on
+        if set_aside:
+            quarantine(path, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
+        return None
+    return state
+
+
+def _resume_state(path: Path, cfg_dict: dict[str, Any], rank: int) -> dict[str, Any] | None:
+    """The latest loadable checkpoint of this config (the current one, else the previous)."""
+    for candidate in (path, previous_checkpoint(path)):
+        state = load_checkpoint(candidate, set_aside=rank == 0)
+        if state is not None and state.get("config") == cfg_dict:
+            return state
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,8 +450,14 @@ def fit(
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     cfg_dict = asdict(cfg)
     if ckpt_path is not None:
-        state = load_checkpoint(ckpt_path)
-        if state is not None and state.get("config") == cfg_dict:
+        if rank == 0:  # the single writer of this checkpoint: remove its killed writes
+            for tmp in ckpt_path.parent.glob(f"{_TMP}{ckpt_path.name}-*"):
+                tmp.unlink(missing_ok=True)
+            state = _resume_state(ckpt_path, cfg_dict, rank)
+        _barrier()  # rank 0 has set damaged checkpoints aside before the others read
+        if rank != 0:
+            state = _resume_state(ckpt_path, cfg_dict, rank)
+        if state is not None:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             curves = state["curves"]
@@ -417,9 +493,12 @@ def fit(
                     loss = F.cross_entropy(logits.float(), yb) + cfg.lam * penalty.float()
                 else:
                     loss = F.cross_entropy(net(xb).float(), yb)
-            if not math.isfinite(float(loss.detach())):
-                raise FloatingPointError(
-                    f"loss became {float(loss)} at epoch {epoch}; lower lr or lam={cfg.lam}"
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise DivergedError(
+                    f"loss became {value} at epoch {epoch}; lower lr or lam={cfg.lam}",
+                    epoch=epoch,
+                    loss=value,
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -427,6 +506,9 @@ def fit(
             total += torch.tensor([float(loss.detach()) * len(yb), len(yb)], dtype=torch.float64)
             batches_done += 1
         seconds += time.perf_counter() - t0
+        broken = nonfinite_state(model)
+        if broken is not None:
+            raise DivergedError(f"{broken} after epoch {epoch}; lower lr or lam={cfg.lam}")
         total = _all_reduce_sum(total.to(dev) if dev.type == "cuda" else total).cpu()
         if world > 1:  # BN running statistics: take rank 0's, as DDP does at each forward
             for buf in model.buffers():
@@ -461,6 +543,8 @@ def fit(
             _barrier()
         if crash_after_epoch is not None and epoch + 1 == crash_after_epoch:
             raise SimulatedCrash(f"simulated crash after epoch {epoch + 1}")
+    if ckpt_path is not None and rank == 0:  # the final checkpoint is the one to keep
+        previous_checkpoint(ckpt_path).unlink(missing_ok=True)
     model.eval()
     tr1, tr5 = curves["train_top1"][-1], curves["train_top5"][-1]
     te1, te5 = curves["test_top1"][-1], curves["test_top5"][-1]

@@ -2,13 +2,15 @@
 
 SGD with momentum, a step learning-rate schedule given as ``(rate, epochs)`` phases or
 ``lr`` with ``lr_drop_every``, mini-batches, any regularizer ``reg(model, x)`` added as
-``lam * reg``, tqdm progress, and a hard stop on NaN/inf losses. Data lives on the
-device.
+``lam * reg``, tqdm progress, and a hard stop on divergence (:class:`DivergedError`: a
+non-finite loss, gradient or weight at any step, or a loss above ``diverge_factor`` times its
+initial value). Data lives on the device.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,8 +39,23 @@ def set_seed(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or inf loss."""
+class DivergedError(RuntimeError):
+    """Training diverged: a non-finite loss, gradient or weight, or a loss that grew past
+    ``diverge_factor`` times its initial value.
+
+    ``status == "diverged"`` and ``details`` (epoch, step, loss) let
+    :func:`jacnb.results.run_grid` store the run as ``diverged`` with this message as reason.
+    """
+
+    status = "diverged"
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+#: The former name of :class:`DivergedError` (it covers every divergence, not only NaN losses).
+NonFiniteLossError = DivergedError
 
 
 @dataclass
@@ -61,18 +78,38 @@ class TrainConfig:
     schedule: Sequence[tuple[float, int]] | None = None
     seed: int = 0
     loss: str = "cross_entropy"
+    #: Stop when a mini-batch loss exceeds this multiple of the first one (``None``: never).
+    #: The first loss is floored at 1 (a resumed run starts near zero): from a fresh
+    #: initialisation cross-entropy starts at ~ln C (2.3 for 10 classes) and the squared loss of
+    #: one-hot targets near 1, and SGD that learns stays below that start after its first steps,
+    #: so 100x is two orders of magnitude beyond any transient spike; ``lr=1e4`` runs sit at
+    #: 10^3-10^10 x.
+    diverge_factor: float | None = 100.0
     eval_every: int = 1
     progress: bool = True
     extra: dict = field(default_factory=dict)
     drop_last: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.lam < 0:
-            raise ValueError(f"regularization factor lam must be >= 0, got {self.lam}")
-        if self.epochs < 1 and self.schedule is None:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("batch_size must be >= 1 and lr > 0")
+        _check_number("lam", self.lam, minimum=0.0, what="regularization factor")
+        if self.schedule is None:
+            _check_size("epochs", self.epochs)
+        else:
+            if not self.schedule:
+                raise ValueError("TrainConfig.schedule must have at least one (lr, epochs) phase")
+            for i, (rate, n) in enumerate(self.schedule):
+                _check_number(f"schedule[{i}] lr", rate, positive=True)
+                _check_size(f"schedule[{i}] epochs", n)
+        _check_size("batch_size", self.batch_size)
+        _check_number("lr", self.lr, positive=True, what="learning rate")
+        _check_size("lr_drop_every", self.lr_drop_every)
+        _check_number("lr_drop_factor", self.lr_drop_factor, positive=True)
+        _check_number("momentum", self.momentum, minimum=0.0)
+        _check_size("eval_every", self.eval_every)
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):
+            raise ValueError(f"TrainConfig.seed must be an integer, got {self.seed!r}")
+        if self.diverge_factor is not None:
+            _check_number("diverge_factor", self.diverge_factor, minimum=1.0)
 
     def lr_at(self, epoch: int) -> float:
         if self.schedule is not None:
@@ -103,6 +140,50 @@ def train_config(config: Mapping[str, Any], **overrides: Any) -> TrainConfig:
     fields.update(lam=config.get("lam", 0.0), seed=config["seed"], progress=False)
     fields.update(overrides)
     return TrainConfig(**fields)
+def _check_size(name: str, value: object) -> None:
+    """A positive integer (bools and integral floats such as ``2.0`` are not sizes)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"TrainConfig.{name} must be a positive integer, got {value!r}")
+
+
+def _check_number(
+    name: str,
+    value: object,
+    positive: bool = False,
+    minimum: float | None = None,
+    what: str = "",
+) -> None:
+    """A finite real number (``> 0`` if ``positive``, ``>= minimum`` if given)."""
+    label = f"TrainConfig.{name}" + (f" ({what})" if what else "")
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value)  # type: ignore[arg-type]
+    if not ok:
+        raise ValueError(f"{label} must be a finite number, got {value!r}")
+    if positive and value <= 0:  # type: ignore[operator]
+        raise ValueError(f"{label} must be > 0, got {value!r}")
+    if minimum is not None and value < minimum:  # type: ignore[operator]
+        raise ValueError(f"{label} must be >= {minimum}, got {value!r}")
+
+
+def nonfinite_state(model: nn.Module) -> str | None:
+    """Why ``model``'s gradients or weights are not all finite after a step, else ``None``.
+
+    Exact (``isfinite`` on every entry: a huge but finite value is not flagged) and a single
+    device sync for both checks.
+    """
+    params = list(model.parameters())
+    if not params:
+        return None
+    grads = [p.grad for p in params if p.grad is not None]
+    checks = [torch.stack([torch.isfinite(g).all() for g in grads]).all()] if grads else []
+    checks.append(torch.stack([torch.isfinite(p.detach()).all() for p in params]).all())
+    finite = torch.stack(checks).tolist()
+    if grads and not finite[0]:
+        return "non-finite gradient (inf or NaN entries)"
+    if not finite[-1]:
+        return "non-finite weights (inf or NaN entries)"
+    return None
+
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
     """Fraction of correctly classified samples (model in eval mode during the pass)."""
@@ -186,6 +267,8 @@ def train(
     end = n - n % config.batch_size if drop_last and n > config.batch_size else n
     curves: dict[str, list[float]] = {"epoch": [], "loss": [], "train_acc": [], "test_acc": []}
     start = time.perf_counter()
+    first_loss: float | None = None
+    advice = f"lower the learning rate or the regularization factor (lam={config.lam})"
     epochs = config.total_epochs
     bar = tqdm(range(epochs), desc=desc, disable=not config.progress, mininterval=10.0)
     for epoch in bar:
@@ -199,11 +282,20 @@ def train(
             value = training_step(
                 model, x_train[idx], y_train[idx], opt, config.loss, regularizer, config.lam
             )
+            where = {"epoch": epoch, "step": batches, "loss": value}
             if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"loss became {value} at epoch {epoch}; lower the learning rate or "
-                    f"the regularization factor (lam={config.lam})"
+                raise DivergedError(f"loss became {value} at epoch {epoch}; {advice}", **where)
+            first_loss = value if first_loss is None else first_loss
+            limit = None if config.diverge_factor is None else config.diverge_factor
+            if limit is not None and value > limit * max(first_loss, 1.0):
+                raise DivergedError(
+                    f"loss {value:.4g} at epoch {epoch} is above diverge_factor={limit:g} x its "
+                    f"initial value {first_loss:.4g} (floored at 1); {advice}",
+                    **where,
                 )
+            broken = nonfinite_state(model)
+            if broken is not None:
+                raise DivergedError(f"{broken} after a step at epoch {epoch}; {advice}", **where)
             total += value
             batches += 1
         if (epoch + 1) % config.eval_every == 0 or epoch == epochs - 1:

@@ -47,7 +47,7 @@ from jacnb.lab.verdicts import (
 try:  # the paper's numbers: jacnb/lab/paper.py after the restructuring (issue 10)
     from jacnb.lab import paper as _paper
 except ImportError:  # pragma: no cover - before the move
-    from jacnb import paper as _paper  # type: ignore[no-redef]
+    from jacnb.lab import paper as _paper  # type: ignore[no-redef]
 
 __all__ = [
     "VERDICTS_DIR",

@@ -191,7 +191,7 @@ def test_paper_refs_name_tables_of_the_paper_module():
     try:
         from jacnb.lab import paper
     except ImportError:  # before the move of paper.py (issue 10)
-        from jacnb import paper
+        from jacnb.lab import paper
     for c in REGISTRY:
         if c.paper_ref is not None:
             assert c.paper_ref.table in paper.SOURCES, c.id

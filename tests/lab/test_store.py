@@ -95,7 +95,7 @@ def test_trained_model_is_trained_once(tmp_path):
     assert torch.equal(m2.weight, torch.full((2, 2), 3.0))
 
 
-def test_run_grid_executor_is_not_implemented_yet(tmp_path):
-    with pytest.raises(NotImplementedError, match="issue 11"):
+def test_run_grid_rejects_an_executor_without_submit(tmp_path):
+    with pytest.raises(TypeError, match="submit"):
         store = ResultStore(tmp_path)
         run_grid([{"experiment": "e", "a": 1}], lambda c: {}, store, executor=object())

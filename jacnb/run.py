@@ -1,0 +1,141 @@
+"""Run one chapter's grid from the command line, without its notebook; the notebook afterwards
+only reads the records (Sokolic et al. 2017 and Oymak et al. 2019 grids, ``notebooks/02`` ...
+``07``).
+
+::
+
+    python -m jacnb.run fully_connected --profile paper                      # in this process
+    python -m jacnb.run fully_connected --profile paper --executor local --workers 8
+    python -m jacnb.run fully_connected --profile paper --executor slurm --partition gpu --gpus 1
+
+``<chapter>`` names a module of :mod:`jacnb.chapters` (``fully_connected``, ``weight_norm``,
+``convolutional``, ``resnet``, ``timing``, ``low_rank_jacobian``, ...); its
+``run(profile, executor=..., store=...)`` hands the executor to
+:func:`jacnb.lab.store.run_grid`. ``--executor local`` trains in ``--workers`` local processes
+(default: one per core, each with ``cores // workers`` torch threads); ``--executor slurm``
+submits the missing runs as one SLURM job array through submitit (``--partition``, ``--gpus``
+per task, ``--timeout-min``, ``--cpus-per-task``, ``--mem-gb``, ``--parallel`` = most array tasks
+at once; job scripts and logs in ``--folder``, default ``<results>/.submitit``). The result store
+(``--results`` or ``$JACNB_RESULTS``) must then be on storage every node sees. Any number of
+such commands, notebooks and jobs can share one store: each run is claimed before it trains.
+
+Also here: :func:`check_parameters`, which :func:`jacnb.book.execute_notebook` calls so that a
+mistyped papermill parameter (``-p profle paper``) is an error naming the valid ones instead of
+papermill's warning and a silent run at the default profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import pkgutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+EXECUTORS = ("none", "local", "slurm")
+
+
+def check_parameters(notebook_path: str | Path, parameters: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the notebook's valid parameters if ``parameters`` has a name
+    its ``parameters`` cell does not define (read with ``papermill.inspect_notebook``)."""
+    import papermill
+
+    valid = sorted(papermill.inspect_notebook(str(notebook_path)))
+    unknown = sorted(set(parameters) - set(valid))
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, valid, n=1)
+        if close:
+            hints.append(f"{name!r} -> {close[0]!r}?")
+    raise ValueError(
+        f"unknown parameter(s) {unknown} for {Path(notebook_path).name}; valid: {valid}"
+        + (f" (did you mean {', '.join(hints)})" if hints else "")
+    )
+
+
+def chapter_names() -> list[str]:
+    """The runnable chapters: the public modules of :mod:`jacnb.chapters`."""
+    try:
+        package = importlib.import_module("jacnb.chapters")
+    except ImportError:
+        return []
+    return sorted(
+        m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")
+    )
+
+
+def make_executor(args: argparse.Namespace, results: Path) -> Any:
+    """The executor the command line asks for (``None`` for in-process)."""
+    from jacnb.lab.store import LocalPool, slurm_executor
+
+    if args.executor == "none":
+        return None
+    if args.executor == "local":
+        return LocalPool(workers=args.workers)
+    folder = Path(args.folder) if args.folder else results / ".submitit"
+    return slurm_executor(
+        folder,
+        partition=args.partition,
+        gpus=args.gpus,
+        timeout_min=args.timeout_min,
+        cpus_per_task=args.cpus_per_task,
+        mem_gb=args.mem_gb,
+        parallel=args.parallel,
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m jacnb.run", description=__doc__.split("\n\n")[0].replace("\n", " ")
+    )
+    p.add_argument("chapter", help="a module of jacnb.chapters, e.g. fully_connected")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | paper | auto (default: cpu)")
+    p.add_argument("--executor", choices=EXECUTORS, default="none")
+    p.add_argument("--workers", type=int, default=None, help="local: processes (default: cores)")
+    p.add_argument("--partition", default=None, help="slurm: partition")
+    p.add_argument("--gpus", type=int, default=0, help="slurm: GPUs per task")
+    p.add_argument("--timeout-min", type=int, default=24 * 60, help="slurm: minutes per task")
+    p.add_argument("--cpus-per-task", type=int, default=None, help="slurm: CPUs per task")
+    p.add_argument("--mem-gb", type=float, default=None, help="slurm: memory per task")
+    p.add_argument("--parallel", type=int, default=None, help="slurm: most tasks at once")
+    p.add_argument("--folder", default=None, help="slurm: job scripts and logs")
+    p.add_argument("--results", default=None, help="result store (default: $JACNB_RESULTS)")
+    p.add_argument(
+        "--keep-weights", action="store_true", help="keep finished runs' training checkpoints"
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from jacnb.lab.store import ResultStore
+
+    p = parser()
+    args = p.parse_args(argv)
+    module = f"jacnb.chapters.{args.chapter}"
+    try:
+        chapter = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name not in (module, "jacnb.chapters"):
+            raise
+        chapter = None
+    if chapter is None or args.chapter.startswith("_") or not hasattr(chapter, "run"):
+        names = chapter_names()
+        p.error(f"unknown chapter {args.chapter!r}; valid: {names or 'none (no jacnb.chapters)'}")
+    if args.workers is not None and args.executor != "local":
+        p.error("--workers needs --executor local")
+    store = None
+    if args.results is not None or args.keep_weights:
+        store = ResultStore(args.results, keep_weights=args.keep_weights)
+    root = store.root if store is not None else ResultStore().root
+    executor = make_executor(args, root)
+    chapter.run(args.profile, executor=executor, store=store)
+    print(f"[jacnb.run] {args.chapter} at profile {args.profile}: records in {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""``python -m jacnb.run`` (a chapter's grid without its notebook) and the check that rejects a
+mistyped notebook parameter (issue 11)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Py"}
+    params = nbformat.v4.new_code_cell('profile = "cpu"\nseed: int = 0\n')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print(profile, seed)")]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_mistyped_parameter_is_an_error_naming_the_valid_ones(tmp_path: Path) -> None:
+    from jacnb.run import check_parameters
+
+    nb = _notebook(tmp_path / "nb.ipynb")
+    check_parameters(nb, {"profile": "paper", "seed": 3})  # valid: nothing raised
+    with pytest.raises(ValueError, match="profle") as err:
+        check_parameters(nb, {"profle": "paper"})
+    assert "profile" in str(err.value) and "seed" in str(err.value)
+
+
+def test_book_rejects_a_mistyped_parameter_before_executing(tmp_path: Path, monkeypatch) -> None:
+    import papermill
+
+    from jacnb import book
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("papermill ran the notebook with a mistyped parameter")
+
+    monkeypatch.setattr(papermill, "execute_notebook", must_not_run)
+    with pytest.raises(ValueError, match="profle"):
+        book.execute_notebook(
+            "02_fully_connected", "smoke", tmp_path, parameters={"profle": "paper"}
+        )
+
+
+@pytest.fixture
+def fake_chapter(monkeypatch):
+    """A stand-in ``jacnb.chapters.fake`` with the chapters' ``run`` interface."""
+    calls: list[tuple] = []
+    chapters = types.ModuleType("jacnb.chapters")
+    chapters.__path__ = []  # a package
+    fake = types.ModuleType("jacnb.chapters.fake")
+
+    def run(profile: str = "cpu", *, executor=None, store=None):
+        calls.append((profile, executor, store))
+
+    fake.run = run
+    monkeypatch.setitem(sys.modules, "jacnb.chapters", chapters)
+    monkeypatch.setitem(sys.modules, "jacnb.chapters.fake", fake)
+    return calls
+
+
+def test_run_local_pool(fake_chapter) -> None:
+    from jacnb.lab.store import LocalPool
+    from jacnb.run import main
+
+    assert main(["fake", "--profile", "paper", "--executor", "local", "--workers", "8"]) == 0
+    ((profile, executor, store),) = fake_chapter
+    assert profile == "paper" and executor == LocalPool(workers=8)
+    assert store is None
+
+
+def test_run_in_process_with_a_results_folder(fake_chapter, tmp_path: Path) -> None:
+    from jacnb.run import main
+
+    assert main(["fake", "--results", str(tmp_path)]) == 0
+    ((profile, executor, store),) = fake_chapter
+    assert profile == "cpu" and executor is None and store.root == tmp_path
+
+
+def test_run_slurm_builds_a_submitit_job_array_executor(
+    fake_chapter, tmp_path: Path, monkeypatch
+) -> None:
+    submitit = pytest.importorskip("submitit")
+    bin_dir = tmp_path / "bin"  # submitit looks for srun to believe it is on a SLURM cluster
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    from jacnb.run import main
+
+    argv = ["fake", "--profile", "paper", "--executor", "slurm", "--partition", "gpu"]
+    argv += ["--gpus", "1", "--folder", str(tmp_path / "jobs"), "--timeout-min", "90"]
+    assert main(argv) == 0
+    ((_, executor, _),) = fake_chapter
+    assert isinstance(executor, submitit.AutoExecutor) and executor.cluster == "slurm"
+    params = executor._executor.parameters
+    assert params["partition"] == "gpu" and params["gpus_per_node"] == 1
+    assert params["time"] == 90
+
+
+def test_run_unknown_chapter_names_the_valid_ones(capsys) -> None:
+    from jacnb.run import main
+
+    with pytest.raises(SystemExit):
+        main(["no_such_chapter"])
+    assert "no_such_chapter" in capsys.readouterr().err
