@@ -957,7 +957,8 @@ def run_grid(
     ``poll`` seconds) and a dead worker's are taken over.
 
     ``run`` raising an exception with ``status == "diverged"``
-    (:class:`jacnb.core.train.DivergedError`) stores the run as ``status: "diverged"`` with the message as ``reason`` (it is not retried);
+    (:class:`jacnb.core.train.DivergedError`) stores the run as ``status: "diverged"`` with the
+    message as ``reason`` (it is not retried);
     any other exception stops the grid (after the runs in flight are stored) and is raised.
 
     Before any training the store must be writable and its disk must have room for the missing
