@@ -5,7 +5,7 @@
 #                 book/_build/html
 #   make test   - set up .venv if missing (and Debian's chromium for the browser test when root),
 #                 then lint and run the test suite (what .ci/run calls)
-#   make lab    - JupyterLab on notebooks/ with the project's kernel (.venv)
+#   make lab    - JupyterLab on notebooks/ with the project's kernel (.venv); LAB_ARGS="--port 8899 ..."
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -22,7 +22,7 @@ test: $(STAMP) chromium
 	$(PY) -m pytest
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 env: $(STAMP)
 

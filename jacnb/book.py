@@ -389,7 +389,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown chapters {unknown}; valid: {list(CHAPTERS)}")
     if not args.skip_execute:
+        t0 = time.perf_counter()
         prepare(profile, chapters)
+        print(f"[jacnb.book] data prepared in {time.perf_counter() - t0:.0f} s", flush=True)
         for name in chapters:
             t0 = time.perf_counter()
             print(f"[jacnb.book] executing {name} at profile {profile} ...", flush=True)
