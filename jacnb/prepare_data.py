@@ -327,10 +327,12 @@ def _prepare_fashion_mnist(
         return
     tried.append(f"{FASHION_MNIST_DEBIAN_DIR}: not installed")
     if download:
+        _log("fashion-mnist: trying torchvision's download ...")
         why = _download_fashion_mnist(root)
         if why is None:
             _log(f"fashion-mnist: downloaded with torchvision into {raw}")
             return
+        _log(f"fashion-mnist: {why}")
         tried.append(why)
     if install:
         why = apt_install(FASHION_MNIST_DEBIAN_PACKAGE)
