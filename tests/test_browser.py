@@ -5,7 +5,8 @@ tests/test_notebooks.py) is loaded from disk, as the README tells readers to ope
 for: console errors and failed requests, images that did not load (natural width 0), maths left
 untypeset (raw ``$...$``, ``\\(``, ``\\[`` in the visible text, or a MathJax error), broken
 internal links (missing file or anchor), visible progress bars or stderr blocks, a table wider
-than the text column without a scrolling box of its own, and code cells shown expanded.
+than the text column without a scrolling box of its own, a figure narrower than the column, and
+code cells shown expanded.
 
 Needs Playwright's Python package (``pip install -e '.[test]'``) and a Chromium binary (Debian's
 ``chromium``, ``apt-get install chromium``; ``make test`` installs it when root). Playwright's
@@ -88,9 +89,17 @@ async () => {
     const head = table.textContent.trim().slice(0, 60);
     if (!scrolls) wideTables.push(`${Math.round(r.width)} px: ${head}`);
   }
+  // Figures (images in cell outputs) at least as wide as the output area they sit in.
+  const narrowFigures = Array.from(document.querySelectorAll("div.cell_output img"))
+    .filter((img) => visible(img) && img.naturalWidth > 0)
+    .filter((img) => {
+      const box = img.closest("div.cell_output").getBoundingClientRect();
+      return img.getBoundingClientRect().width < 0.95 * box.width;
+    })
+    .map((img) => `${Math.round(img.getBoundingClientRect().width)} px`);
   const links = Array.from(document.querySelectorAll("a[href]")).map((a) => a.href);
   return {brokenImages, texts, mathErrors, stderr, expandedCode, wideTables, pageWide, links,
-          hasMathJax: !!window.MathJax};
+          narrowFigures};
 }
 """
 
@@ -189,6 +198,7 @@ def check_page(browser, page_path: Path, html: Path) -> list[str]:
     if found["expandedCode"]:
         problems.append(f"{found['expandedCode']} code cells shown expanded (want hide-input)")
     problems += [f"table wider than the column, no scroll box: {t}" for t in found["wideTables"]]
+    problems += [f"figure narrower than the column: {w}" for w in found["narrowFigures"]]
     if found["pageWide"]:
         problems.append("the page scrolls sideways")
     problems += [f"broken link: {b}" for b in broken_links(found["links"], html)]
