@@ -111,8 +111,10 @@ def _chromium() -> str | None:
     return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
+    """Headless Chromium, or a skip naming what is missing. Session-scoped and listed before
+    ``smoke_book`` in the test's arguments, so a missing browser skips before the book is built."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
