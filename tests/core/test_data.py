@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import jacnb.core.prepare
 from jacnb.core.data import (
     DATASETS,
     Dataset,
@@ -260,7 +261,9 @@ def test_fashion_mnist_loader_on_fake_idx(tmp_path):
     assert "fashion-mnist" in ds.source
 
 
-def test_prepare_fashion_mnist_gunzips(tmp_path):
+def test_prepare_fashion_mnist_gunzips(tmp_path, monkeypatch):
+    # Whether or not this machine has Debian's package: the test's Debian folder is empty.
+    monkeypatch.setattr(jacnb.core.prepare, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "no-debian")
     src = tmp_path / "debian"
     arrays = _fake_idx_set(src, gz=True)
     root = tmp_path / "data"
@@ -275,7 +278,8 @@ def test_prepare_fashion_mnist_gunzips(tmp_path):
     assert ds.n_train == 20 and str(src) in ds.source
 
 
-def test_cli_exit_codes(tmp_path, capsys):
+def test_cli_exit_codes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(jacnb.core.prepare, "FASHION_MNIST_DEBIAN_DIR", tmp_path / "no-debian")
     assert main(["digits", "--root", str(tmp_path)]) == 0
     assert (
         main(

@@ -1,0 +1,233 @@
+"""The smoke book opened page by page in headless Chromium, as a reader sees it.
+
+Every HTML page of the built book (the ``smoke_book`` session fixture, shared with
+tests/test_notebooks.py) is loaded from disk, as the README tells readers to open it, and checked
+for: console errors and failed requests, images that did not load (natural width 0), maths left
+untypeset (raw ``$...$``, ``\\(``, ``\\[`` in the visible text, or a MathJax error), broken
+internal links (missing file or anchor), visible progress bars or stderr blocks, a table wider
+than the text column without a scrolling box of its own, a figure narrower than the column, and
+code cells shown expanded.
+
+Needs Playwright's Python package (``pip install -e '.[test]'``) and a Chromium binary (Debian's
+``chromium``, ``apt-get install chromium``; ``make test`` installs it when root). Playwright's
+own browser download is not used: the test launches the system browser. Without either, the
+test skips and says what is missing.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import os
+import re
+import shutil
+from functools import cache
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+#: Where to look for the browser: $JACNB_CHROMIUM, then the PATH.
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+VIEWPORT = {"width": 1280, "height": 900}
+
+#: Raw TeX delimiters in visible (non-code) text: ``$x$``, ``$$``, ``\(``, ``\[``.
+RAW_MATH = re.compile(r"\$[^$\s][^$]*\$|\$\$|\\\(|\\\[")
+#: A tqdm bar in visible text.
+PROGRESS = re.compile(r"\d+%\|")
+
+# Everything measured in the page in one go; returns a dict of findings (lists of strings).
+PAGE_PROBE = r"""
+async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    await MathJax.startup.promise;
+  }
+  const visible = (el) => el.checkVisibility ? el.checkVisibility() : !!el.offsetParent;
+  const images = Array.from(document.images);
+  images.forEach((img) => { img.loading = "eager"; });
+  await Promise.all(images.map((img) => img.decode().catch(() => null)));
+  const brokenImages = images
+    .filter((img) => img.naturalWidth === 0)
+    .map((img) => img.getAttribute("src") || "(empty src)");
+
+  // Visible prose text outside code, scripts and typeset maths.
+  const skip = "pre, code, script, style, mjx-container, .MathJax, textarea, .highlight";
+  const main = document.querySelector("article") || document.body;
+  const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+  const texts = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!el || el.closest(skip) || !visible(el)) continue;
+    texts.push(node.textContent);
+  }
+  const mathErrors = Array.from(document.querySelectorAll("mjx-merror"))
+    .map((e) => e.getAttribute("data-mjx-error") || e.textContent);
+
+  const stderr = Array.from(document.querySelectorAll(".output.stderr, .stderr"))
+    .filter(visible).map((e) => e.textContent.trim().slice(0, 120));
+  const expandedCode = Array.from(document.querySelectorAll("div.cell_input"))
+    .filter((e) => visible(e) && !e.closest("details")).length;
+
+  // Tables: a table wider than the text column must sit in a box that scrolls horizontally.
+  const column = document.querySelector("article.bd-article") || main;
+  const colRight = column.getBoundingClientRect().right + 1;
+  const pageWide = document.documentElement.scrollWidth > window.innerWidth + 1;
+  const wideTables = [];
+  for (const table of document.querySelectorAll("table")) {
+    if (!visible(table)) continue;
+    const r = table.getBoundingClientRect();
+    if (r.right <= colRight) continue;
+    let box = table.parentElement, scrolls = false;
+    while (box && box !== column.parentElement) {
+      const ox = getComputedStyle(box).overflowX;
+      if ((ox === "auto" || ox === "scroll") && box.getBoundingClientRect().right <= colRight) {
+        scrolls = true;
+        break;
+      }
+      box = box.parentElement;
+    }
+    const head = table.textContent.trim().slice(0, 60);
+    if (!scrolls) wideTables.push(`${Math.round(r.width)} px: ${head}`);
+  }
+  // Figures (images in cell outputs) at least as wide as the output area they sit in.
+  const narrowFigures = Array.from(document.querySelectorAll("div.cell_output img"))
+    .filter((img) => visible(img) && img.naturalWidth > 0)
+    .filter((img) => {
+      const box = img.closest("div.cell_output").getBoundingClientRect();
+      return img.getBoundingClientRect().width < 0.95 * box.width;
+    })
+    .map((img) => `${Math.round(img.getBoundingClientRect().width)} px`);
+  const links = Array.from(document.querySelectorAll("a[href]")).map((a) => a.href);
+  return {brokenImages, texts, mathErrors, stderr, expandedCode, wideTables, pageWide, links,
+          narrowFigures};
+}
+"""
+
+
+def _chromium() -> str | None:
+    env = os.environ.get("JACNB_CHROMIUM")
+    if env:
+        return env if Path(env).is_file() else None
+    return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium, or a skip naming what is missing. Session-scoped and listed before
+    ``smoke_book`` in the test's arguments, so a missing browser skips before the book is built."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("browser test: Playwright's Python package is missing (pip install '.[test]')")
+    exe = _chromium()
+    if exe is None:
+        pytest.skip(
+            "browser test: no Chromium found (apt-get install chromium, or set JACNB_CHROMIUM)"
+        )
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def book_pages(html: Path) -> list[Path]:
+    """Every page of the built book (not Sphinx's own folders ``_static``, ``_sources``, ...)."""
+    return sorted(
+        p
+        for p in html.rglob("*.html")
+        if not any(part.startswith("_") for part in p.relative_to(html).parts)
+    )
+
+
+def _resolve(page_path: Path, href: str) -> str:
+    """``href`` relative to ``page_path`` as a file URL."""
+    return (page_path.parent / href).resolve().as_uri()
+
+
+@cache
+def _anchors(path: Path) -> frozenset[str]:
+    return frozenset(re.findall(r'\bid="([^"]+)"', path.read_text(errors="replace")))
+
+
+def broken_links(links: list[str], html: Path) -> list[str]:
+    """Links into the book (file URLs under ``html``) whose file or ``#anchor`` is missing."""
+    bad = []
+    for href in links:
+        url = urlsplit(href)
+        if url.scheme != "file":
+            continue  # external links are not followed (no network)
+        target = Path(unquote(url.path))
+        if not target.is_relative_to(html):
+            bad.append(f"{href} (outside the book)")
+        elif target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            bad.append(f"{href} (no such file)")
+        elif url.fragment and target.suffix == ".html":
+            if unquote(url.fragment) not in _anchors(target):
+                bad.append(f"{href} (no such anchor)")
+    return sorted(set(bad))
+
+
+#: Sphinx's redirect page (``index.html`` -> the root document).
+META_REFRESH = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.I)
+
+
+def check_page(browser, page_path: Path, html: Path) -> list[str]:
+    """Open one page and return what is wrong with it (empty: nothing)."""
+    redirect = META_REFRESH.match(page_path.read_text(errors="replace"))
+    if redirect:  # nothing to render: check that it points to a page of the book
+        return [f"broken link: {b}" for b in broken_links([_resolve(page_path, redirect[1])], html)]
+    page = browser.new_page(viewport=VIEWPORT)
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+    )
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
+    try:
+        page.goto(page_path.as_uri(), wait_until="load")
+        found = page.evaluate(PAGE_PROBE)
+    finally:
+        page.close()
+    problems += [f"image not loaded: {src}" for src in found["brokenImages"]]
+    text = " ".join(found["texts"])
+    problems += [f"untypeset maths: {m!r}" for m in sorted(set(RAW_MATH.findall(text)))[:5]]
+    problems += [f"MathJax error: {m}" for m in found["mathErrors"]]
+    problems += [f"progress bar in the page: {m!r}" for m in PROGRESS.findall(text)[:3]]
+    problems += [f"visible stderr block: {s!r}" for s in found["stderr"]]
+    if found["expandedCode"]:
+        problems.append(f"{found['expandedCode']} code cells shown expanded (want hide-input)")
+    problems += [f"table wider than the column, no scroll box: {t}" for t in found["wideTables"]]
+    problems += [f"figure narrower than the column: {w}" for w in found["narrowFigures"]]
+    if found["pageWide"]:
+        problems.append("the page scrolls sideways")
+    problems += [f"broken link: {b}" for b in broken_links(found["links"], html)]
+    return problems
+
+
+def test_every_page_reads_well_in_chromium(browser, smoke_book):
+    html = smoke_book.html
+    pages = book_pages(html)
+    assert len(pages) >= len(smoke_book.executed) + 1
+    report = {}
+    for path in pages:
+        problems = check_page(browser, path, html)
+        if problems:
+            report[str(path.relative_to(html))] = problems
+    assert not report, "\n".join(
+        f"{page}:\n  " + "\n  ".join(problems) for page, problems in report.items()
+    )
+
+
+def test_chapter_pages_offer_their_notebook_and_rerun_command(smoke_book):
+    """Each chapter ends with the papermill command that regenerates it and a download of its
+    executed notebook (the link target itself is checked in the browser test)."""
+    for name in smoke_book.executed:
+        page = (smoke_book.html / "executed" / f"{name}.html").read_text()
+        text = html_lib.unescape(re.sub(r"<[^>]+>", "", page))  # code is split into spans
+        assert f"papermill notebooks/{name}.ipynb" in text, name
+        assert f"python -m jacnb.book --profile smoke --only {name}" in text, name
+        assert re.search(rf'href="[^"]*_downloads/[^"]*/{name}\.ipynb"', page), name
