@@ -377,6 +377,16 @@ def prepare(profile: str, chapters: Sequence[str]) -> dict[str, str]:
     return status
 
 
+def write_scorecard(site: Path, profile: str) -> Path:
+    """Write the scorecard page (``<site>/executed/scorecard.md``, first after the introduction in
+    ``book/_toc.yml``) from the verdict records the chapters saved in the result store (issue
+    13); claims without a record read "not run". Never typed by hand."""
+    from jacnb.lab.scorecard import write_page
+    from jacnb.lab.store import default_root
+
+    return write_page(default_root(), site / "executed" / "scorecard.md", profile=profile)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", default="auto", help="smoke | cpu | paper | auto")
@@ -400,6 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[jacnb.book] executing {name} at profile {profile} ...", flush=True)
             execute_notebook(name, profile, BOOK / "executed")
             print(f"[jacnb.book] {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    write_scorecard(BOOK, profile)
     vendor_mathjax()
     html = build_html()
     print(f"[jacnb.book] HTML written to {html}/index.html")

@@ -65,6 +65,7 @@ def smoke_book(tmp_path_factory) -> Iterator[SmokeBook]:
         shutil.copytree(book.BOOK, site, ignore=shutil.ignore_patterns("_build", "executed"))
         for name in book.CHAPTERS:
             book.execute_notebook(name, "smoke", site / "executed")
+        book.write_scorecard(site, "smoke")
         book.vendor_mathjax(site)  # maths typeset offline when npm is there
         html = book.build_html(site, output=base / "site")
     finally:

@@ -85,3 +85,16 @@ def test_build_html_writes_into_the_book_folder_by_default(monkeypatch, tmp_path
     cmd = seen["cmd"]
     assert cmd[cmd.index("--path-output") + 1] == str(tmp_path)
     assert html == tmp_path / "_build" / "html"
+
+
+@pytest.mark.slow
+def test_scorecard_page_opens_the_book_with_a_row_per_registered_claim(smoke_book):
+    """Issue 13: the scorecard comes first after the introduction and is fed by the registry and
+    the chapters' stored verdicts, never typed."""
+    from jacnb.lab.claims import CLAIMS
+
+    toc = (book.BOOK / "_toc.yml").read_text().split("chapters:")[1].split()
+    assert toc[:2] == ["-", "file:"] and toc[2] == "executed/scorecard"
+    page = (smoke_book.html / "executed" / "scorecard.html").read_text()
+    for claim_id in CLAIMS:
+        assert claim_id in page, claim_id
