@@ -204,7 +204,7 @@ def benchmark(
     return pd.DataFrame(out)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", choices=("paper", "cpu", "all"), default="all")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: CUDA if available)")
@@ -221,7 +221,7 @@ def main() -> None:
         "--single", action="store_true", help="also time the stacked code on one member at a time"
     )
     ap.add_argument("--json", default=None, help="write the table as JSON records here")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
