@@ -388,7 +388,8 @@ def render_html(card: Scorecard) -> str:
         f'<table class="scorecard"><thead><tr>{header}</tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
-    return f"<div>{counts_html}{table_html}</div>"
+    box = '<div class="scorecard-box" style="overflow-x:auto;max-width:100%">'
+    return f"{box}{counts_html}{table_html}</div>"
 
 
 _INTRO = """\
