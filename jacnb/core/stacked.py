@@ -19,9 +19,11 @@ Each member keeps everything a separate run of :func:`jacnb.core.train.train` ha
   directions come from a per-member generator seeded like the global one a separate run uses;
 * the SGD-with-momentum update and the step schedule of :class:`jacnb.core.train.TrainConfig`
   (``buf = m * buf + g``, ``w -= lr * buf``; first step ``buf = g``, as ``torch.optim.SGD``);
-* its own non-finite-loss check: a member whose loss becomes NaN/inf gets the
-  :class:`jacnb.core.train.NonFiniteLossError` a separate run would have raised (same epoch, same
-  value) and leaves the stack; the others go on.
+* the divergence rules of :func:`jacnb.core.train.train`: a member whose loss becomes NaN/inf,
+  or exceeds ``diverge_factor`` times its first loss (floored at 1), or whose weights are
+  non-finite at the epoch's end, gets the :class:`jacnb.core.train.DivergedError` a separate run
+  raises (``status == "diverged"``; for a loss, at the same epoch and step with the same value)
+  and leaves the stack; the others go on.
 
 Weight normalization (eq. 45) needs no care: :class:`jacnb.core.models.WeightNormLinear` computes
 its
@@ -51,7 +53,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, stack_module_state, vjp, vmap
 
 from jacnb.core.regularizers import JacobianRegularizer, WeightDecay
-from jacnb.core.train import NonFiniteLossError, TrainConfig, pick_device
+from jacnb.core.train import DivergedError, NonFiniteLossError, TrainConfig, pick_device
 
 __all__ = ["penalty_fn", "stacked_accuracy", "train_stacked", "weight_names"]
 
@@ -260,6 +262,7 @@ def train_stacked(
         {"epoch": [], "loss": [], "train_acc": [], "test_acc": []} for _ in active
     ]
     epoch_loss = [math.nan] * n_members
+    first_loss = [math.nan] * n_members
     bufs: list[Tensor] | None = None
     epochs = cfg.total_epochs
     n_batches = math.ceil(n / cfg.batch_size)
@@ -295,19 +298,40 @@ def train_stacked(
             else:
                 torch._foreach_add_(w, g, alpha=-lr)
         values = losses.cpu().tolist()  # the one sync of the epoch
+        finite_w = torch.stack([torch.isfinite(p[k]).flatten(1).all(1) for k in names]).all(0)
+        finite_w = finite_w.cpu().tolist()
         keep = []
         for row, i in enumerate(active):
             total = 0.0
-            for step_values in values:
+            advice = (
+                "lower the learning rate or the regularization factor "
+                f"(lam={configs[i].lam})"
+            )
+            for b, step_values in enumerate(values):
                 value = step_values[row]
+                first = values[0][row] if epoch == 0 else first_loss[i]
+                first_loss[i] = first
+                where = {"epoch": epoch, "step": b, "loss": value}
                 if not math.isfinite(value):
-                    out[i] = NonFiniteLossError(
-                        f"loss became {value} at epoch {epoch}; lower the learning rate or "
-                        f"the regularization factor (lam={configs[i].lam})"
+                    out[i] = DivergedError(
+                        f"loss became {value} at epoch {epoch}; {advice}", **where
+                    )
+                    break
+                limit = cfg.diverge_factor
+                if limit is not None and value > limit * max(first, 1.0):
+                    out[i] = DivergedError(
+                        f"loss {value:.4g} at epoch {epoch} is above diverge_factor={limit:g} x "
+                        f"its initial value {first:.4g} (floored at 1); {advice}",
+                        **where,
                     )
                     break
                 total += value
             else:
+                if not finite_w[row]:
+                    out[i] = DivergedError(
+                        f"non-finite weights after epoch {epoch}; {advice}", epoch=epoch
+                    )
+                    continue
                 keep.append(row)
                 epoch_loss[i] = total / n_batches
         if len(keep) < len(active):

@@ -152,6 +152,20 @@ def test_a_diverging_member_is_stopped_alone_with_the_error_train_raises():
         assert_same_run(sep_m[i], sep[i], stk_m[i], stk[i])
 
 
+def test_a_member_whose_loss_explodes_is_stopped_like_a_separate_run():
+    """Loss growth past ``diverge_factor`` x the first loss (issue 11): lam = 1e4 weight decay at
+    lr 0.1 multiplies the weights by about -2000 per step; the stacked member stops at the step
+    and with the message :func:`train` gives, the others go on."""
+    sep_m, sep, stk_m, stk = separate_and_stacked(WeightDecay(), [0.01, 1e4, 0.01])
+    assert isinstance(sep[1], NonFiniteLossError) and isinstance(stk[1], NonFiniteLossError)
+    assert "above diverge_factor=100" in str(sep[1])
+    assert str(stk[1]) == str(sep[1])
+    assert stk[1].status == "diverged"
+    assert stk[1].details["step"] == sep[1].details["step"]
+    for i in (0, 2):
+        assert_same_run(sep_m[i], sep[i], stk_m[i], stk[i])
+
+
 def test_float32_members_agree_closely():
     torch.set_default_dtype(torch.float32)
     reg = JacobianRegularizer("exact")
