@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -37,6 +38,15 @@ def set_seed(seed: int) -> torch.Generator:
     np.random.seed(seed)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def progress_off(enabled: bool) -> bool:
+    """``disable=`` for a progress bar: off when ``enabled`` is false or ``$TQDM_DISABLE`` is set
+    (``jacnb.book`` sets it while it executes the pages, so no bar reaches the HTML; a live
+    notebook or a terminal shows the bars, as widgets through ``tqdm.auto`` in JupyterLab).
+    Used by :func:`train`, :func:`jacnb.lab.store.run_grid` and the chapters' grids."""
+    flag = os.environ.get("TQDM_DISABLE", "").strip().lower()
+    return (not enabled) or flag not in ("", "0", "false", "no")
 
 
 class DivergedError(RuntimeError):
@@ -270,7 +280,7 @@ def train(
     first_loss: float | None = None
     advice = f"lower the learning rate or the regularization factor (lam={config.lam})"
     epochs = config.total_epochs
-    bar = tqdm(range(epochs), desc=desc, disable=not config.progress, mininterval=10.0)
+    bar = tqdm(range(epochs), desc=desc, disable=progress_off(config.progress), mininterval=10.0)
     for epoch in bar:
         for group in opt.param_groups:
             group["lr"] = config.lr_at(epoch)

@@ -82,7 +82,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm import tqdm
+from tqdm.auto import tqdm
+
+from jacnb.core.train import progress_off
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -980,7 +982,7 @@ def run_grid(
             with tqdm(
                 total=len(todo),
                 desc=f"{desc} ({len(configs) - len(todo)} cached)",
-                disable=not progress,
+                disable=progress_off(progress),
             ) as bar:
                 if pool is None:
                     _run_here(todo, run, store, poll, bar)

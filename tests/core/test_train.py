@@ -101,3 +101,17 @@ def test_final_batch_of_one_is_dropped_for_batch_norm_models():
     assert steps(plain, True) == 1
     assert steps(bn, None) == 1
     assert steps(bn, None, n=40) == 1  # a lone incomplete batch is kept: every epoch steps
+
+
+def test_progress_bars_follow_tqdm_disable(monkeypatch):
+    """jacnb.book sets TQDM_DISABLE while it executes pages, so no bar reaches the HTML; a
+    live notebook (unset) shows them unless the caller turned them off."""
+    from jacnb.core.train import progress_off
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert progress_off(True) is False and progress_off(False) is True
+    for value in ("1", "true", "yes"):
+        monkeypatch.setenv("TQDM_DISABLE", value)
+        assert progress_off(True) is True
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    assert progress_off(True) is False
