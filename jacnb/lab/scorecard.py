@@ -2,8 +2,9 @@
 records the chapters store, never typed by hand.
 
 * :func:`save_verdicts` / :func:`load_verdicts` -- a chapter's verdicts as one JSON file
-  ``<results root>/verdicts/<chapter>.json``, written atomically (temporary file + ``os.replace``;
-  temporary names start with ``.`` and end in ``.part``, so the loader never reads one);
+  ``<results root>/verdicts/<chapter>.json``, written atomically
+  (:func:`jacnb.lab.store.write_atomic`; temporary names start with ``.``, which the loader never
+  reads);
 * :func:`scorecard_frame` -- the table: the claim (Sokolic et al. 2017 Sec. VI, Figs. 3-4, Tables
   II-VI; Oymak et al. 2019), the paper's number (read from :mod:`jacnb.paper`, never typed),
   ours (estimate and 95 % interval), profile, dataset (a stand-in flagged), seeds, verdict,
@@ -23,9 +24,7 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -33,8 +32,10 @@ from typing import Any
 
 import pandas as pd
 
+from jacnb.lab import paper as _paper
 from jacnb.lab.claims import LOG_RATIO, REGISTRY, Claim, get_claim, registry_digest
 from jacnb.lab.gates import is_stand_in
+from jacnb.lab.store import write_atomic
 from jacnb.lab.verdicts import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -43,11 +44,6 @@ from jacnb.lab.verdicts import (
     VERDICTS,
     Verdict,
 )
-
-try:  # the paper's numbers: jacnb/lab/paper.py after the restructuring (issue 10)
-    from jacnb.lab import paper as _paper
-except ImportError:  # pragma: no cover - before the move
-    from jacnb.lab import paper as _paper  # type: ignore[no-redef]
 
 __all__ = [
     "VERDICTS_DIR",
@@ -121,16 +117,8 @@ def save_verdicts(verdicts: Iterable[Verdict], store_root: str | Path, chapter: 
         "registry": registry_digest(),
         "verdicts": [_clean(v.as_row()) for v in items],
     }
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{chapter}-", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=1, allow_nan=False, default=_jsonable)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(record, indent=1, allow_nan=False, default=_jsonable)
+    write_atomic(path, text.encode())
     return path
 
 
@@ -431,12 +419,5 @@ def write_page(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     text = page_markdown(build(store_root, profile=profile, link_prefix=link_prefix))
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}-", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(out, text.encode())
     return out

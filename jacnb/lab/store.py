@@ -65,6 +65,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import hashlib
+import io
 import json
 import math
 import multiprocessing
@@ -299,7 +300,7 @@ class ResultStore:
         if nonfinite:
             record["nonfinite"] = nonfinite
         text = json.dumps(record, allow_nan=False)
-        _write_atomic(path, text.encode("utf-8"))
+        write_atomic(path, text.encode("utf-8"))
         if not self.keep_weights:
             self.discard_checkpoints(config)
         return path
@@ -564,8 +565,9 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder (a dot-name, never read
+    as a record), fsync, rename. Records, model weights and the scorecard's verdict files use it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP, suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -663,16 +665,9 @@ def trained_model(
     result = dict(fit(model))
     model.cpu().eval()
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=ckpt.parent, prefix=_TMP, suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(model.state_dict(), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, ckpt)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    write_atomic(ckpt, buffer.getvalue())
     store.put(config, result)
     return model, result
 

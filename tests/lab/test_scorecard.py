@@ -4,6 +4,7 @@ counts with stand-ins apart, the paper's numbers read from the paper module, the
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -98,7 +99,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
     def broken(*_a, **_k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(scorecard.json, "dump", broken)
+    monkeypatch.setattr(os, "fsync", broken)  # the disk fails during the write
     with pytest.raises(OSError):
         scorecard.save_verdicts(verdicts_fc()[:1], tmp_path, "02_fully_connected")
     assert (tmp_path / "verdicts" / "02_fully_connected.json").read_text() == before
@@ -190,7 +191,7 @@ def test_page_is_generated_from_the_store(tmp_path):
         assert f"<code>{c.id}</code>" in text
         assert f'href="{c.page}.html#{c.anchor}"' in text
     # the HTML is one block: no blank line inside it (MyST would end the raw block there)
-    html_part = text[text.index("<div>") :]
+    html_part = text[text.index("<div class=\"scorecard-box\"") :]
     assert "\n\n" not in html_part.strip()
     assert re.search(r"<th>claims of the papers</th><td>1</td><td>0</td><td>1</td>", text)
     assert "(stand-in)" in text and "7 needed" in text
@@ -199,5 +200,5 @@ def test_page_is_generated_from_the_store(tmp_path):
 
 def test_card_displays_in_a_notebook(tmp_path):
     card = scorecard.build(tmp_path)
-    assert card._repr_html_().startswith("<div><table")
+    assert card._repr_html_().startswith("<div class=\"scorecard-box\"")
     assert (card.counts[NOT_RUN].sum()) == len(REGISTRY)
