@@ -221,7 +221,7 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                  "table3": {"panels": [{"paper": "CIFAR-10",
                                         "dataset": "cifar10",
                                         "fallbacks": ["fashion-mnist", "digits"],
-                                        "n_train": [100, 300]}],
+                                        "n_train": [100, 200]}],
                             "image_size": 16,
                             "n_test": 500,
                             "seeds": [0, 1],
