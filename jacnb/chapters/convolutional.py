@@ -513,6 +513,15 @@ def _dataset_name(panel: Panel, ts: Mapping[str, Any]) -> str:
     return dataset_label(panel.dataset) + (f", resized to {side}x{side}" if resized else "")
 
 
+def _not_run_figure(text: str) -> Figure:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.0, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
 def _pm(values: pd.Series) -> str:
     v = 100 * values.dropna().astype(float)
     if v.empty:
@@ -848,6 +857,32 @@ class ConvolutionalResult:
                 )
                 out[f"Table {t.name}: λ"] = g2.figure
         return out
+
+    def figure(self, name: str = "Table II") -> Figure:
+        """One of :meth:`figures` by name (``"Table II"``, ``"Table III"``, ``"Table II: λ"``,
+        ``"Table III: λ"``); a figure saying "not run" where that table did not run."""
+        import matplotlib.pyplot as plt
+
+        figs = self.figures()
+        for other, fig in figs.items():
+            if other != name:
+                plt.close(fig)  # only the one asked for is left open (and shown)
+        if name in figs:
+            return figs[name]
+        return _not_run_figure(f"{name}: not run at this profile (dataset absent)")
+
+    def settings_table(self) -> pd.DataFrame:
+        """Each table's settings at this profile (panels described by :meth:`paper_table`)."""
+        return pd.DataFrame(
+            {
+                f"Table {TABLES[t].name}": {
+                    k: (", ".join(f"{r}: {v}" for r, v in val.items()) if k == "lambdas" else val)
+                    for k, val in tr.settings.items()
+                    if k != "panels"
+                }
+                for t, tr in self.tables.items()
+            }
+        ).astype(str)
 
     # --- verdicts ---------------------------------------------------------------------------
 

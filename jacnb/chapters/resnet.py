@@ -351,10 +351,16 @@ def run_table(
 
 
 def run(
-    profile: str = "cpu", *, executor: Any = None, store: ResultStore | None = None
+    profile: str = "cpu",
+    *,
+    executor: Any = None,
+    store: ResultStore | None = None,
+    bf16: bool = False,
 ) -> ResnetResult:
-    """Train (or load) every run of Tables IV and V at ``profile``."""
+    """Train (or load) every run of Tables IV and V at ``profile`` (``bf16``: the runs trained
+    under bf16 autocast, e.g. by ``scripts/train_resnet.py --bf16``; a config key)."""
     s = settings(profile)
+    s["bf16"] = bool(bf16)
     store = store or ResultStore()
     name4 = pick_dataset(s["table4"]["candidates"])
     name5 = pick_dataset(s["table5"]["candidates"])
@@ -642,6 +648,31 @@ class ResnetResult:
         if len(curves):
             out["Fig. 5"] = _resnet_plots.fig5(curves, self.provenance("table5"))
         return out
+
+    def figure(self, name: str = "Table IV") -> Figure:
+        """One of :meth:`figures` (``"Table IV"``, ``"Fig. 5"``); a figure saying "not run"
+        where that table did not run."""
+        import matplotlib.pyplot as plt
+
+        figs = self.figures()
+        for other, fig in figs.items():
+            if other != name:
+                plt.close(fig)  # only the one asked for is left open (and shown)
+        if name in figs:
+            return figs[name]
+        fig, ax = plt.subplots(figsize=(8.0, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{name}: {NOT_RUN}", ha="center", va="center")
+        return fig
+
+    def settings_table(self) -> pd.DataFrame:
+        """The settings of Tables IV and V at this profile."""
+        return pd.DataFrame(
+            {
+                "Table IV": {k: str(v) for k, v in self.settings["table4"].items()},
+                "Table V": {k: str(v) for k, v in self.settings["table5"].items()},
+            }
+        ).fillna("")
 
     # --- verdicts ---------------------------------------------------------------------------
 
