@@ -14,8 +14,9 @@
   per sample with the batch statistics held fixed (``batch_norm="fixed"``, the default of
   :class:`~jacnb.core.regularizers.JacobianRegularizer`; checked by :func:`bn_jacobian_check`).
 
-Factor selection (issue 13): every factor of a grid is trained on ``1 - val_fraction`` of a
-drawn training set and scored on the held-out rest, with the seeds
+Factor selection (issue 13): every factor of a grid is trained on a drawn training set and
+scored on held-out training data (``n_val`` further samples of the training split, or
+``val_fraction`` of the drawn set; :func:`selection_data`), with the seeds
 :func:`jacnb.lab.gates.selection_seeds` gives (disjoint from the final seeds); the test sets
 are never read for the choice. Each final run records ``lam``, ``lam_grid``, ``chosen_by_tie``,
 ``selection_seeds`` and ``selection_steps``. Every run is one config dict that goes through
@@ -44,7 +45,12 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from jacnb.core import models
-from jacnb.core.data import balanced_subset, resize_images, train_val_split
+from jacnb.core.data import (
+    balanced_subset,
+    balanced_subset_indices,
+    resize_images,
+    train_val_split,
+)
 from jacnb.core.jacobian import logits_and_frobenius_sq
 from jacnb.core.regularizers import regularizer_from_config
 from jacnb.core.train import (
@@ -252,11 +258,36 @@ def _fit(
     }
 
 
-def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
-    """One factor-selection run: train on ``1 - val_fraction`` of the drawn training set, score
-    on the held-out rest (``val_acc``). Reads only the training split of the dataset."""
+def selection_data(config: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(x_fit, y_fit, x_val, y_val)`` of a selection run, from the training split only.
+
+    With ``n_val`` in the config: the fit set is the run's class-balanced draw of ``n_train``
+    (as a final run of that seed would draw it) and the validation set the ``n_val`` further
+    samples of the same seeded balanced draw of ``n_train + n_val`` (disjoint from the fit set).
+    Without it: ``val_fraction`` of the ``n_train`` drawn samples is held out."""
+    ds = get_dataset(config["dataset"])
+    side = config.get("image_size")
+    if config.get("n_val"):
+        n, seed = int(config["n_train"]), int(config["seed"])
+        every = balanced_subset_indices(ds.y_train, n + int(config["n_val"]), seed)
+        fit = balanced_subset_indices(ds.y_train, n, seed)
+        if not np.isin(fit, every).all():
+            raise ValueError("balanced draws are not nested")
+        val = np.setdiff1d(every, fit)
+        return (
+            resize_images(ds.x_train[fit], side),
+            ds.y_train[fit],
+            resize_images(ds.x_train[val], side),
+            ds.y_train[val],
+        )
     x, y = train_split(config)
-    x_fit, y_fit, x_val, y_val = train_val_split(x, y, config["val_fraction"], config["seed"])
+    return train_val_split(x, y, config["val_fraction"], config["seed"])
+
+
+def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
+    """One factor-selection run: train on the fit set of :func:`selection_data`, score on its
+    held-out validation set (``val_acc``). Reads only the training split of the dataset."""
+    x_fit, y_fit, x_val, y_val = selection_data(config)
     res = _fit(config, x_fit, y_fit, {"val": (x_val, y_val)})
     if res["diverged"]:
         res["val_acc"] = 0.0  # a diverging factor loses the selection
@@ -313,7 +344,7 @@ def select_configs(
             "n_train": n,
             "lam": lam,
             "seed": seed,
-            "val_fraction": ts["val_fraction"],
+            **({"n_val": ts["n_val"]} if ts.get("n_val") else {"val_fraction": ts["val_fraction"]}),
         }
         for reg in t.selected
         for n in select_sizes(ts, n_train)
@@ -752,7 +783,9 @@ class ConvolutionalResult:
             jr=f"{ts['jr_method']} R_F",
             selection_seeds=list(select_seeds(ts)),
             selected_at=ts.get("select_n_train") or "every size",
-            val_fraction=ts["val_fraction"],
+            validation=f"{ts['n_val']} further training samples"
+            if ts.get("n_val")
+            else f"{ts['val_fraction']} of the drawn set",
         )
 
     def numbers(self) -> dict[str, float]:

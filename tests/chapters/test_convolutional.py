@@ -88,7 +88,8 @@ def test_profiles_have_both_tables_and_the_papers_settings():
     cpu = get_profile("convolutional", "cpu")["table2"]
     assert (cpu["panels"][0]["dataset"], cpu["panels"][0]["n_train"]) == ("mnist-10k", [1000, 2500])
     assert len(cpu["seeds"]) >= 3 and (cpu["lr"], cpu["momentum"]) == (0.01, 0.9)
-    n_fit = int(min(cpu["select_n_train"]) * (1 - cpu["val_fraction"]))
+    n_fit = min(cpu["select_n_train"])  # n_val further samples validate (selection_data)
+    assert cpu["n_val"] >= 1000 and "val_fraction" not in cpu
     assert cx.steps_of(n_fit, cpu["batch_size"], cpu["epochs"], False) >= 400
     assert cpu["lambdas"]["jacobian"] == [0.001, 0.01, 0.1, 1.0]
 
@@ -215,6 +216,21 @@ def test_selection_reads_validation_data_only(monkeypatch):
     final = cx.final_configs(TINY, "table2", "digits", [100], chosen)
     with pytest.raises(AssertionError, match="x_test"):  # the guard bites: final runs do read it
         cx.final_run(final[0])
+
+
+def test_selection_with_n_val_fits_the_final_draw_and_validates_on_other_samples(monkeypatch):
+    real = datasets.get_dataset("digits")
+    monkeypatch.setattr(cx, "get_dataset", lambda name: _NoTestSet(real))
+    ts = {**TINY, "n_val": 300}
+    (cfg, *_) = cx.select_configs(ts, "table2", "digits", [100])
+    assert cfg["n_val"] == 300 and "val_fraction" not in cfg
+    x_fit, y_fit, x_val, y_val = cx.selection_data(cfg)
+    x_draw, _ = cx.train_split(cfg)  # what a final run with this seed would train on
+    assert torch.equal(x_fit, x_draw) and len(y_val) == 300
+    fit_rows = {tuple(r.flatten().tolist()) for r in x_fit}
+    assert not any(tuple(r.flatten().tolist()) in fit_rows for r in x_val[:50])
+    record = cx.select_run(cfg)
+    assert record["n_fit"] == 100 and record["n_val"] == 300
 
 
 def test_table3_run_trains_the_bn_net_with_jr_and_lared_gets_two_test_sets(monkeypatch):
