@@ -4,6 +4,8 @@ confidence intervals."""
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -44,7 +46,7 @@ def table4_figure(runs: pd.DataFrame, provenance: str = "") -> Figure:
     )
     ax.set(xlabel="training samples", title="Table IV: mean and 95 % CI over seeds")
     fig.tight_layout()
-    plotting.stamp(fig, provenance)
+    plotting.stamp(fig, textwrap.fill(provenance, 130))
     return fig
 
 
@@ -85,5 +87,5 @@ def fig5(curves: pd.DataFrame, provenance: str = "") -> Figure:
     if axes[0, 0].get_legend() is not None:
         axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    plotting.stamp(fig, provenance)
+    plotting.stamp(fig, textwrap.fill(provenance, 130))
     return fig

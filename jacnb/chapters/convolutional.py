@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -862,7 +863,7 @@ class ConvolutionalResult:
             g.figure.suptitle(
                 f"Table {t.name}: mean and 95 % CI over seeds ({self.profile} profile)", y=1.03
             )
-            plotting.stamp(g.figure, self.provenance(table))
+            plotting.stamp(g.figure, textwrap.fill(self.provenance(table), 130))
             out[f"Table {t.name}"] = g.figure
             sel = self.selection(table)
             if len(sel):
