@@ -1,45 +1,57 @@
 """Experiments of the convolutional chapter (Sokolic et al. 2017, Sec. VI-B, Tables II and III).
 
 * **Table II** (Sec. VI-B1): the 4-layer conv net of :func:`jacnb.core.models.mnist_convnet`
-  ((32,5,5)-conv, 2x2 max-pool, (32,5,5)-conv, 2x2 max-pool, softmax layer; ReLU) trained with
-  weight decay ``sum_l ||W_l||_F^2`` or with the Jacobian regularizer ``R_F`` of eq. (49) on
-  MNIST and LaRED ("same subject" and "different subject" test sets,
-  :func:`jacnb.core.data.load_lared`).
+  ((32,5,5)-conv, 2x2 max-pool, (32,5,5)-conv, 2x2 max-pool, softmax layer; ReLU; "same"
+  padding -- the paper does not state the padding, this is our assumption) trained with weight
+  decay ``sum_l ||W_l||_F^2`` or with the Jacobian regularizer ``R_F`` of eq. (49) on MNIST and
+  LaRED ("same subject" and "different subject" test sets, :func:`jacnb.core.data.load_lared`).
   "The training procedure follows" Sec. VI-A1: SGD with momentum 0.9, batch 128, learning rate
   0.01 divided by 10 every 40 epochs, 120 epochs, factors chosen on a validation set.
 * **Table III** (Sec. VI-B2): All-CNN-C (:func:`jacnb.core.models.all_cnn_c`; every conv batch
   normalized, the softmax layer weight normalized, eq. 45) on CIFAR-10, plain ("Batch norm.")
   vs ``+ R_F`` (eq. 49); SGD momentum 0.9, batch 64, learning rate 0.1 divided by 10 every 25
   epochs, 75 epochs. Batch norm couples the samples of a batch; the penalty takes ``J(x_i)``
-  per sample with the batch statistics held fixed
-  (:func:`jacnb.core.jacobian.fixed_batch_statistics`, checked by :func:`bn_jacobian_check`).
+  per sample with the batch statistics held fixed (``batch_norm="fixed"``, the default of
+  :class:`~jacnb.core.regularizers.JacobianRegularizer`; checked by :func:`bn_jacobian_check`).
 
-The regularization factors are chosen as in the fully connected chapter and with its code
-(:func:`jacnb.chapters.fully_connected.choose_lambdas`,
-:func:`~jacnb.chapters.fully_connected.lookup_lambda`): each
-factor of a grid is trained on ``1 - val_fraction`` of a drawn training set and scored on the
-held-out rest; the test sets are never read for the choice. Every run is one config dict that
-goes through :func:`jacnb.lab.store.run_grid`, so nothing is trained twice and a killed grid
-resumes. The notebook ``04_convolutional`` only calls into this module.
+Factor selection (issue 13): every factor of a grid is trained on a drawn training set and
+scored on held-out training data (``n_val`` further samples of the training split, or
+``val_fraction`` of the drawn set; :func:`selection_data`), with the seeds
+:func:`jacnb.lab.gates.selection_seeds` gives (disjoint from the final seeds); the test sets
+are never read for the choice. Each final run records ``lam``, ``lam_grid``, ``chosen_by_tie``,
+``selection_seeds`` and ``selection_steps``. Every run is one config dict that goes through
+:func:`jacnb.lab.store.run_grid`, so nothing is trained twice and a killed grid resumes.
+
+Chapter interface (``PLAN.md``): :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run`
+-> :class:`ConvolutionalResult` (``frames``, ``figures``, ``paper_table``, ``verdicts``). The
+verdicts come only from :func:`jacnb.lab.gates.decide` on the tidy runs frame
+(:meth:`ConvolutionalResult.runs`) or :func:`jacnb.lab.gates.not_run`. The notebook
+``04_convolutional`` only calls into this module.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from jacnb.chapters import fully_connected as fx
-from jacnb.chapters.fully_connected import NOT_REPRODUCED, NOT_TESTED, REPRODUCED
 from jacnb.core import models
-from jacnb.core.data import balanced_subset, resize_images, train_val_split
+from jacnb.core.data import (
+    balanced_subset,
+    balanced_subset_indices,
+    resize_images,
+    train_val_split,
+)
 from jacnb.core.jacobian import logits_and_frobenius_sq
 from jacnb.core.regularizers import regularizer_from_config
 from jacnb.core.train import (
@@ -50,11 +62,16 @@ from jacnb.core.train import (
     train,
     train_config,
 )
-from jacnb.lab import paper
-from jacnb.lab.datasets import Panel, get_dataset, not_run, plan_panels
-from jacnb.lab.settings import provenance
+from jacnb.lab import gates, paper
+from jacnb.lab import settings as lab_settings
+from jacnb.lab.claims import claims_of
+from jacnb.lab.datasets import Panel, dataset_label, get_dataset, not_run, plan_panels
+from jacnb.lab.datasets import stand_in_label as panel_stand_in_label
 from jacnb.lab.store import ResultStore, run_grid
-from jacnb.lab.verdicts import Verdict, from_row, slug
+from jacnb.lab.verdicts import Verdict
+
+NAME = "04_convolutional"
+SETTINGS_KEY = "convolutional"
 
 
 @dataclass(frozen=True)
@@ -63,9 +80,9 @@ class Table:
 
     name: str
     model: str
-    #: weight layers of the net; the ``depth`` key the factor lookup of fc_experiments groups by
+    #: weight layers of the net
     depth: int
-    #: regularizer -> the paper's column label; the first is the baseline
+    #: regularizer (= the claims' arm) -> the paper's column label; the first is the baseline
     regularizers: dict[str, str]
     #: regularizers whose factor is chosen on validation data
     selected: tuple[str, ...]
@@ -94,10 +111,18 @@ TABLES = {
     ),
 }
 
+#: Every run record that is not ``ok`` (diverged) is left out of means, tables and verdicts.
+OK = "ok"
+
 
 # ---------------------------------------------------------------------------------------------
 # Settings and panels
 # ---------------------------------------------------------------------------------------------
+
+
+def settings(profile: str = "cpu") -> dict[str, Any]:
+    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.settings`)."""
+    return lab_settings.settings(SETTINGS_KEY, profile)
 
 
 def table_settings(settings: Mapping[str, Any], table: str) -> dict[str, Any]:
@@ -110,7 +135,7 @@ def plan_table(ts: Mapping[str, Any]) -> list[tuple[Panel, dict[str, Any]]]:
 
     A spec ``{"paper", "dataset", "fallbacks", "n_train"}`` runs ``dataset`` if it loads, else
     the first fallback that does, labelled "X (stand-in for Y)" by
-    :func:`jacnb.chapters.fully_connected.plan_panels`, else it is "not run: dataset absent". LaRED
+    :func:`jacnb.lab.datasets.plan_panels`, else it is "not run: dataset absent". LaRED
     is
     never stood in for. Resized inputs say so in the label.
     """
@@ -188,14 +213,22 @@ def build_model(config: Mapping[str, Any], in_channels: int, side: int) -> nn.Mo
     )
 
 
+def steps_of(n: int, batch_size: int, epochs: int, drop_last: bool) -> int:
+    """SGD steps of :func:`jacnb.core.train.train` on ``n`` samples (its batching rule:
+    the last incomplete batch is dropped for batch-normalized nets when a full one precedes it)."""
+    end = n - n % batch_size if drop_last and n > batch_size else n
+    return int(epochs * math.ceil(end / batch_size))
+
+
 def _fit(
     config: Mapping[str, Any], x: Tensor, y: Tensor, evals: Mapping[str, tuple[Tensor, Tensor]]
 ) -> dict[str, Any]:
-    """Train the run's net on ``(x, y)``; accuracy on every set of ``evals`` (``<name>_acc``).
-
-    A non-finite loss stops the run; it is recorded with NaN accuracies and the message.
-    """
+    """Train the run's net on ``(x, y)``; accuracy on every set of ``evals`` (``<name>_acc``),
+    the SGD ``steps`` taken. A non-finite loss stops the run; it is stored as diverged (status
+    ``"diverged"``) with NaN accuracies and the message."""
     model = build_model(config, int(x.shape[1]), int(x.shape[-1]))
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    steps = steps_of(len(y), config["batch_size"], config["epochs"], has_bn)
     cfg = train_config(config, eval_every=config["epochs"])  # evaluate once, at the end
     try:
         res = train(model, x, y, cfg, regularizer=regularizer_from_config(config))
@@ -207,6 +240,7 @@ def _fit(
             "train_acc": nan,
             "final_loss": nan,
             "seconds": nan,
+            "steps": steps,
             "device": str(pick_device()),
             "diverged": str(err),
         }
@@ -219,16 +253,42 @@ def _fit(
         "train_acc": res["train_acc"],
         "final_loss": res["final_loss"],
         "seconds": res["seconds"],
+        "steps": steps,
         "device": res["device"],
         "diverged": "",
     }
 
 
-def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
-    """One factor-selection run: train on ``1 - val_fraction`` of the drawn training set, score
-    on the held-out rest (``val_acc``). Reads only the training split of the dataset."""
+def selection_data(config: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(x_fit, y_fit, x_val, y_val)`` of a selection run, from the training split only.
+
+    With ``n_val`` in the config: the fit set is the run's class-balanced draw of ``n_train``
+    (as a final run of that seed would draw it) and the validation set the ``n_val`` further
+    samples of the same seeded balanced draw of ``n_train + n_val`` (disjoint from the fit set).
+    Without it: ``val_fraction`` of the ``n_train`` drawn samples is held out."""
+    ds = get_dataset(config["dataset"])
+    side = config.get("image_size")
+    if config.get("n_val"):
+        n, seed = int(config["n_train"]), int(config["seed"])
+        every = balanced_subset_indices(ds.y_train, n + int(config["n_val"]), seed)
+        fit = balanced_subset_indices(ds.y_train, n, seed)
+        if not np.isin(fit, every).all():
+            raise ValueError("balanced draws are not nested")
+        val = np.setdiff1d(every, fit)
+        return (
+            resize_images(ds.x_train[fit], side),
+            ds.y_train[fit],
+            resize_images(ds.x_train[val], side),
+            ds.y_train[val],
+        )
     x, y = train_split(config)
-    x_fit, y_fit, x_val, y_val = train_val_split(x, y, config["val_fraction"], config["seed"])
+    return train_val_split(x, y, config["val_fraction"], config["seed"])
+
+
+def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
+    """One factor-selection run: train on the fit set of :func:`selection_data`, score on its
+    held-out validation set (``val_acc``). Reads only the training split of the dataset."""
+    x_fit, y_fit, x_val, y_val = selection_data(config)
     res = _fit(config, x_fit, y_fit, {"val": (x_val, y_val)})
     if res["diverged"]:
         res["val_acc"] = 0.0  # a diverging factor loses the selection
@@ -242,7 +302,7 @@ def final_run(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Grids
+# Grids and the factor choice
 # ---------------------------------------------------------------------------------------------
 
 
@@ -260,14 +320,23 @@ def _base(ts: Mapping[str, Any], table: Table, dataset: str) -> dict[str, Any]:
     }
 
 
+def select_seeds(ts: Mapping[str, Any]) -> tuple[int, ...]:
+    """The seeds of the selection runs: :func:`jacnb.lab.gates.selection_seeds` of the final
+    seeds (``n_select_seeds`` of them), disjoint from the final seeds."""
+    return gates.selection_seeds(ts["seeds"], ts.get("n_select_seeds", 1))
+
+
+def select_sizes(ts: Mapping[str, Any], n_train: Sequence[int]) -> list[int]:
+    """The training-set sizes at which factors are chosen (``select_n_train``; ``None``: every
+    size of the panel)."""
+    return list(ts.get("select_n_train") or n_train)
+
+
 def select_configs(
     ts: Mapping[str, Any], table: str, dataset: str, n_train: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """Every ``(regularizer, size, factor, seed)`` of the selection grid of one panel: the
-    regularizers of ``table`` whose factor is chosen, sizes ``ts["select_n_train"]`` (``None``:
-    every training-set size ``n_train`` of the panel)."""
+    """Every ``(regularizer, size, factor, selection seed)`` of one panel's selection grid."""
     t = TABLES[table]
-    sizes = ts.get("select_n_train") or list(n_train)
     return [
         {
             "experiment": t.exp_select,
@@ -276,13 +345,79 @@ def select_configs(
             "n_train": n,
             "lam": lam,
             "seed": seed,
-            "val_fraction": ts["val_fraction"],
+            **({"n_val": ts["n_val"]} if ts.get("n_val") else {"val_fraction": ts["val_fraction"]}),
         }
         for reg in t.selected
-        for n in sizes
+        for n in select_sizes(ts, n_train)
         for lam in ts["lambdas"][reg]
-        for seed in ts["select_seeds"]
+        for seed in select_seeds(ts)
     ]
+
+
+def choose_lambdas(select: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, regularizer, selection size): the factor with the best mean validation
+    accuracy over the selection seeds. Columns ``lam``, ``lam_grid`` (sorted list),
+    ``chosen_by_tie`` (the best mean was shared; the smallest tied factor is taken),
+    ``selection_seeds`` (list), ``selection_steps`` (fewest steps of a selection run) and
+    ``val_acc`` (``{lam: mean}``). A diverged selection run scores 0. Refuses a frame with
+    test-set columns: the choice must not see test data."""
+    cols = ["dataset", "regularizer", "n_train", "lam", "seed", "val_acc", "steps"]
+    if select.empty:
+        return pd.DataFrame(
+            columns=[
+                "dataset",
+                "regularizer",
+                "n_train",
+                "lam",
+                "lam_grid",
+                "chosen_by_tie",
+                "selection_seeds",
+                "selection_steps",
+                "val_acc",
+            ]
+        )
+    leaked = [c for c in select.columns if c.startswith("test")]
+    if leaked:
+        raise ValueError(f"selection frame has test-set columns {leaked}")
+    df = select[cols].copy()
+    df["val_acc"] = df["val_acc"].fillna(0.0)
+    rows = []
+    for (ds, reg, n), grp in df.groupby(["dataset", "regularizer", "n_train"]):
+        means = grp.groupby("lam")["val_acc"].mean().sort_index()
+        best = means.max()
+        tied = means[np.isclose(means, best, rtol=0.0, atol=1e-12)]
+        rows.append(
+            {
+                "dataset": ds,
+                "regularizer": reg,
+                "n_train": int(n),
+                "lam": float(tied.index[0]),
+                "lam_grid": [float(v) for v in means.index],
+                "chosen_by_tie": bool(len(tied) > 1),
+                "selection_seeds": sorted(int(s) for s in grp["seed"].unique()),
+                "selection_steps": int(grp["steps"].min()),
+                "val_acc": {float(k): float(v) for k, v in means.items()},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def lookup(chosen: pd.DataFrame, dataset: str, reg: str, n: int) -> dict[str, Any]:
+    """The choice that the final runs of size ``n`` use: the one made at ``n``, else at the
+    nearest selection size (in log scale)."""
+    sub = chosen[(chosen["dataset"] == dataset) & (chosen["regularizer"] == reg)]
+    if sub.empty:
+        raise ValueError(f"no factor chosen for {dataset}/{reg}")
+    i = (np.log(sub["n_train"].astype(float)) - math.log(n)).abs().idxmin()
+    row = sub.loc[i]
+    return {
+        "lam": float(row["lam"]),
+        "selected_at": int(row["n_train"]),
+        "lam_grid": list(row["lam_grid"]),
+        "chosen_by_tie": bool(row["chosen_by_tie"]),
+        "selection_seeds": list(row["selection_seeds"]),
+        "selection_steps": int(row["selection_steps"]),
+    }
 
 
 def final_configs(
@@ -297,9 +432,7 @@ def final_configs(
             **_base(ts, t, dataset),
             "regularizer": reg,
             "n_train": n,
-            "lam": (
-                fx.lookup_lambda(chosen, dataset, reg, t.depth, n) if reg in t.selected else 0.0
-            ),
+            "lam": lookup(chosen, dataset, reg, n)["lam"] if reg in t.selected else 0.0,
             "seed": seed,
             "n_test": ts.get("n_test"),
         }
@@ -309,89 +442,81 @@ def final_configs(
     ]
 
 
-def run_panel(
-    ts: Mapping[str, Any],
-    table: str,
-    panel: Panel,
-    spec: Mapping[str, Any],
-    store: ResultStore | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Selection grid, factor choice, final grid of one panel: ``(select, chosen, final)``."""
-    if panel.dataset is None:
-        raise ValueError(f"panel {panel.label!r} is not run: {panel.note}")
-    desc = f"Table {TABLES[table].name} {panel.paper}"
-    configs = select_configs(ts, table, panel.dataset, spec["n_train"])
-    select = run_grid(configs, select_run, store, desc=f"{desc}: select lambda")
-    chosen = fx.choose_lambdas(select)  # refuses a frame with test-set columns
-    finals = final_configs(ts, table, panel.dataset, spec["n_train"], chosen)
-    final = run_grid(finals, final_run, store, desc=desc)
-    return select, chosen, final
+def configs(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The selection configs of every panel that can run, both tables. The final configs depend
+    on the factors these choose (:func:`final_configs`), so :func:`run` makes them after."""
+    out = []
+    for table in TABLES:
+        ts = table_settings(settings, table)
+        for panel, spec in plan_table(ts):
+            if panel.dataset is not None:
+                out += select_configs(ts, table, panel.dataset, spec["n_train"])
+    return out
+
+
+@dataclass
+class TableRun:
+    """One table's panels and stored runs: selection runs, the choice, final runs."""
+
+    table: str
+    settings: dict[str, Any]
+    panels: list[tuple[Panel, dict[str, Any]]]
+    select: pd.DataFrame = field(default_factory=pd.DataFrame)
+    chosen: pd.DataFrame = field(default_factory=pd.DataFrame)
+    final: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def run_table(
-    ts: Mapping[str, Any], table: str, store: ResultStore | None = None
-) -> dict[str, Any]:
-    """Every panel of a table that can run: ``{"panels", "select", "chosen", "final"}``."""
+    ts: Mapping[str, Any],
+    table: str,
+    store: ResultStore | None = None,
+    executor: Any = None,
+) -> TableRun:
+    """Selection grid, factor choice and final grid of every panel of ``table`` that can run."""
     planned = plan_table(ts)
-    parts: list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = []
+    selects, chosens, finals = [], [], []
     for panel, spec in planned:
-        if panel.dataset is not None:
-            parts.append(run_panel(ts, table, panel, spec, store))
+        if panel.dataset is None:
+            continue
+        desc = f"Table {TABLES[table].name} {panel.paper}"
+        cfgs = select_configs(ts, table, panel.dataset, spec["n_train"])
+        select = run_grid(cfgs, select_run, store, desc=f"{desc}: select lambda", executor=executor)
+        chosen = choose_lambdas(select)
+        fcfgs = final_configs(ts, table, panel.dataset, spec["n_train"], chosen)
+        final = run_grid(fcfgs, final_run, store, desc=desc, executor=executor)
+        selects.append(select)
+        chosens.append(chosen)
+        finals.append(final)
 
-    def cat(i: int) -> pd.DataFrame:
-        frames = [p[i] for p in parts]
+    def cat(frames: list[pd.DataFrame]) -> pd.DataFrame:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
-    return {"panels": planned, "select": cat(0), "chosen": cat(1), "final": cat(2)}
+    return TableRun(table, dict(ts), planned, cat(selects), cat(chosens), cat(finals))
 
 
-def panels_frame(result: Mapping[str, Any]) -> pd.DataFrame:
-    """What each panel of a table runs: the paper's dataset, ours (label), sizes, source."""
-    return pd.DataFrame(
-        [
-            {
-                "paper": p.paper,
-                "runs": p.label,
-                "dataset": p.dataset or "-",
-                "n_train": spec["n_train"],
-                "source": p.note,
-            }
-            for p, spec in result["panels"]
-        ]
-    )
-
-
-def provenance_line(ts: Mapping[str, Any], result: Mapping[str, Any]) -> str:
-    """:func:`jacnb.lab.settings.provenance` of a table: what ran, sizes per panel, the factor
-    grids."""
-    ran = [p for p, _ in result["panels"] if p.dataset is not None]
-    sizes = {p.paper: spec["n_train"] for p, spec in result["panels"] if p.dataset is not None}
-    return provenance(
-        ts,
-        " + ".join(p.label for p in ran) or "none",
-        n_train=sizes,
-        batch=ts["batch_size"],
-        lr=f"{ts['lr']} /10 every {ts['lr_drop_every']}",
-        jr=f"{ts['jr_method']} R_F",
-        lambdas=ts["lambdas"],
-        selected_at=ts.get("select_n_train") or "every size",
-        val_fraction=ts["val_fraction"],
-    )
+def run(
+    profile: str = "cpu", *, executor: Any = None, store: ResultStore | None = None
+) -> ConvolutionalResult:
+    """Train (or load) every run of Tables II and III at ``profile``."""
+    s = settings(profile)
+    store = store or ResultStore()
+    tables = {t: run_table(table_settings(s, t), t, store, executor) for t in TABLES}
+    return ConvolutionalResult(s["profile"], s, tables)
 
 
 # ---------------------------------------------------------------------------------------------
-# Tables beside the paper's
+# The result: tidy frames, figures, the paper's tables beside ours, verdicts
 # ---------------------------------------------------------------------------------------------
 
 
-def _columns(paper_name: str) -> list[tuple[str, str]]:
-    """The test sets of a panel: ``(the paper's column, our record's accuracy key)``."""
+def _columns(paper_name: str) -> list[tuple[str, str, str]]:
+    """The test sets of a panel: ``(the paper's column, test_set, our record's accuracy key)``."""
     if paper_name == "LaRED":
         return [
-            ("LaRED (same subject)", "test_acc"),
-            ("LaRED (different subject)", "test_other_acc"),
+            ("LaRED (same subject)", "same subject", "test_acc"),
+            ("LaRED (different subject)", "different subject", "test_other_acc"),
         ]
-    return [(paper_name, "test_acc")]
+    return [(paper_name, "test", "test_acc")]
 
 
 def _paper_frame(table: str) -> pd.DataFrame:
@@ -407,256 +532,429 @@ def _paper_frame(table: str) -> pd.DataFrame:
     return df[["column", "n_train", "regularizer", "accuracy"]]
 
 
-def long_summary(result: Mapping[str, Any]) -> pd.DataFrame:
-    """Our final runs as one row per (test-set column, regularizer, size): mean, sd and count
-    of the accuracy over seeds (fractions), with the chosen factor. Columns as in
-    :func:`jacnb.chapters.fully_connected.summarize` (``test_acc``, ``test_acc_std``, ...), plus
-    ``column`` (the paper's column), ``panel`` (what ran), ``gap`` (train - test accuracy)."""
-    rows = []
-    final = result["final"]
-    for panel, _spec in result["panels"]:
-        if panel.dataset is None or final.empty:
-            continue
-        sub = final[final["dataset"] == panel.dataset].copy()
-        for column, metric in _columns(panel.paper):
-            if metric not in sub:
-                continue
-            sub["_acc"] = sub[metric]
-            sub["_gap"] = sub["train_acc"] - sub[metric]
-            s = fx.summarize(
-                sub, ["dataset", "regularizer", "depth", "n_train", "lam"], ["_acc", "_gap"]
-            )
-            s = s.rename(columns=lambda c: c.replace("_acc", "test_acc").replace("_gap", "gap"))
-            s.insert(0, "column", column)
-            s.insert(1, "panel", panel.label)
-            rows.append(s)
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+def _is_stand_in(panel: Panel) -> bool:
+    assert panel.dataset is not None
+    return gates.is_stand_in(panel_stand_in_label(panel.dataset, panel.paper))
 
 
-def _pm(mean: float, sd: float) -> str:
-    if not math.isfinite(mean):
+def _dataset_name(panel: Panel, ts: Mapping[str, Any]) -> str:
+    """What ran, without the stand-in suffix (:func:`jacnb.lab.gates.decide` adds it)."""
+    assert panel.dataset is not None
+    side = ts.get("image_size")
+    resized = side and _native_side(panel.dataset) != side
+    return dataset_label(panel.dataset) + (f", resized to {side}x{side}" if resized else "")
+
+
+def _not_run_figure(text: str) -> Figure:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.0, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
+def _pm(values: pd.Series) -> str:
+    v = 100 * values.dropna().astype(float)
+    if v.empty:
         return "n/a"
-    return f"{100 * mean:.2f}" + (f" ± {100 * sd:.2f}" if math.isfinite(sd) else "")
+    sd = f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else ""
+    return f"{v.mean():.2f}{sd} (n={len(v)})"
 
 
-def comparison(result: Mapping[str, Any], table: str) -> pd.DataFrame:
-    """The paper's table beside ours, one row per (column, training-set size) of either.
+@dataclass
+class ConvolutionalResult:
+    """Tables II and III as run at one profile (:func:`run`)."""
 
-    Paper cells are labelled "paper", ours "ours" (mean ± sd over seeds, %). A size the
-    profile does not run shows "not run at this profile"; a panel whose dataset is absent says
-    so; the difference columns are JR minus the baseline in accuracy points.
-    """
-    t = TABLES[table]
-    base, treat = list(t.regularizers)
-    ours = long_summary(result)
-    ref = _paper_frame(table)
-    rows = []
-    for panel, spec in result["panels"]:
-        for column, _metric in _columns(panel.paper):
-            sizes = sorted(set(ref.loc[ref["column"] == column, "n_train"]) | set(spec["n_train"]))
-            for n in sizes:
-                row: dict[str, Any] = {"column": column, "n_train": n}
-                p = ref[(ref["column"] == column) & (ref["n_train"] == n)].set_index("regularizer")
-                for reg, label in t.regularizers.items():
-                    row[f"paper: {label}"] = (
-                        f"{p.loc[reg, 'accuracy']:.2f}" if reg in p.index else "-"
-                    )
-                row["paper: diff"] = (
-                    round(p.loc[treat, "accuracy"] - p.loc[base, "accuracy"], 2)
-                    if len(p) == 2
-                    else np.nan
-                )
-                row["ours: dataset"] = panel.label
-                o = (
-                    ours[(ours["column"] == column) & (ours["n_train"] == n)].set_index(
-                        "regularizer"
-                    )
-                    if len(ours)
-                    else pd.DataFrame()
-                )
-                for reg, label in t.regularizers.items():
-                    if panel.dataset is None:
-                        cell = panel.note
-                    elif reg in o.index:
-                        cell = _pm(o.loc[reg, "test_acc"], o.loc[reg, "test_acc_std"])
-                    else:
-                        cell = "not run at this profile"
-                    row[f"ours: {label}"] = cell
-                row["ours: diff"] = (
-                    round(100 * (o.loc[treat, "test_acc"] - o.loc[base, "test_acc"]), 2)
-                    if len(o) == 2
-                    else np.nan
-                )
-                row["ours: chosen lambda"] = (
-                    ", ".join(f"{r}={o.loc[r, 'lam']:g}" for r in t.selected if r in o.index)
-                    if len(o)
-                    else ""
-                )
-                rows.append(row)
-    return pd.DataFrame(rows)
+    profile: str
+    settings: dict[str, Any]
+    tables: dict[str, TableRun]
 
+    # --- tidy frames ------------------------------------------------------------------------
 
-# ---------------------------------------------------------------------------------------------
-# Verdicts
-# ---------------------------------------------------------------------------------------------
-
-
-def paired_differences(
-    summary: pd.DataFrame, base: str, treat: str, metric: str = "test_acc"
-) -> pd.DataFrame:
-    """Per training-set size: ``treat - base`` of the seed means of ``metric`` and its standard
-    error (NaN with one seed). ``summary``: one column's rows of :func:`long_summary`."""
-    wide = summary.pivot_table(
-        index="n_train",
-        columns="regularizer",
-        values=[metric, f"{metric}_std", f"{metric}_count"],
-        dropna=False,
-    )
-    diff = wide[metric][treat] - wide[metric][base]
-    se = np.sqrt(
-        wide[f"{metric}_std"][treat] ** 2 / wide[f"{metric}_count"][treat]
-        + wide[f"{metric}_std"][base] ** 2 / wide[f"{metric}_count"][base]
-    )
-    return pd.DataFrame({"diff": diff, "se": se}).sort_index()
-
-
-def _for_fx(summary: pd.DataFrame) -> pd.DataFrame:
-    """A :func:`long_summary` slice in the shape :func:`fx.verdict_jr_beats_wd` reads."""
-    return summary[
-        ["dataset", "regularizer", "depth", "n_train", "test_acc", "test_acc_std", "test_acc_count"]
-    ]
-
-
-def verdict_gap_largest_at_smallest(
-    diffs: pd.DataFrame, claim: str = "JR's advantage is largest at the smallest training set"
-) -> dict[str, Any]:
-    """Sec. VI-B1: "This is most obvious at smaller training set sizes". Reproduced iff the
-    JR - baseline difference at the smallest size exceeds the one at every larger size."""
-    if len(diffs) < 2:
-        return {"claim": claim, "verdict": NOT_TESTED, "evidence": "needs two or more sizes"}
-    d = diffs["diff"]
-    ok = bool((d.iloc[0] > d.iloc[1:]).all())
-    text = ", ".join(f"{n}: {100 * v:+.2f}" for n, v in d.items())
-    return {
-        "claim": claim,
-        "verdict": REPRODUCED if ok else NOT_REPRODUCED,
-        "evidence": f"JR - baseline [points] by size: {text}",
-    }
-
-
-def verdict_treat_wins(
-    diffs: pd.DataFrame, claim: str, what: str = "accuracy", higher_is_better: bool = True
-) -> dict[str, Any]:
-    """Reproduced iff the treatment is better than the baseline at every size; the evidence
-    counts the differences beyond two standard errors."""
-    if diffs.empty:
-        return {"claim": claim, "verdict": NOT_TESTED, "evidence": "no runs"}
-    sign = 1 if higher_is_better else -1
-    d, se = sign * diffs["diff"], diffs["se"]
-    wins, clear = int((d > 0).sum()), int((d > 2 * se).sum())
-    losses = int((d < -2 * se).sum())
-    text = ", ".join(f"{n}: {100 * v:+.2f}" for n, v in diffs["diff"].items())
-    evidence = (
-        f"JR better in {wins}/{len(d)} sizes ({clear} by > 2 s.e., worse by > 2 s.e. in "
-        f"{losses}); JR - baseline {what} [points]: {text}"
-    )
-    if se.isna().any():
-        evidence += "; one seed, so no standard errors"
-    return {
-        "claim": claim,
-        "verdict": REPRODUCED if wins == len(d) else NOT_REPRODUCED,
-        "evidence": evidence,
-    }
-
-
-def _on_paper(table: str, column: str, check: Any, metric: str) -> str:
-    """The same check applied to the paper's own numbers of that column."""
-    if metric != "test_acc":
-        return "not given (the paper prints test accuracy only)"
-    ref = _paper_frame(table)
-    ref = ref[ref["column"] == column]
-    if ref.empty:
-        return ""
-    base, treat = list(TABLES[table].regularizers)
-    w = ref.pivot_table(index="n_train", columns="regularizer", values="accuracy") / 100
-    diffs = pd.DataFrame({"diff": w[treat] - w[base], "se": np.nan}).sort_index()
-    return check(diffs)["verdict"]
-
-
-def _every_size(diffs: pd.DataFrame) -> dict[str, Any]:
-    return verdict_treat_wins(diffs, "")
-
-
-def _smaller_gap(diffs: pd.DataFrame) -> dict[str, Any]:
-    return verdict_treat_wins(diffs, "", what="gap", higher_is_better=False)
-
-
-#: The claims of Sec. VI-B: ``(claim, check on paired differences, metric)`` per table.
-CLAIMS: dict[str, list[tuple[str, Any, str]]] = {
-    "table2": [
-        ("JR beats weight decay in every cell", _every_size, "test_acc"),
-        (
-            "JR's advantage is largest at the smallest training set",
-            verdict_gap_largest_at_smallest,
-            "test_acc",
-        ),
-    ],
-    "table3": [
-        (
-            "JR helps the batch-normalized net (higher test accuracy at every size)",
-            _every_size,
-            "test_acc",
-        ),
-        (
-            "JR gives a smaller generalization gap (train - test accuracy) at every size",
-            _smaller_gap,
-            "gap",
-        ),
-    ],
-}
-
-
-def verdicts(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """The claims of Sec. VI-B (:data:`CLAIMS`), per column of Tables II and III.
-
-    ``results``: ``{"table2": run_table(...), "table3": run_table(...)}`` (either may be
-    missing). "JR beats weight decay in every cell" is
-    :func:`jacnb.chapters.fully_connected.verdict_jr_beats_wd`. Column ``paper's own table``
-    applies the
-    same test to the paper's numbers. ``tested on`` names what ran (a stand-in as such); the
-    evidence states the sizes; an absent dataset gives "not tested at this scale" and why.
-    """
-    rows = []
-    for table, result in results.items():
+    def runs(self, table: str) -> pd.DataFrame:
+        """One row per (final run, test set) of ``table``: the columns
+        :func:`jacnb.lab.gates.required_columns` asks for (``seed``, ``arm``, ``n_train``,
+        ``test_set``, ``test_acc``, ``gap`` = train - test accuracy, ``train_acc``, ``steps``,
+        ``lam``, ``lam_grid``, ``chosen_by_tie``, ``selection_seeds``, ``selection_steps``) plus
+        ``paper`` (the paper's dataset), ``column``, ``dataset``, ``selected_at``, ``status``
+        (``"ok"`` or ``"diverged"``; only ``ok`` rows count) and ``seconds``."""
+        tr = self.tables[table]
         t = TABLES[table]
-        base, treat = list(t.regularizers)
-        summary = long_summary(result)
-        for panel, _spec in result["panels"]:
-            for column, _ in _columns(panel.paper):
-                sub = summary[summary["column"] == column] if len(summary) else summary
-                for claim, check, metric in CLAIMS[table]:
-                    if panel.dataset is None or sub.empty:
-                        v = {"verdict": NOT_TESTED, "evidence": panel.note}
-                    elif table == "table2" and check is _every_size:
-                        v = fx.verdict_jr_beats_wd(_for_fx(sub))
-                    else:
-                        v = check(paired_differences(sub, base, treat, metric))
-                    if panel.dataset is not None and not sub.empty:
-                        v["evidence"] += (
-                            f"; sizes {[int(n) for n in sorted(sub['n_train'].unique())]}"
-                        )
+        rows = []
+        final = tr.final
+        for panel, _spec in tr.panels:
+            if panel.dataset is None or final.empty:
+                continue
+            f = final[final["dataset"] == panel.dataset]
+            for column, test_set, metric in _columns(panel.paper):
+                for _, r in f.iterrows():
+                    reg = r["regularizer"]
+                    sel: dict[str, Any] = (
+                        lookup(tr.chosen, panel.dataset, reg, int(r["n_train"]))
+                        if reg in t.selected
+                        else {}
+                    )
+                    test_acc = float(r.get(metric, np.nan))
+                    train_acc = float(r.get("train_acc", np.nan))
                     rows.append(
                         {
                             "table": t.name,
+                            "paper": panel.paper,
                             "column": column,
-                            "tested on": panel.label if panel.dataset else "-",
-                            "claim": claim,
-                            "verdict": v["verdict"],
-                            "evidence": v["evidence"],
-                            "paper's own table": _on_paper(table, column, check, metric),
+                            "dataset": panel.dataset,
+                            "test_set": test_set,
+                            "seed": int(r["seed"]),
+                            "arm": reg,
+                            "n_train": int(r["n_train"]),
+                            "test_acc": test_acc,
+                            "train_acc": train_acc,
+                            "gap": train_acc - test_acc,
+                            "steps": int(r["steps"]),
+                            "lam": float(r["lam"]),
+                            "lam_grid": sel.get("lam_grid"),
+                            "chosen_by_tie": sel.get("chosen_by_tie", False),
+                            "selection_seeds": sel.get("selection_seeds"),
+                            "selection_steps": sel.get("selection_steps"),
+                            "selected_at": sel.get("selected_at"),
+                            "status": r.get("status", OK) or OK,
+                            "seconds": float(r.get("seconds", np.nan)),
                         }
                     )
-    return pd.DataFrame(rows)
+        return pd.DataFrame(rows)
+
+    def selection(self, table: str) -> pd.DataFrame:
+        """The selection runs of ``table``: one row per (regularizer, size, factor, seed) with
+        ``val_acc``, ``train_acc``, ``steps``, ``status``."""
+        s = self.tables[table].select
+        if s.empty:
+            return pd.DataFrame()
+        cols = [
+            "dataset",
+            "regularizer",
+            "n_train",
+            "lam",
+            "seed",
+            "val_acc",
+            "train_acc",
+            "steps",
+            "status",
+            "seconds",
+        ]
+        return s[[c for c in cols if c in s.columns]].reset_index(drop=True)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """``table2_runs``/``table3_runs`` (:meth:`runs`), ``table2_selection``/
+        ``table3_selection`` (:meth:`selection`), ``lambda_choice`` (:meth:`lambda_table`)."""
+        out = {}
+        for table in TABLES:
+            out[f"{table}_runs"] = self.runs(table)
+            out[f"{table}_selection"] = self.selection(table)
+        out["lambda_choice"] = self.lambda_table()
+        return out
+
+    def diverged(self) -> dict[str, int]:
+        """Runs stored as diverged (left out of means, tables and verdicts), per table and
+        phase."""
+        out = {}
+        for table, tr in self.tables.items():
+            for phase, f in (("selection", tr.select), ("final", tr.final)):
+                n = int((f["status"] != OK).sum()) if len(f) and "status" in f else 0
+                out[f"{table} {phase}"] = n
+        return out
+
+    # --- tables -----------------------------------------------------------------------------
+
+    def lambda_table(self) -> pd.DataFrame:
+        """The factor choice, one row per (table, dataset, regularizer, selection size), one
+        column per factor of the grids (mean validation accuracy [%] over the selection seeds),
+        then the chosen ``lam``, ``chosen_by_tie``, the selection seeds and steps."""
+        rows = []
+        for table, tr in self.tables.items():
+            for _, r in tr.chosen.iterrows():
+                row: dict[str, Any] = {
+                    "table": TABLES[table].name,
+                    "dataset": r["dataset"],
+                    "regularizer": r["regularizer"],
+                    "n_train": int(r["n_train"]),
+                }
+                for lam, acc in sorted(r["val_acc"].items()):
+                    row[f"λ={lam:g}"] = round(100 * acc, 2)
+                row.update(
+                    chosen=r["lam"],
+                    tie=r["chosen_by_tie"],
+                    selection_seeds=", ".join(str(s) for s in r["selection_seeds"]),
+                    selection_steps=r["selection_steps"],
+                )
+                rows.append(row)
+        df = pd.DataFrame(rows)
+        if df.empty:
+            return df
+        lam_cols = sorted((c for c in df.columns if c.startswith("λ=")), key=lambda c: float(c[2:]))
+        rest = [c for c in df.columns if not c.startswith("λ=")]
+        head, tail = rest[:4], rest[4:]
+        return df[head + lam_cols + tail]
+
+    def paper_table(self) -> pd.DataFrame:
+        """Both tables: the paper's numbers (labelled "paper") beside ours (mean ± sd over the
+        ``ok`` seeds, %), one row per (table, column, training-set size) of either; ``baseline``
+        names the baseline arm (weight decay in Table II, batch norm alone in Table III); the
+        ``diff`` columns are the treatment minus the baseline in points (ours: the mean paired
+        difference). Sizes a profile does not run and absent datasets say so."""
+        rows = []
+        for table, tr in self.tables.items():
+            t = TABLES[table]
+            base, treat = list(t.regularizers)
+            runs = self.runs(table)
+            ok = runs[runs["status"] == OK] if len(runs) else runs
+            ref = _paper_frame(table)
+            for panel, spec in tr.panels:
+                for column, _test_set, _metric in _columns(panel.paper):
+                    p_sizes = set(ref.loc[ref["column"] == column, "n_train"])
+                    for n in sorted(p_sizes | set(spec["n_train"])):
+                        p = ref[(ref["column"] == column) & (ref["n_train"] == n)]
+                        p = p.set_index("regularizer")["accuracy"]
+                        row: dict[str, Any] = {
+                            "table": t.name,
+                            "column": column,
+                            "n_train": n,
+                            "baseline": t.regularizers[base],
+                        }
+                        for reg, arm in ((base, "baseline"), (treat, "+ JR")):
+                            row[f"paper: {arm}"] = p.get(reg, np.nan)
+                        row["paper: diff"] = round(p[treat] - p[base], 2) if len(p) == 2 else np.nan
+                        if panel.dataset is None:
+                            row["ours: dataset"] = panel.note
+                        else:
+                            row["ours: dataset"] = panel.label
+                        o = ok[(ok["column"] == column) & (ok["n_train"] == n)] if len(ok) else ok
+                        for reg, arm in ((base, "baseline"), (treat, "+ JR")):
+                            if panel.dataset is None:
+                                cell = "not run"
+                            elif len(o) == 0 or not (o["arm"] == reg).any():
+                                cell = "not run at this profile"
+                            else:
+                                cell = _pm(o.loc[o["arm"] == reg, "test_acc"])
+                            row[f"ours: {arm}"] = cell
+                        diff = np.nan
+                        if len(o):
+                            w = o.pivot_table(index="seed", columns="arm", values="test_acc")
+                            if base in w and treat in w:
+                                d = (w[treat] - w[base]).dropna()
+                                diff = round(100 * d.mean(), 2) if len(d) else np.nan
+                        row["ours: diff"] = diff
+                        for reg, arm in ((base, "baseline"), (treat, "+ JR")):
+                            lam = o.loc[o["arm"] == reg, "lam"] if len(o) else pd.Series()
+                            row[f"ours: λ {arm}"] = (
+                                f"{lam.iloc[0]:g}" if len(lam) and reg in t.selected else "-"
+                            )
+                        rows.append(row)
+        return pd.DataFrame(rows)
+
+    def cost(self) -> pd.DataFrame:
+        """Runs, diverged runs and training minutes per table and phase (stored wall times)."""
+        rows = []
+        for table, tr in self.tables.items():
+            for phase, f in (("selection", tr.select), ("final", tr.final)):
+                if not len(f):
+                    continue
+                rows.append(
+                    {
+                        "table": TABLES[table].name,
+                        "phase": phase,
+                        "runs": len(f),
+                        "diverged runs": int((f["status"] != OK).sum()) if "status" in f else 0,
+                        "training minutes": round(float(f["seconds"].sum()) / 60, 2),
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def provenance(self, table: str) -> str:
+        """The provenance line of a table: what ran, sizes per panel, grids, schedule, seeds."""
+        tr = self.tables[table]
+        ts = tr.settings
+        ran = [p for p, _ in tr.panels if p.dataset is not None]
+        sizes = {p.paper: spec["n_train"] for p, spec in tr.panels if p.dataset is not None}
+        return lab_settings.provenance(
+            ts,
+            " + ".join(p.label for p in ran) or "none",
+            n_train=sizes,
+            batch=ts["batch_size"],
+            lr=f"{ts['lr']} /10 every {ts['lr_drop_every']} epochs",
+            jr=f"{ts['jr_method']} R_F",
+            selection_seeds=list(select_seeds(ts)),
+            selected_at=ts.get("select_n_train") or "every size",
+            validation=f"{ts['n_val']} further training samples"
+            if ts.get("n_val")
+            else f"{ts['val_fraction']} of the drawn set",
+        )
+
+    def numbers(self) -> dict[str, float]:
+        """Measured numbers the page's prose quotes (``myst_nb.glue``), the same keys at every
+        profile: per table, the mean paired difference [points] at the smallest and largest
+        size of its first column, the lowest training accuracy [%] of the final runs, training
+        minutes, and diverged runs."""
+        out: dict[str, float] = {}
+        for table, tr in self.tables.items():
+            t = TABLES[table]
+            base, treat = list(t.regularizers)
+            runs = self.runs(table)
+            ok = runs[runs["status"] == OK] if len(runs) else runs
+            for which in ("smallest", "largest"):
+                out[f"{table}_diff_{which}"] = float("nan")
+                out[f"{table}_n_{which}"] = float("nan")
+            out[f"{table}_min_train_acc"] = (
+                round(100 * float(ok["train_acc"].min()), 2) if len(ok) else float("nan")
+            )
+            if len(ok):
+                first = ok[ok["column"] == ok["column"].iloc[0]]
+                w = first.pivot_table(index=["n_train", "seed"], columns="arm", values="test_acc")
+                if base in w and treat in w:
+                    d = (w[treat] - w[base]).groupby(level="n_train").mean()
+                    for which, n in (("smallest", d.index.min()), ("largest", d.index.max())):
+                        out[f"{table}_diff_{which}"] = round(100 * float(d[n]), 2)
+                        out[f"{table}_n_{which}"] = int(n)
+            secs = sum(float(f["seconds"].sum()) for f in (tr.select, tr.final) if len(f))
+            out[f"{table}_minutes"] = round(secs / 60, 1)
+            out[f"{table}_diverged"] = sum(
+                v for k, v in self.diverged().items() if k.startswith(table)
+            )
+        return out
+
+    # --- figures ----------------------------------------------------------------------------
+
+    def figures(self) -> dict[str, Figure]:
+        """Per table that ran: test accuracy [%] against the training-set size, mean over seeds
+        with its 95 % confidence interval, one panel per test set (seaborn); and the factor
+        choice: mean validation accuracy against lambda per regularizer."""
+        import seaborn as sns
+
+        from jacnb.lab import plotting  # noqa: F401  (the book's style)
+
+        out: dict[str, Figure] = {}
+        for table, tr in self.tables.items():
+            t = TABLES[table]
+            runs = self.runs(table)
+            if runs.empty:
+                continue
+            ok = runs[runs["status"] == OK].copy()
+            ok["test accuracy [%]"] = 100 * ok["test_acc"]
+            ok["regularizer"] = ok["arm"].map(t.regularizers)
+            ok["training samples"] = ok["n_train"]
+            cols = list(dict.fromkeys(ok["column"]))
+            height = 4.0
+            g = sns.catplot(
+                data=ok,
+                x="training samples",
+                y="test accuracy [%]",
+                hue="regularizer",
+                hue_order=list(t.regularizers.values()),
+                col="column",
+                col_order=cols,
+                kind="point",
+                errorbar=("ci", 95),
+                dodge=0.25,
+                height=height,
+                aspect=max(8.0 / (len(cols) * height), 1.0),
+                sharey=False,
+                capsize=0.08,
+            )
+            g.set_titles("{col_name}")
+            g.figure.suptitle(
+                f"Table {t.name}: mean and 95 % CI over seeds ({self.profile} profile)", y=1.03
+            )
+            plotting.stamp(g.figure, textwrap.fill(self.provenance(table), 130))
+            out[f"Table {t.name}"] = g.figure
+            sel = self.selection(table)
+            if len(sel):
+                sel = sel.copy()
+                sel["validation accuracy [%]"] = 100 * sel["val_acc"].fillna(0.0)
+                sel["regularizer"] = sel["regularizer"].map(t.regularizers)
+                g2 = sns.relplot(
+                    data=sel,
+                    x="lam",
+                    y="validation accuracy [%]",
+                    hue="regularizer",
+                    col="dataset",
+                    kind="line",
+                    marker="o",
+                    errorbar=("ci", 95),
+                    height=3.6,
+                    aspect=max(8.0 / (sel["dataset"].nunique() * 3.6), 1.0),
+                    facet_kws={"sharex": False},
+                )
+                g2.set(xscale="log", xlabel="λ")
+                g2.figure.suptitle(
+                    f"Table {t.name}: choosing λ on validation data (selection seeds "
+                    f"{list(select_seeds(tr.settings))})",
+                    y=1.04,
+                )
+                out[f"Table {t.name}: λ"] = g2.figure
+        return out
+
+    def figure(self, name: str = "Table II") -> Figure:
+        """One of :meth:`figures` by name (``"Table II"``, ``"Table III"``, ``"Table II: λ"``,
+        ``"Table III: λ"``); a figure saying "not run" where that table did not run."""
+        import matplotlib.pyplot as plt
+
+        figs = self.figures()
+        for other, fig in figs.items():
+            if other != name:
+                plt.close(fig)  # only the one asked for is left open (and shown)
+        if name in figs:
+            return figs[name]
+        return _not_run_figure(f"{name}: not run at this profile (dataset absent)")
+
+    def settings_table(self) -> pd.DataFrame:
+        """Each table's settings at this profile (panels described by :meth:`paper_table`)."""
+        return pd.DataFrame(
+            {
+                f"Table {TABLES[t].name}": {
+                    k: (", ".join(f"{r}: {v}" for r, v in val.items()) if k == "lambdas" else val)
+                    for k, val in tr.settings.items()
+                    if k != "panels"
+                }
+                for t, tr in self.tables.items()
+            }
+        ).astype(str)
+
+    # --- verdicts ---------------------------------------------------------------------------
+
+    def verdicts(self) -> list[Verdict]:
+        """One verdict per claim registered on this page: :func:`jacnb.lab.gates.decide` on the
+        ``ok`` rows of the claim's panel in :meth:`runs` (a stand-in named as such), or
+        :func:`jacnb.lab.gates.not_run` where the panel's dataset is absent. Diverged runs are
+        left out (their seed is then unpaired) and counted in the reason."""
+        out = []
+        for claim in claims_of(NAME):
+            table = claim.id.split(".")[0]
+            tr = self.tables[table]
+            panel = next((p for p, _ in tr.panels if p.paper == claim.dataset), None)
+            if panel is None:
+                out.append(
+                    gates.not_run(claim.id, "not in this profile's panels", profile=self.profile)
+                )
+                continue
+            if panel.dataset is None:
+                out.append(gates.not_run(claim.id, panel.note, profile=self.profile))
+                continue
+            runs = self.runs(table)
+            mine = runs[runs["paper"] == claim.dataset] if len(runs) else runs
+            ok = mine[mine["status"] == OK]
+            cols = list(gates.required_columns(claim.id))
+            v = gates.decide(
+                claim.id,
+                ok[cols],
+                profile=self.profile,
+                dataset=_dataset_name(panel, tr.settings),
+                stand_in=_is_stand_in(panel),
+            )
+            n_bad = int((mine["status"] != OK).sum()) if len(mine) else 0
+            if n_bad:
+                note = f"{n_bad} diverged run rows left out"
+                v = dataclasses.replace(v, reason=f"{v.reason}; {note}" if v.reason else note)
+            out.append(v)
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -730,59 +1028,3 @@ def bn_jacobian_check(seed: int = 0, batch: int = 8) -> pd.DataFrame:
             "naive (gradient through the batch statistics)",
         ],
     )
-
-
-def cost_tables(
-    results: Mapping[str, Mapping[str, pd.DataFrame]],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The Cost section's two tables from ``{"Table II": r2, "Table III": r3}`` (each with
-    ``select``/``final`` frames of stored runs): runs and training minutes per table and phase,
-    and seconds per final run by configuration. Tables that did not run contribute nothing; with
-    none run both frames are empty (the page then says so instead of failing)."""
-    rows = []
-    finals = []
-    for name, r in results.items():
-        for phase in ("select", "final"):
-            f = r[phase]
-            if not len(f):
-                continue
-            diverged = f["diverged"] if "diverged" in f else pd.Series("", index=f.index)
-            rows.append(
-                {
-                    "table": name,
-                    "phase": phase,
-                    "runs": len(f),
-                    "training minutes": round(f["seconds"].sum() / 60, 2),
-                    "diverged runs": int((diverged.fillna("") != "").sum()),
-                }
-            )
-        if len(r["final"]):
-            finals.append(r["final"])
-    per_config = pd.DataFrame()
-    if finals:
-        per_config = (
-            pd.concat(finals, ignore_index=True)
-            .pivot_table(
-                index=["table", "dataset", "n_train"], columns="regularizer", values="seconds"
-            )
-            .round(1)
-        )
-    return pd.DataFrame(rows), per_config
-
-
-def verdict_records(
-    results: Mapping[str, Mapping[str, Any]], profile: str = ""
-) -> list[Verdict]:
-    """:func:`verdicts` as :class:`~jacnb.lab.verdicts.Verdict` records (same decisions); claim
-    ids ``table2.<claim>`` / ``table3.<claim>``, the column named in the evidence."""
-    out = []
-    for row in verdicts(results).to_dict("records"):
-        table = "table2" if row["table"] == TABLES["table2"].name else "table3"
-        v = from_row(
-            {**row, "claim": f"{row['column']}: {row['claim']}"},
-            f"{table}.{slug(row['claim'])}",
-            dataset=row["tested on"] if row["tested on"] != "-" else "",
-            profile=profile,
-        )
-        out.append(v)
-    return out

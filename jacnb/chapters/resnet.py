@@ -3,16 +3,26 @@
 * Table IV -- Wide ResNet 22-5 on CIFAR-10, with and without the per-layer regularizer of
   eq. (52): 2500 and 10000 training samples without augmentation (factor 1) and 50000 with the
   augmentation of [35] (factor 0.1); learning rates
-  ``(0.01, 5), (0.05, 20), (0.005, 40), (0.0005, 40), (0.00005, 20)``.
+  ``(0.01, 5), (0.05, 20), (0.005, 40), (0.0005, 40), (0.00005, 20)``: 125 epochs in all.
 * Table V and Fig. 5 -- pre-activation ResNet-18 on ImageNet resized to 128x128, with and
   without eq. (52) (factor 1), without and with augmentation (random 112x112 crops + colour
-  augmentation); learning rates ``(0.1, 30), (0.01, 30), (0.001, 30)``.
+  augmentation; our augmentation also flips images horizontally, which the paper does not
+  mention); learning rates ``(0.1, 30), (0.01, 30), (0.001, 30)``.
 
-Every run is one config dict (:func:`table4_configs`, :func:`table5_configs`) trained by
-:func:`run_config` through :func:`jacnb.core.distributed.fit`, which checkpoints every epoch beside
-the result-store record, so a killed run resumes; :func:`run_table` goes through
-:func:`jacnb.lab.store.run_grid`, so finished runs are never repeated. ``scripts/train_resnet.py``
-trains the same configs under ``torchrun`` (DDP) and writes the same records.
+The per-layer regularizer is :class:`jacnb.core.regularizers.PerLayerJacobianRegularizer` with
+its default ``batch_norm="fixed"``: ``g^l`` per sample with the batch statistics held fixed
+(eq. 52 is per sample); ``"coupled"`` would differentiate the training forward pass as it is.
+
+Chapter interface (``PLAN.md``): :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run`
+-> :class:`ResnetResult` (``frames``, ``figures``, ``paper_table``, ``verdicts``). Every run is
+one config dict (:func:`table4_configs`, :func:`table5_configs`) trained by :func:`run_config`
+through :func:`jacnb.core.distributed.fit`, which checkpoints every epoch beside the result-store
+record, so a killed run resumes; :func:`run_table` goes through
+:func:`jacnb.lab.store.run_grid` (with the executor, and the runs' peak checkpoint size), so
+finished runs are never repeated. ``scripts/train_resnet.py`` trains the same configs under
+``torchrun`` (DDP) and writes the same records. The verdicts come only from
+:func:`jacnb.lab.gates.decide` on the tidy runs frames, or :func:`jacnb.lab.gates.not_run` where
+no dataset is on disk. The factors are the paper's (no selection), so no factor gate applies.
 
 Datasets: the real ones when present (CIFAR-10 via torchvision's files, ImageNet from a user
 folder in ImageFolder layout, :func:`imagenet_folder`). A profile may list a stand-in after
@@ -22,30 +32,33 @@ stand-in (:data:`LABELS`), never by the real dataset's name.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from jacnb.core.data import DatasetMissingError, balanced_subset, data_root, resize_images
 from jacnb.core.distributed import FitConfig, fit
 from jacnb.core.models import build_model
-from jacnb.lab import paper
-from jacnb.lab.datasets import NOT_RUN, get_dataset, stand_in_label, try_dataset
+from jacnb.lab import gates, paper
+from jacnb.lab import settings as lab_settings
+from jacnb.lab.claims import claims_of
+from jacnb.lab.datasets import NOT_RUN, dataset_label, get_dataset, stand_in_label, try_dataset
 from jacnb.lab.store import ResultStore, run_grid
-from jacnb.lab.verdicts import (
-    INCONCLUSIVE,
-    NOT_REPRODUCED,
-    NOT_TESTED,
-    REPRODUCED,
-    Verdict,
-)
-from jacnb.lab.verdicts import NOT_RUN as V_NOT_RUN
+from jacnb.lab.verdicts import Verdict
+
+NAME = "05_resnet"
+SETTINGS_KEY = "resnet"
 
 #: Display names; a stand-in is always named as such.
 LABELS = {
@@ -55,6 +68,15 @@ LABELS = {
     "digits": stand_in_label("digits", "CIFAR-10", "resized"),
     "mnist-10k": stand_in_label("mnist-10k", "ImageNet", "resized"),
 }
+
+#: The dataset each table's claims are about.
+REAL = {"table4": "cifar10", "table5": "imagenet"}
+OK = "ok"
+
+
+def settings(profile: str = "cpu") -> dict[str, Any]:
+    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.settings`)."""
+    return lab_settings.settings(SETTINGS_KEY, profile)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,53 +277,105 @@ def build_and_data(config: Mapping[str, Any]) -> tuple[nn.Module, Any, Any, FitC
 def run_config(
     config: Mapping[str, Any], store: ResultStore | None = None, device: str | None = None
 ) -> dict[str, Any]:
-    """Train one config (resuming from its per-epoch checkpoint if one exists)."""
+    """Train one config (resuming from its per-epoch checkpoint if one exists); the record adds
+    ``steps``, the SGD steps of the schedule (global batches)."""
     store = store or ResultStore()
     model, train, test, cfg = build_and_data(config)
     ckpt = store.path(config).with_suffix(".train.pt")
-    return fit(model, train, test, cfg, checkpoint=ckpt, device=device)
+    result = fit(model, train, test, cfg, checkpoint=ckpt, device=device)
+    n = len(train[1]) if isinstance(train, tuple) else len(train)
+    return {**result, "steps": int(cfg.epochs * math.ceil(n / cfg.batch_size))}
+
+
+def configs(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every run of Tables IV and V at these settings, on the first candidate dataset of each
+    table that is on disk (a table with none contributes nothing)."""
+    out: list[dict[str, Any]] = []
+    name4 = pick_dataset(settings["table4"]["candidates"])
+    name5 = pick_dataset(settings["table5"]["candidates"])
+    if name4 is not None:
+        out += table4_configs(settings, name4)
+    if name5 is not None:
+        out += table5_configs(settings, name5)
+    return out
+
+
+def _n_classes(config: Mapping[str, Any]) -> tuple[int, int]:
+    if config["dataset"] == "imagenet":
+        return 3, 1000
+    ds = get_dataset(config["dataset"])
+    return int(ds.x_train.shape[1]), int(ds.n_classes)
+
+
+def checkpoint_bytes(config: Mapping[str, Any]) -> int:
+    """A run's peak checkpoint use on disk: weights and momentum buffers (float32) of its net,
+    twice (the new checkpoint is written beside the old one before it replaces it), plus 1 MiB
+    for curves and metadata."""
+    in_ch, n_classes = _n_classes(config)
+    if config["arch"] == "wide_resnet":
+        model = build_model(
+            "wide_resnet",
+            depth=config["depth"],
+            widen_factor=config["widen_factor"],
+            n_classes=n_classes,
+            in_channels=in_ch,
+        )
+    else:
+        model = build_model("preact_resnet18", n_classes=n_classes, in_channels=in_ch)
+    n = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    return int(2 * 2 * 4 * n + 2**20)
 
 
 def run_table(
-    configs: list[dict[str, Any]], store: ResultStore | None = None, progress: bool = False
+    configs: list[dict[str, Any]],
+    store: ResultStore | None = None,
+    executor: Any = None,
+    progress: bool = True,
+    desc: str = "resnet",
 ) -> pd.DataFrame:
-    """All configs through :func:`jacnb.lab.store.run_grid` (finished ones are not rerun)."""
+    """All configs through :func:`jacnb.lab.store.run_grid` (finished ones are not rerun), with
+    the executor and the largest :func:`checkpoint_bytes` of the configs."""
     store = store or ResultStore()
+    if not configs:
+        return pd.DataFrame()
+    peak = max(checkpoint_bytes(c) for c in configs)
     return run_grid(
-        configs, lambda c: run_config(c, store), store, desc="resnet", progress=progress
+        configs,
+        functools.partial(run_config, store=store),
+        store,
+        desc=desc,
+        progress=progress,
+        executor=executor,
+        checkpoint_bytes=peak,
     )
 
 
+def run(
+    profile: str = "cpu",
+    *,
+    executor: Any = None,
+    store: ResultStore | None = None,
+    bf16: bool = False,
+) -> ResnetResult:
+    """Train (or load) every run of Tables IV and V at ``profile`` (``bf16``: the runs trained
+    under bf16 autocast, e.g. by ``scripts/train_resnet.py --bf16``; a config key)."""
+    s = settings(profile)
+    s["bf16"] = bool(bf16)
+    store = store or ResultStore()
+    name4 = pick_dataset(s["table4"]["candidates"])
+    name5 = pick_dataset(s["table5"]["candidates"])
+    rec4 = run_table(table4_configs(s, name4), store, executor, desc="Table IV") if name4 else None
+    rec5 = run_table(table5_configs(s, name5), store, executor, desc="Table V") if name5 else None
+    return ResnetResult(s["profile"], s, name4, name5, rec4, rec5)
+
+
 # ---------------------------------------------------------------------------------------------
-# Tables and verdicts
+# The result
 # ---------------------------------------------------------------------------------------------
 
 REG_LABEL = {"none": "ResNet", "per_layer": "ResNet + Jac. reg."}
-
-
-def table4_frame(records: pd.DataFrame) -> pd.DataFrame:
-    """Test accuracy [%] (mean over seeds) per training-set size and regularizer."""
-    df = records.copy()
-    df["row"] = [
-        f"{n}" + (" + aug." if a != "none" else "")
-        for n, a in zip(df["n_train"], df["augment"], strict=True)
-    ]
-    df["test_acc"] = 100 * df["test_acc"]
-    out = df.pivot_table(index=["n_train", "row"], columns="regularizer", values="test_acc")
-    out = out.rename(columns=REG_LABEL).reset_index().drop(columns="n_train")
-    return out.set_index("row").rename_axis("# train samples").rename_axis(None, axis=1)
-
-
-def table4_paper() -> pd.DataFrame:
-    """The paper's Table IV in the same layout (CIFAR-10, WRN-22-5)."""
-    p = paper.table4()
-    p["row"] = [
-        f"{n}" + (" + aug." if a else "") for n, a in zip(p.n_train, p.augmentation, strict=True)
-    ]
-    out = p.pivot_table(index="row", columns="label", values="accuracy", sort=False)
-    return out.rename_axis("# train samples").rename_axis(None, axis=1)
-
-
+#: the claims' arms: the per-layer regularizer is the claims' "jacobian" arm
+ARM = {"none": "none", "per_layer": "jacobian"}
 SETUPS = {
     ("none", "none"): "Baseline",
     ("none", "per_layer"): "Baseline + Jac. reg.",
@@ -310,117 +384,325 @@ SETUPS = {
 }
 
 
-def table5_frame(records: pd.DataFrame) -> pd.DataFrame:
-    """Train / test top-1 accuracy and GE [%] (mean over seeds) per setup of Table V."""
-    rows = []
-    for (aug, reg), label in SETUPS.items():
-        sel = records[(records.augment == aug) & (records.regularizer == reg)]
-        if len(sel):
-            tr, te = 100 * sel.train_acc.mean(), 100 * sel.test_acc.mean()
-            rows.append({"Setup": label, "Train": tr, "Test": te, "GE": tr - te})
-    return pd.DataFrame(rows).set_index("Setup")
-
-
-def table5_paper() -> pd.DataFrame:
-    """The paper's Table V (ImageNet, ResNet-18, 128x128)."""
-    p = paper.table5().rename(
-        columns={
-            "label": "Setup",
-            "train_accuracy": "Train",
-            "test_accuracy": "Test",
-            "generalization_error": "GE",
+def tidy_runs(records: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per stored run: ``seed``, ``arm`` (``none``/``jacobian``), ``regularizer``,
+    ``n_train``, ``augment``, ``augmentation`` (bool), ``test_acc``, ``train_acc``, ``gap``
+    (train - test accuracy), top-5 accuracies, ``steps``, ``epochs``, ``lam``, ``dataset``,
+    ``status``, ``seconds``, ``curves``."""
+    if records is None or records.empty:
+        return pd.DataFrame(
+            columns=[
+                "seed",
+                "arm",
+                "regularizer",
+                "n_train",
+                "augment",
+                "augmentation",
+                "test_acc",
+                "train_acc",
+                "gap",
+                "steps",
+                "lam",
+                "dataset",
+                "status",
+            ]
+        )
+    df = records.copy()
+    out = pd.DataFrame(
+        {
+            "seed": df["seed"].astype(int),
+            "arm": df["regularizer"].map(ARM),
+            "regularizer": df["regularizer"],
+            "n_train": df["n_train"],
+            "augment": df["augment"],
+            "augmentation": df["augment"] != "none",
+            "test_acc": df.get("test_acc", np.nan),
+            "train_acc": df.get("train_acc", np.nan),
+            "test_top5": df.get("test_top5", np.nan),
+            "train_top5": df.get("train_top5", np.nan),
+            "steps": df.get("steps", np.nan),
+            "epochs": [sum(int(e) for _, e in s) for s in df["schedule"]],
+            "lam": df["lam"],
+            "dataset": df["dataset"],
+            "status": df["status"] if "status" in df else OK,
+            "seconds": df.get("seconds", np.nan),
+            "curves": df.get("curves", None),
         }
     )
-    return p.set_index("Setup")[["Train", "Test", "GE"]]
+    out["gap"] = out["train_acc"] - out["test_acc"]
+    return out.reset_index(drop=True)
 
 
-def improves_everywhere(ours: pd.DataFrame, base: str, reg: str) -> tuple[bool, list[str]]:
-    """Whether column ``reg`` beats ``base`` in every row; the rows where it does not."""
-    worse = [str(i) for i, r in ours.iterrows() if not r[reg] > r[base]]
-    return not worse, worse
+def _pm(values: pd.Series) -> str:
+    v = 100 * values.dropna().astype(float)
+    if v.empty:
+        return "n/a"
+    sd = f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else ""
+    return f"{v.mean():.2f}{sd} (n={len(v)})"
 
 
-def verdict_table4(ours: pd.DataFrame | None, settings: Mapping[str, Any], label: str) -> str:
-    """Verdict on "per-layer JR improves accuracy in every setting of Table IV".
-
-    Only the paper's setting (``paper`` profile on CIFAR-10) can reproduce or refute the claim;
-    elsewhere the verdict is "not tested at this scale" and the observation is reported as such.
-    """
-    if ours is None:
-        return "Table IV claim: not tested (" + NOT_RUN + ")."
-    ok, worse = improves_everywhere(ours, "ResNet", "ResNet + Jac. reg.")
-    real = settings["profile"] == "paper" and label == "CIFAR-10"
-    seen = "JR higher in every row" if ok else f"no gain in rows {', '.join(worse)}"
-    if real:
-        what = "reproduced" if ok else "not reproduced"
-        return f"Table IV claim (JR better in every row): {what} ({seen})."
-    t4 = settings["table4"]
-    return (
-        "Table IV claim (JR better in every row): not tested at this scale "
-        f"({label}, WRN-{t4['depth']}-{t4['widen_factor']}, short schedule); observed here: "
-        f"{seen}."
-    )
+def _row4(n: int, augment: Any) -> str:
+    return f"{n}" + (" + aug." if augment not in ("none", False) else "")
 
 
-def verdict_table5(ours: pd.DataFrame | None, settings: Mapping[str, Any], label: str) -> str:
-    """Verdict on "per-layer JR improves test accuracy and lowers GE" (Table V); as for
-    :func:`verdict_table4`, only the ``paper`` profile on ImageNet can reproduce or refute it."""
-    if ours is None or len(ours) < 4:
-        return "Table V claim: not tested (" + NOT_RUN + ")."
-    gain_plain = ours.loc["Baseline + Jac. reg.", "Test"] - ours.loc["Baseline", "Test"]
-    gain_aug = ours.loc["Baseline + aug + Jac. reg.", "Test"] - ours.loc["Baseline + aug.", "Test"]
-    ok = gain_plain > 0 and gain_aug > 0
-    real = settings["profile"] == "paper" and label == "ImageNet"
-    seen = f"test gain {gain_plain:+.2f} points without, {gain_aug:+.2f} with augmentation"
-    claim = "Table V claim (JR raises test accuracy without and with augmentation)"
-    if real:
-        return f"{claim}: {'reproduced' if ok else 'not reproduced'} ({seen})."
-    return f"{claim}: not tested at this scale ({label}, tiny scale); observed here: {seen}."
+@dataclass
+class ResnetResult:
+    """Tables IV and V (and Fig. 5) as run at one profile (:func:`run`)."""
 
+    profile: str
+    settings: dict[str, Any]
+    dataset4: str | None
+    dataset5: str | None
+    records4: pd.DataFrame | None
+    records5: pd.DataFrame | None
 
-def fig5_curves(records: pd.DataFrame) -> dict[tuple[str, str], dict[str, list[float]]]:
-    """Per (augment, regularizer): the curves of the first seed (for Fig. 5)."""
-    out = {}
-    for (aug, reg), _ in SETUPS.items():
-        sel = records[(records.augment == aug) & (records.regularizer == reg)]
-        if len(sel):
-            out[(aug, reg)] = sel.sort_values("seed").iloc[0]["curves"]
-    return out
+    # --- tidy frames ------------------------------------------------------------------------
 
+    def runs(self, table: str, ok_only: bool = True) -> pd.DataFrame:
+        """The tidy runs of ``table`` (``"table4"``/``"table5"``, :func:`tidy_runs`); only the
+        runs with status ``ok`` unless ``ok_only=False``."""
+        df = tidy_runs(self.records4 if table == "table4" else self.records5)
+        return df[df["status"] == OK].reset_index(drop=True) if ok_only else df
 
-def _record(text: str, claim: str, dataset: str, profile: str) -> Verdict:
-    """One of :func:`verdict_table4` / :func:`verdict_table5`'s sentences as a record (same
-    decision: the sentence's verdict word)."""
-    if f"not tested ({NOT_RUN})" in text:
-        return Verdict(claim, V_NOT_RUN, text, reason=NOT_RUN, dataset=dataset, profile=profile)
-    if ": not reproduced" in text:
-        return Verdict(claim, NOT_REPRODUCED, text, dataset=dataset, profile=profile)
-    if ": reproduced" in text:
-        return Verdict(claim, REPRODUCED, text, dataset=dataset, profile=profile)
-    return Verdict(claim, INCONCLUSIVE, text, reason=NOT_TESTED, dataset=dataset, profile=profile)
+    def diverged(self) -> dict[str, int]:
+        """Runs stored as diverged per table (left out of every mean, table and verdict)."""
+        return {
+            t: int((self.runs(t, ok_only=False)["status"] != OK).sum())
+            for t in ("table4", "table5")
+        }
 
+    def curves(self) -> pd.DataFrame:
+        """Fig. 5's data, long: one row per (run, epoch, split, k) with the top-k accuracy."""
+        rows = []
+        runs = self.runs("table5")
+        for _, r in runs.iterrows():
+            c = r["curves"]
+            if not isinstance(c, Mapping):
+                continue
+            for i, ep in enumerate(c["epoch"]):
+                for split in ("train", "test"):
+                    for k in (1, 5):
+                        rows.append(
+                            {
+                                "augment": r["augment"],
+                                "regularizer": r["regularizer"],
+                                "seed": r["seed"],
+                                "epoch": ep,
+                                "split": split,
+                                "k": k,
+                                "accuracy": c[f"{split}_top{k}"][i],
+                            }
+                        )
+        return pd.DataFrame(rows)
 
-def verdict_records(
-    ours4: pd.DataFrame | None,
-    ours5: pd.DataFrame | None,
-    settings: Mapping[str, Any],
-    label4: str,
-    label5: str,
-) -> list[Verdict]:
-    """The Table IV and Table V claims as :class:`~jacnb.lab.verdicts.Verdict` records
-    (``table4.jr_better_every_row``, ``table5.jr_raises_test_accuracy``); the decisions are those
-    of :func:`verdict_table4` and :func:`verdict_table5`: only the ``paper`` profile on the real
-    dataset can reproduce or refute, elsewhere the verdict is inconclusive (not tested at this
-    scale), and an absent dataset is "not run"."""
-    profile = settings["profile"]
-    return [
-        _record(
-            verdict_table4(ours4, settings, label4), "table4.jr_better_every_row", label4, profile
-        ),
-        _record(
-            verdict_table5(ours5, settings, label5),
-            "table5.jr_raises_test_accuracy",
-            label5,
-            profile,
-        ),
-    ]
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """``table4_runs``, ``table5_runs`` (status ``ok`` only, without the curves) and
+        ``fig5_curves`` (:meth:`curves`)."""
+        return {
+            "table4_runs": self.runs("table4").drop(columns=["curves"], errors="ignore"),
+            "table5_runs": self.runs("table5").drop(columns=["curves"], errors="ignore"),
+            "fig5_curves": self.curves(),
+        }
+
+    # --- tables -----------------------------------------------------------------------------
+
+    def label(self, table: str) -> str:
+        name = self.dataset4 if table == "table4" else self.dataset5
+        return LABELS.get(name, dataset_label(name)) if name else NOT_RUN
+
+    def provenance(self, table: str) -> str:
+        """The provenance line of ``table``: dataset, net, sizes, schedule (epochs), factors."""
+        s = self.settings
+        if table == "table4":
+            t = s["table4"]
+            return lab_settings.provenance(
+                s,
+                self.label(table),
+                net=f"WRN-{t['depth']}-{t['widen_factor']}",
+                n_train=[r["n_train"] for r in t["rows"]],
+                n_test=t["n_test"] or "all",
+                epochs=sum(n for _, n in t["schedule"]),
+                schedule=t["schedule"],
+                batch=t["batch_size"],
+                lam={r["n_train"]: r["lam"] for r in t["rows"]},
+            )
+        t = s["table5"]
+        return lab_settings.provenance(
+            s,
+            self.label(table),
+            net="pre-activation ResNet-18",
+            image_size=t["image_size"],
+            crop=t["crop"],
+            n_train=t["n_train"] or "all",
+            n_test=t["n_test"] or "all",
+            epochs=sum(n for _, n in t["schedule"]),
+            schedule=t["schedule"],
+            batch=t["batch_size"],
+            lam=t["lam"],
+        )
+
+    def paper_table(self, table: str = "table4") -> pd.DataFrame:
+        """The paper's table (columns labelled "paper") beside ours (mean ± sd over the ``ok``
+        seeds, %). Table IV: one row per paper row, ours in the same order (our sizes are the
+        profile's, named in ``ours: n_train``); ``diff`` = JR - ResNet in points (ours: mean
+        paired difference). Table V: one row per setup, train / test accuracy and GE."""
+        runs = self.runs(table)
+        if table == "table4":
+            p = paper.table4()
+            p_rows = p.drop_duplicates(["n_train", "augmentation"])[["n_train", "augmentation"]]
+            ours_rows = [(r["n_train"], r["augment"]) for r in self.settings["table4"]["rows"]]
+            out = []
+            for i, (_, pr) in enumerate(p_rows.iterrows()):
+                cell = p[(p.n_train == pr.n_train) & (p.augmentation == pr.augmentation)]
+                acc = cell.set_index("regularizer")["accuracy"]
+                row: dict[str, Any] = {
+                    "paper: # train samples": _row4(int(pr.n_train), bool(pr.augmentation)),
+                    "paper: ResNet": acc.get("none"),
+                    "paper: ResNet + Jac. reg.": acc.get("jacobian"),
+                    "paper: diff": round(acc.get("jacobian") - acc.get("none"), 2),
+                }
+                if i < len(ours_rows) and self.dataset4 is not None:
+                    n, aug = ours_rows[i]
+                    o = runs[(runs.n_train == n) & (runs.augment == aug)] if len(runs) else runs
+                    row["ours: # train samples"] = _row4(n, aug)
+                    row["ours: ResNet"] = _pm(o.loc[o.arm == "none", "test_acc"])
+                    row["ours: ResNet + Jac. reg."] = _pm(o.loc[o.arm == "jacobian", "test_acc"])
+                    w = o.pivot_table(index="seed", columns="arm", values="test_acc")
+                    d = (
+                        (w["jacobian"] - w["none"]).dropna()
+                        if {"none", "jacobian"} <= set(w.columns)
+                        else pd.Series(dtype=float)
+                    )
+                    row["ours: diff"] = round(100 * d.mean(), 2) if len(d) else np.nan
+                else:
+                    row["ours: # train samples"] = "not run"
+                out.append(row)
+            return pd.DataFrame(out)
+        p = paper.table5().set_index("label")
+        out = []
+        for (aug, reg), setup in SETUPS.items():
+            row = {"setup": setup}
+            for col, name in (
+                ("train_accuracy", "Train"),
+                ("test_accuracy", "Test"),
+                ("generalization_error", "GE"),
+            ):
+                row[f"paper: {name}"] = p.loc[setup, col]
+            o = runs[(runs.augment == aug) & (runs.regularizer == reg)] if len(runs) else runs
+            for col, name in (("train_acc", "Train"), ("test_acc", "Test"), ("gap", "GE")):
+                row[f"ours: {name}"] = _pm(o[col]) if len(o) else "not run"
+            out.append(row)
+        return pd.DataFrame(out)
+
+    def numbers(self) -> dict[str, float]:
+        """Measured numbers the page's prose quotes (``myst_nb.glue``), the same keys at every
+        profile: per table the mean paired JR - baseline difference [points] (Table IV: in its
+        first row; Table V: test accuracy and GE without augmentation), the fewest SGD steps and
+        the epochs of the runs, training minutes, diverged runs."""
+        out: dict[str, float] = {}
+        nan = float("nan")
+        for table in ("table4", "table5"):
+            runs = self.runs(table)
+            out[f"{table}_min_steps"] = int(runs["steps"].min()) if len(runs) else nan
+            out[f"{table}_epochs"] = int(runs["epochs"].max()) if len(runs) else nan
+            out[f"{table}_minutes"] = (
+                round(float(runs["seconds"].sum()) / 60, 1) if len(runs) else nan
+            )
+            out[f"{table}_diverged"] = self.diverged()[table]
+            out[f"{table}_min_train_acc"] = (
+                round(100 * float(runs["train_acc"].min()), 2) if len(runs) else nan
+            )
+
+        def paired(df: pd.DataFrame, metric: str) -> float:
+            if df.empty:
+                return nan
+            w = df.pivot_table(index="seed", columns="arm", values=metric)
+            if not {"none", "jacobian"} <= set(w.columns):
+                return nan
+            d = (w["jacobian"] - w["none"]).dropna()
+            return round(100 * float(d.mean()), 2) if len(d) else nan
+
+        r4 = self.runs("table4")
+        first = r4[r4.n_train == r4.n_train.min()] if len(r4) else r4
+        out["table4_diff_first_row"] = paired(first, "test_acc")
+        r5 = self.runs("table5")
+        plain = r5[~r5.augmentation.astype(bool)] if len(r5) else r5
+        aug = r5[r5.augmentation.astype(bool)] if len(r5) else r5
+        out["table5_test_diff_no_aug"] = paired(plain, "test_acc")
+        out["table5_ge_diff_no_aug"] = paired(plain, "gap")
+        out["table5_test_diff_aug"] = paired(aug, "test_acc")
+        return out
+
+    # --- figures ----------------------------------------------------------------------------
+
+    def figures(self) -> dict[str, Figure]:
+        """Table IV (test accuracy per row, mean and 95 % CI over seeds) and Fig. 5 (top-1 /
+        top-5 accuracy during training, mean and 95 % CI over seeds), for the tables that ran."""
+        from jacnb.chapters import _resnet_plots
+
+        out: dict[str, Figure] = {}
+        r4 = self.runs("table4")
+        if len(r4):
+            out["Table IV"] = _resnet_plots.table4_figure(r4, self.provenance("table4"))
+        curves = self.curves()
+        if len(curves):
+            out["Fig. 5"] = _resnet_plots.fig5(curves, self.provenance("table5"))
+        return out
+
+    def figure(self, name: str = "Table IV") -> Figure:
+        """One of :meth:`figures` (``"Table IV"``, ``"Fig. 5"``); a figure saying "not run"
+        where that table did not run."""
+        import matplotlib.pyplot as plt
+
+        figs = self.figures()
+        for other, fig in figs.items():
+            if other != name:
+                plt.close(fig)  # only the one asked for is left open (and shown)
+        if name in figs:
+            return figs[name]
+        fig, ax = plt.subplots(figsize=(8.0, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{name}: {NOT_RUN}", ha="center", va="center")
+        return fig
+
+    def settings_table(self) -> pd.DataFrame:
+        """The settings of Tables IV and V at this profile."""
+        return pd.DataFrame(
+            {
+                "Table IV": {k: str(v) for k, v in self.settings["table4"].items()},
+                "Table V": {k: str(v) for k, v in self.settings["table5"].items()},
+            }
+        ).fillna("")
+
+    # --- verdicts ---------------------------------------------------------------------------
+
+    def verdicts(self) -> list[Verdict]:
+        """One verdict per claim registered on this page: :func:`jacnb.lab.gates.decide` on the
+        table's ``ok`` runs (a stand-in named as such), or :func:`jacnb.lab.gates.not_run` when
+        no candidate dataset is on disk. Diverged runs are counted in the reason."""
+        out = []
+        for claim in claims_of(NAME):
+            table = claim.id.split(".")[0]
+            name = self.dataset4 if table == "table4" else self.dataset5
+            if name is None:
+                cands = self.settings[table]["candidates"]
+                out.append(
+                    gates.not_run(
+                        claim.id, f"{NOT_RUN} (looked for {', '.join(cands)})", profile=self.profile
+                    )
+                )
+                continue
+            runs = self.runs(table)
+            v = gates.decide(
+                claim.id,
+                runs[list(gates.required_columns(claim.id))],
+                profile=self.profile,
+                dataset=dataset_label(name),
+                stand_in=name != REAL[table],
+            )
+            n_bad = self.diverged()[table]
+            if n_bad:
+                note = f"{n_bad} diverged runs left out"
+                v = dataclasses.replace(v, reason=f"{v.reason}; {note}" if v.reason else note)
+            out.append(v)
+        return out
