@@ -72,6 +72,21 @@ DATASET_LABELS = {
 }
 SYNTHETIC = "Gaussian mixture (synthetic)"
 SPECTRUM_CLAIM = "oymak.spectrum_grows_sqrt_n"
+#: The numbers :meth:`LowRankResult.numbers` returns (NaN where not measured), glued into the
+#: page's prose.
+NUMBERS = (
+    "fig3_ratio",
+    "fig3_sqrt",
+    "n_diverged",
+    "clean_info_initial",
+    "clean_info_final",
+    "noisy_train_acc_min",
+    "noisy_best_test_error",
+    "noisy_final_test_error",
+    "noisy_steps",
+    "noisy_seconds",
+    "seconds_total",
+)
 
 
 def settings(profile: str) -> dict[str, Any]:
@@ -954,11 +969,14 @@ class LowRankResult:
         """Measured numbers for the prose (``myst_nb.glue``), means over seeds."""
         s = self.settings
         summ = fig3_summary(self.fig3, s["fig3_clusters"], s["fig3_classes"])
-        out = {
-            "fig3_ratio": float(summ["top sv ratio n_hi / n_lo"].mean()),
-            "fig3_sqrt": float(summ["sqrt(n_hi / n_lo)"].mean()),
-            "n_diverged": float(self.n_diverged),
-        }
+        out = dict.fromkeys(NUMBERS, math.nan)
+        out.update(
+            {
+                "fig3_ratio": float(summ["top sv ratio n_hi / n_lo"].mean()),
+                "fig3_sqrt": float(summ["sqrt(n_hi / n_lo)"].mean()),
+                "n_diverged": float(self.n_diverged),
+            }
+        )
         if not self.ran or self.ok.empty:
             return out
         ok = self.ok
