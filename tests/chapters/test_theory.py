@@ -66,7 +66,16 @@ def test_ge_bound_grid_and_on_data():
     assert math.isfinite(df["GE bound (eq. 13)"].iloc[1])
 
 
-def test_smoke_run_has_no_registered_claim_and_every_check_holds(tmp_path):
+@pytest.fixture
+def float32():
+    """The chapter trains in float32 like the notebook (this module's default is float64)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    yield
+    torch.set_default_dtype(old)
+
+
+def test_smoke_run_has_no_registered_claim_and_every_check_holds(tmp_path, float32):
     from jacnb.lab.claims import claims_of
     from jacnb.lab.store import ResultStore
 
