@@ -578,7 +578,18 @@ def settings_provenance(settings: Mapping[str, Any]) -> str:
     batch sizes, input size, repeats, warm-up, rounds and CPU threads."""
     from jacnb.lab.settings import provenance
 
-    keys = ("mnist_batch", "resnet_batch", "resnet_size", "repeats", "warmup", "rounds", "threads")
+    keys = (
+        "mnist_batch",
+        "resnet_batch",
+        "resnet_size",
+        "repeats",
+        "repetitions",
+        "resnet_repeats",
+        "resnet_repetitions",
+        "warmup",
+        "rounds",
+        "threads",
+    )
     extra = {f"{k}[{d.type}]": device_settings(settings, d).get(k) for d in devices() for k in keys}
     return provenance(dict(settings), "random inputs", **extra)
 
@@ -827,6 +838,10 @@ def claim_runs(claim: str, runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["net"] == CLAIM_NETS[claim]].reset_index(drop=True)
 
 
+def _geometric_mean(values: Any) -> float:
+    return float(np.exp(np.mean(np.log(np.asarray(values, float)))))
+
+
 def ratio_frame(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (device, net, regularizer, repetition) the ratio to no regularization, for the
     figure (one point per repetition)."""
@@ -880,18 +895,25 @@ class TimingResult:
         d = ratio_frame(self.rows)
         d = d[d["device"] == self.device]
         fig, ax = plt.subplots(figsize=(9, 3.8))
-        sns.barplot(
+        sns.pointplot(
             d,
             y="label",
             x="ratio",
             hue="net",
+            estimator=_geometric_mean,
             errorbar=("ci", 95),
             orient="h",
+            dodge=0.4,
+            linestyle="none",
             ax=ax,
             hue_order=[n for n in NETS if n in set(d["net"])],
         )
         ax.axvline(1.0, color="0.4", lw=1, ls="--")
-        ax.set(xscale="log", xlabel="seconds per step / no regularizer (log)", ylabel="")
+        ax.set(
+            xscale="log",
+            xlabel="seconds per step / no regularizer (geometric mean, 95 % CI; log)",
+            ylabel="",
+        )
         ax.set_title(f"cost of a training step, {self.device}")
         ax.legend(fontsize=8, title="net")
         fig.tight_layout()
