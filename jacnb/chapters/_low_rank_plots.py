@@ -1,7 +1,9 @@
 """Figures of the low-rank Jacobian chapter (Oymak et al. 2019, Figs. 3-7, and the bridge).
 
 Every function takes tidy data from :mod:`jacnb.chapters.low_rank_jacobian` and an optional
-provenance line (profile, dataset, sizes, seeds) that goes under the figure."""
+provenance line (profile, dataset, sizes, seeds) that goes under the figure. Statistical
+figures are seaborn line plots: the mean with its 95 % confidence interval over seeds (mixture
+draws for Fig. 3). The book's style comes from :mod:`jacnb.lab.plotting`."""
 
 from __future__ import annotations
 
@@ -10,27 +12,30 @@ from collections.abc import Mapping
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.figure import Figure
 
-from jacnb.lab.plotting import show, stamp  # noqa: F401 - show: for the notebooks
+from jacnb.lab.plotting import show, stamp
 
 
 def synthetic_spectrum(
     df: pd.DataFrame, clusters: int, classes: int, provenance: str | None = None, top: int = 0
 ) -> Figure:
-    """Fig. 3: singular values of ``𝒥(W₀)`` (left) and of ``sqrt(KC/n)·𝒥(W₀)`` (right) per ``n``;
-    dotted lines at ``KC`` (clusters) and ``KC·C`` (clusters x outputs)."""
+    """Fig. 3: singular values of ``𝒥(W₀)`` (left) and of ``sqrt(KC/n)·𝒥(W₀)`` (right) per ``n``,
+    mean with 95 % CI over the mixture draws (``seed``); dotted lines at ``KC`` (clusters) and
+    dashed at ``KC·C`` (clusters x outputs)."""
     top = top or 3 * clusters * classes * classes // 2
+    d = df[df["index"] <= top].assign(n=lambda f: "n = " + f["n"].astype(str))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for n, g in df.groupby("n"):
-        g = g[g["index"] <= top]
-        axes[0].plot(g["index"], g["sv"], "o-", ms=3, label=f"n = {n}")
-        axes[1].plot(g["index"], g["sv_normalized"], "o-", ms=3, label=f"n = {n}")
-    for ax, title in zip(
+    for ax, col, title in zip(
         axes,
+        ("sv", "sv_normalized"),
         ("$\\lambda_s(\\mathcal{J}(W_0))$", "$\\lambda_s(\\sqrt{KC/n}\\,\\mathcal{J}(W_0))$"),
         strict=True,
     ):
+        sns.lineplot(
+            d, x="index", y=col, hue="n", marker="o", markersize=3, errorbar=("ci", 95), ax=ax
+        )
         ax.axvline(clusters * classes, color="0.5", ls=":", lw=1)
         ax.axvline(clusters * classes * classes, color="0.5", ls="--", lw=1)
         ax.set(title=title, xlabel="index s", ylabel="singular value")
@@ -60,18 +65,29 @@ def spectrum_histogram(
     return fig
 
 
-def dynamics(
-    frames: Mapping[str, pd.DataFrame], which: str = "final", provenance: str | None = None
-) -> Figure:
-    """Figs. 5/6: one row per run (e.g. clean / corrupted): residual energy on 𝓘 and 𝓝 on
-    train data, on test data (fractions of the initial residual energy; spaces of the
-    ``which`` Jacobian of that data), and train / test error over epochs."""
-    fig, axes = plt.subplots(len(frames), 3, figsize=(13, 3.4 * len(frames)), squeeze=False)
-    for row, (name, df) in zip(axes, frames.items(), strict=True):
-        ep = df["epoch"].clip(lower=0.5)
+def dynamics(df: pd.DataFrame, provenance: str | None = None) -> Figure:
+    """Figs. 5/6 from :func:`jacnb.chapters.low_rank_jacobian.dynamics_long`: one row per
+    corruption level; residual energy on 𝓘 and 𝓝 on train data, on test data (fractions of the
+    initial residual energy; spaces of the final Jacobian of that data), and train / test error
+    over epochs; mean with 95 % CI over seeds."""
+    levels = sorted(df["corruption"].unique())
+    fig, axes = plt.subplots(len(levels), 3, figsize=(13, 3.4 * len(levels)), squeeze=False)
+    d = df.assign(epoch=df["epoch"].clip(lower=0.5))
+    for row, c in zip(axes, levels, strict=True):
+        sub = d[d["corruption"] == c]
+        name = f"{int(100 * c)}% corrupted"
         for ax, split in zip(row[:2], ("train", "test"), strict=True):
-            ax.plot(ep, df[f"{split}_info_{which}"], "o-", ms=3, label="on $\\mathcal{I}$")
-            ax.plot(ep, df[f"{split}_nuis_{which}"], "s-", ms=3, label="on $\\mathcal{N}$")
+            sns.lineplot(
+                sub[sub["split"] == split],
+                x="epoch",
+                y="energy",
+                hue="space",
+                hue_order=["I", "N"],
+                marker="o",
+                markersize=3,
+                errorbar=("ci", 95),
+                ax=ax,
+            )
             ax.set(
                 xscale="log",
                 yscale="log",
@@ -79,16 +95,22 @@ def dynamics(
                 ylabel="$\\|\\Pi r_t\\|^2 / \\|r_0\\|^2$",
                 title=f"{name}: {split} residual",
             )
-            ax.legend(fontsize=8)
-        row[2].plot(ep, df["train_error"], "o-", ms=3, label="train error (training labels)")
-        row[2].plot(ep, df["test_error"], "s-", ms=3, label="test error")
-        best = df.loc[df["test_error"].idxmin()]
-        row[2].axvline(
-            max(best["epoch"], 0.5),
-            color="0.5",
-            ls=":",
-            lw=1,
-            label=f"best test error, epoch {int(best['epoch'])}",
+            ax.legend(fontsize=8, title="space")
+        err = sub[(sub["split"] == "train") & (sub["space"] == "I")].melt(
+            id_vars=["epoch", "seed"],
+            value_vars=["train_error", "test_error"],
+            var_name="error",
+            value_name="value",
+        )
+        sns.lineplot(
+            err,
+            x="epoch",
+            y="value",
+            hue="error",
+            marker="o",
+            markersize=3,
+            errorbar=("ci", 95),
+            ax=row[2],
         )
         row[2].set(
             xscale="log", xlabel="epoch (0 drawn at 0.5)", ylabel="error", title=f"{name}: errors"
@@ -100,24 +122,54 @@ def dynamics(
 
 
 def corruption_sweep(df: pd.DataFrame, provenance: str | None = None) -> Figure:
-    """Fig. 7: label energy on 𝓝 (initial / final / early-stopping Jacobian) and test error
-    (final, best) against the corrupted fraction."""
+    """Fig. 7 from :func:`jacnb.chapters.low_rank_jacobian.sweep_frame`: label energy on 𝓝
+    (initial / final / early-stopping Jacobian) and test error (final, best) against the
+    corrupted fraction; mean with 95 % CI over seeds."""
     fig, (ax_n, ax_e) = plt.subplots(1, 2, figsize=(10, 3.6))
-    x = 100 * df["corruption"]
-    for col, mk in (
-        ("label energy on N, initial J", "o-"),
-        ("label energy on N, final J", "s-"),
-        ("label energy on N, early-stop J", "^--"),
-    ):
-        ax_n.plot(x, df[col], mk, ms=4, label=col.replace("label energy on N, ", ""))
+    d = df.assign(corrupted=100 * df["corruption"])
+    energy = d.melt(
+        id_vars=["corrupted", "seed"],
+        value_vars=[
+            "label energy on N, initial J",
+            "label energy on N, final J",
+            "label energy on N, early-stop J",
+        ],
+        var_name="Jacobian",
+        value_name="energy",
+    )
+    energy["Jacobian"] = energy["Jacobian"].str.replace("label energy on N, ", "")
+    sns.lineplot(
+        energy,
+        x="corrupted",
+        y="energy",
+        hue="Jacobian",
+        style="Jacobian",
+        markers=True,
+        errorbar=("ci", 95),
+        ax=ax_n,
+    )
     ax_n.set(
         xlabel="corrupted labels (%)",
         ylabel="$\\|\\Pi_\\mathcal{N} y\\|^2/\\|y\\|^2$",
         title="label energy on the nuisance space",
     )
     ax_n.legend(fontsize=8)
-    ax_e.plot(x, df["final test error"], "o-", ms=4, label="test error, end of training")
-    ax_e.plot(x, df["best test error"], "s--", ms=4, label="best test error (early stop)")
+    errs = d.melt(
+        id_vars=["corrupted", "seed"],
+        value_vars=["final test error", "best test error"],
+        var_name="test error",
+        value_name="error",
+    )
+    sns.lineplot(
+        errs,
+        x="corrupted",
+        y="error",
+        hue="test error",
+        style="test error",
+        markers=True,
+        errorbar=("ci", 95),
+        ax=ax_e,
+    )
     ax_e.set(xlabel="corrupted labels (%)", ylabel="error", title="test error")
     ax_e.legend(fontsize=8)
     fig.tight_layout()

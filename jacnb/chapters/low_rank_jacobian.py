@@ -1,33 +1,45 @@
-"""Experiments of the low-rank Jacobian chapter (Oymak, Fabian, Li, Soltanolkotabi 2019) and
-the bridge to Sokolic et al. 2017.
+"""The low-rank Jacobian chapter (Oymak, Fabian, Li, Soltanolkotabi 2019) and the bridge to
+Sokolic et al. 2017 (notebooks/07_low_rank_jacobian.ipynb).
 
-* :func:`jacnb.core.data.gaussian_mixture`, :class:`jacnb.core.models.OneHiddenLayer`,
-:func:`synthetic_spectrum` -- their Fig. 3:
-  a K-cluster-per-class Gaussian mixture and ``f(x) = V φ(Wx)`` with ``V`` fixed.
-* :func:`corrupt_labels` -- each chosen label moved to a strictly different class.
-* :func:`build_net` -- the chapter's nets: a one-hidden-layer MLP with its output scaled down
-  (CPU profiles) and a ResNet20 without batch norm (their CIFAR-10 net; ``paper`` profile).
-* :func:`run_lowrank` -- one training run for :func:`jacnb.lab.store.run_grid`: least squares,
-  SGD, checkpoints; spectra and information / nuisance splits of the initial, final and
-  early-stopping Jacobians; residual energies over training on train and test data. Returns a
-  JSON-able dict (the store caches it, so a rerun trains nothing).
-* :func:`alignment_frame`, :func:`dynamics_frame`, :func:`sweep_frame`, :func:`bridge_frame` --
-  tidy DataFrames from the stored records.
+The chapter interface (``NAME``, :func:`settings`, :func:`configs`, :func:`run` ->
+:class:`LowRankResult` with ``frames()``, ``figures()``, ``paper_table()``, ``verdicts()``):
+
+* :func:`synthetic_spectrum`, :func:`spectrum_runs` -- their Fig. 3 on a K-cluster-per-class
+  Gaussian mixture and ``f(x) = V φ(Wx)`` (``V`` fixed), one mixture draw per seed; the
+  statistic of ``oymak.spectrum_grows_sqrt_n`` is the mean of the top ``K·C·C`` singular values
+  (exact SVD), whose log-log slope against ``n`` the claim reads.
+* :func:`corrupt_labels`, :func:`build_net`, :func:`run_lowrank` -- one training run for
+  :func:`jacnb.lab.store.run_grid` (least squares, plain SGD, log-spaced checkpoints; spectra and
+  information / nuisance splits of the initial, final and early-stopping Jacobians; residual
+  energies over training on train and test data).
+* :func:`alignment_runs`, :func:`residual_runs`, :func:`rise_runs` -- the tidy runs frames the
+  oymak.* claims are judged on by :func:`jacnb.lab.gates.decide` (one row per run and arm;
+  columns :func:`jacnb.lab.gates.required_columns`).
+* :func:`alignment_frame`, :func:`paper_vs_ours`, :func:`dynamics_frame`, :func:`sweep_frame`,
+  :func:`bridge_frame`, :func:`fig3_summary`, :func:`spectrum_facts`, :func:`dip_table`,
+  :func:`method_check` -- the tables of the page.
+
+Their CIFAR-10 is not available offline: a run on another dataset (MNIST digits at ``cpu``,
+scikit-learn's 8x8 digits at ``smoke``) is judged as a *stand-in* (:func:`jacnb.lab.gates.decide`
+with ``stand_in=True``); a dataset that is not on disk gives :func:`jacnb.lab.gates.not_run`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from jacnb.core.data import balanced_subset, gaussian_mixture, load_dataset
+from jacnb.core.data import DatasetMissingError, balanced_subset, gaussian_mixture, load_dataset
 from jacnb.core.lowrank import (
     ParameterJacobian,
     Spectrum,
@@ -39,16 +51,53 @@ from jacnb.core.lowrank import (
 from jacnb.core.models import OneHiddenLayer, build_model
 from jacnb.core.regularizers import JacobianRegularizer
 from jacnb.core.train import TrainConfig, pick_device, train
-from jacnb.lab.verdicts import (
-    INCONCLUSIVE,
-    NOT_REPRODUCED,
-    NOT_TESTED,
-    REPRODUCED,
-    Verdict,
-)
-from jacnb.lab.verdicts import NOT_RUN as V_NOT_RUN
+from jacnb.lab import gates
+from jacnb.lab import settings as lab_settings
+from jacnb.lab.claims import claims_of
+from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.verdicts import Verdict
 
+NAME = "07_low_rank_jacobian"
+SETTINGS_KEY = "low_rank"
 EXPERIMENT = "low-rank"
+#: Version of the stored record layout (2: ``train_acc``, ``steps``, the learning-rate drop).
+SCHEMA = 2
+#: The dataset of their Sec. 4 (the claims' dataset); any other is a stand-in.
+PAPER_DATASET = "cifar10"
+DATASET_LABELS = {
+    "cifar10": "CIFAR-10",
+    "mnist-10k": "MNIST (10,000 digits)",
+    "mnist": "MNIST",
+    "digits": "scikit-learn digits (8x8)",
+}
+SYNTHETIC = "Gaussian mixture (synthetic)"
+SPECTRUM_CLAIM = "oymak.spectrum_grows_sqrt_n"
+#: The numbers :meth:`LowRankResult.numbers` returns (NaN where not measured), glued into the
+#: page's prose.
+NUMBERS = (
+    "fig3_ratio",
+    "fig3_sqrt",
+    "n_diverged",
+    "clean_info_initial",
+    "clean_info_final",
+    "noisy_train_acc_min",
+    "noisy_best_test_error",
+    "noisy_final_test_error",
+    "noisy_steps",
+    "noisy_seconds",
+    "seconds_total",
+)
+
+
+def settings(profile: str) -> dict[str, Any]:
+    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.settings`)."""
+    return lab_settings.settings(SETTINGS_KEY, profile)
+
+
+def dataset_label(name: str) -> str:
+    """A reader's name for a dataset key."""
+    return DATASET_LABELS.get(name, name)
+
 
 # ---------------------------------------------------------------------------------------------
 # Synthetic setting of their Fig. 3
@@ -57,21 +106,59 @@ EXPERIMENT = "low-rank"
 
 def synthetic_spectrum(settings: Mapping[str, Any]) -> pd.DataFrame:
     """Fig. 3: top singular values of ``𝒥(W₀)`` for ``n = m·C`` samples, ``m`` in
-    ``settings["fig3_per_class"]`` (their 30 and 60), exact SVD via the Gram.
+    ``settings["fig3_per_class"]`` (their 30 and 60), exact SVD of the dense matrix, for every
+    mixture draw ``seed`` in ``settings["fig3_seeds"]`` (same ``W₀``, ``V`` and centres for
+    every ``n`` of a draw).
 
-    Columns: ``n``, ``index`` (1-based), ``sv`` (singular value of ``𝒥``), ``sv_normalized``
-    (of ``sqrt(KC/n)·𝒥``). Same ``W₀``, ``V`` and centres for every ``n``.
-    """
+    Columns: ``seed``, ``n``, ``per_class``, ``index`` (1-based), ``sv`` (singular value of
+    ``𝒥``), ``sv_normalized`` (of ``sqrt(KC/n)·𝒥``)."""
     c, k_cl = settings["fig3_classes"], settings["fig3_clusters"]
     rows = []
-    for m in settings["fig3_per_class"]:
-        n = m * c
-        data = gaussian_mixture(c, k_cl, settings["fig3_dim"], settings["fig3_sigma"], n, seed=0)
-        net = OneHiddenLayer(settings["fig3_dim"], settings["fig3_hidden"], c, seed=1)
-        spec = top_singular(ParameterJacobian(net, data["x"]), n * c, method="exact")
-        for i, s in enumerate(spec.s.tolist()):
-            rows.append((n, m, i + 1, s, s * math.sqrt(k_cl * c / n)))
-    return pd.DataFrame(rows, columns=["n", "per_class", "index", "sv", "sv_normalized"])
+    for seed in settings["fig3_seeds"]:
+        for m in settings["fig3_per_class"]:
+            n = m * c
+            data = gaussian_mixture(
+                c, k_cl, settings["fig3_dim"], settings["fig3_sigma"], n, seed=int(seed)
+            )
+            net = OneHiddenLayer(
+                settings["fig3_dim"], settings["fig3_hidden"], c, seed=1000 + int(seed)
+            )
+            # all singular values of the dense nK x p matrix (small here): SVD of the matrix,
+            # cheaper than the eigendecomposition of its Gram
+            svals = torch.linalg.svdvals(ParameterJacobian(net, data["x"]).dense().double())
+            for i, s in enumerate(svals.tolist()):
+                rows.append((int(seed), n, m, i + 1, s, s * math.sqrt(k_cl * c / n)))
+    return pd.DataFrame(rows, columns=["seed", "n", "per_class", "index", "sv", "sv_normalized"])
+
+
+def spectrum_runs(fig3: pd.DataFrame, clusters: int, classes: int) -> pd.DataFrame:
+    """The runs frame of ``oymak.spectrum_grows_sqrt_n``: per (draw ``seed``, ``n``) the mean of
+    the top ``K·C·C`` singular values (``top_sv_mean``)."""
+    top = clusters * classes * classes
+    sub = fig3[fig3["index"] <= top]
+    out = sub.groupby(["seed", "n"], as_index=False)["sv"].mean()
+    return out.rename(columns={"sv": "top_sv_mean"})
+
+
+def fig3_summary(fig3: pd.DataFrame, clusters: int, classes: int) -> pd.DataFrame:
+    """Per draw: the ratio of the top ``K·C·C`` singular values between the largest and the
+    smallest ``n`` (mean over the indices) beside ``sqrt(n ratio)``, the gap
+    ``λ_{KCC}/λ_{KCC+1}`` and ``λ_{KCC+1}/λ_1`` at the largest ``n``."""
+    big = clusters * classes * classes
+    rows = []
+    for seed, g in fig3.groupby("seed"):
+        wide = g.pivot(index="index", columns="n", values="sv")
+        lo, hi = wide.columns.min(), wide.columns.max()
+        rows.append(
+            {
+                "seed": seed,
+                "top sv ratio n_hi / n_lo": float((wide[hi] / wide[lo]).loc[1:big].mean()),
+                "sqrt(n_hi / n_lo)": math.sqrt(hi / lo),
+                "gap λ_KCC / λ_KCC+1": float(wide[hi].loc[big] / wide[hi].loc[big + 1]),
+                "λ_KCC+1 / λ_1": float(wide[hi].loc[big + 1] / wide[hi].loc[1]),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,44 +208,55 @@ def build_net(config: Mapping[str, Any], input_shape: tuple[int, ...], n_classes
 
 
 # ---------------------------------------------------------------------------------------------
-# One run
+# The runs
 # ---------------------------------------------------------------------------------------------
 
+_RUN_KEYS = (
+    "dataset",
+    "n_train",
+    "n_test",
+    "arch",
+    "width",
+    "out_scale",
+    "batch_size",
+    "lr",
+    "momentum",
+    "epochs_clean",
+    "epochs_noisy",
+    "lr_drop_noisy",
+    "n_checkpoints",
+    "rank",
+    "n_spectrum",
+    "svd_iters",
+)
 
-def run_configs(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every run of the chapter at this profile: the corruption sweep without regularizer, and
-    the bridge runs (Jacobian regularizer) at the ``bridge_corruptions``."""
+
+def configs(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every run of the chapter at this profile: the corruption sweep without regularizer for
+    every seed, and the bridge runs (Jacobian regularizer, ``bridge_lam``) at the
+    ``bridge_corruptions`` for the first seed (the bridge is no registered claim)."""
     base = {
         "experiment": EXPERIMENT,
+        "schema": SCHEMA,
         "profile": settings["profile"],
-        **{
-            k: settings[k]
-            for k in (
-                "dataset",
-                "n_train",
-                "n_test",
-                "arch",
-                "width",
-                "out_scale",
-                "batch_size",
-                "lr",
-                "momentum",
-                "epochs_clean",
-                "epochs_noisy",
-                "n_checkpoints",
-                "rank",
-                "n_spectrum",
-                "svd_iters",
-            )
-        },
-        "seed": settings["seeds"][0],
+        **{k: settings.get(k) for k in _RUN_KEYS},
     }
-    configs = [{**base, "corruption": c, "lam": 0.0} for c in settings["corruptions"]]
-    configs += [
-        {**base, "corruption": c, "lam": settings["bridge_lam"], "reg_output": "logits"}
+    out = [
+        {**base, "seed": int(seed), "corruption": float(c), "lam": 0.0}
+        for seed in settings["seeds"]
+        for c in settings["corruptions"]
+    ]
+    out += [
+        {
+            **base,
+            "seed": int(settings["seeds"][0]),
+            "corruption": float(c),
+            "lam": float(settings["bridge_lam"]),
+            "reg_output": "logits",
+        }
         for c in settings["bridge_corruptions"]
     ]
-    return configs
+    return out
 
 
 def checkpoint_epochs(total: int, count: int) -> list[int]:
@@ -178,10 +276,19 @@ def _split_rows(spec: Spectrum, vectors: Mapping[str, Tensor], rank: int) -> dic
     return {name: information_split(spec, v.cpu(), rank=rank) for name, v in vectors.items()}
 
 
+def lr_drop_epoch(config: Mapping[str, Any]) -> int | None:
+    """The epoch at which a corrupted-label run divides its learning rate by 10 (their 800-epoch
+    runs: epoch 760), ``None`` for no drop; clean runs never drop."""
+    drop = config.get("lr_drop_noisy")
+    return int(drop) if drop is not None and float(config["corruption"]) > 0 else None
+
+
 def run_lowrank(config: Mapping[str, Any]) -> dict[str, Any]:
     """One run (see module doc). Labels ``y`` are the (possibly corrupted) one-hot training
     labels; test labels are clean. The early-stopping Jacobian is taken at the checkpoint of
-    lowest test error (their Table 2 uses epoch 50, their best)."""
+    lowest test error (their Table 2 uses epoch 50, their best). ``train_acc`` is the final
+    accuracy on the labels trained on (corrupted ones included), ``steps`` the SGD steps; a
+    corrupted run divides its learning rate by 10 at ``config["lr_drop_noisy"]`` if set."""
     dev = pick_device()
     t_start = time.perf_counter()
     ds = load_dataset(config["dataset"])
@@ -194,7 +301,11 @@ def run_lowrank(config: Mapping[str, Any]) -> dict[str, Any]:
     x_tr, x_te = x_tr.to(dev), x_te.to(dev)
     model = build_net(config, ds.input_shape, c).to(dev).eval()
     epochs = int(config["epochs_noisy"] if config["corruption"] > 0 else config["epochs_clean"])
+    drop = lr_drop_epoch(config)
     marks = checkpoint_epochs(epochs, int(config["n_checkpoints"]))
+    if drop is not None and 0 < drop < epochs:  # a checkpoint at the drop: segments keep one lr
+        marks = sorted({*marks, drop})
+    per_epoch = math.ceil(x_tr.shape[0] / int(config["batch_size"]))
     reg = None
     if config.get("lam", 0.0) > 0:
         reg = JacobianRegularizer(method="exact", output=config.get("reg_output", "logits"))
@@ -223,7 +334,7 @@ def run_lowrank(config: Mapping[str, Any]) -> dict[str, Any]:
                 TrainConfig(
                     epochs=mark - done,
                     batch_size=int(config["batch_size"]),
-                    lr=float(config["lr"]),
+                    lr=float(config["lr"]) * (0.1 if drop is not None and done >= drop else 1.0),
                     lr_drop_every=10**9,
                     momentum=float(config["momentum"]),
                     lam=float(config.get("lam", 0.0)),
@@ -317,6 +428,9 @@ def run_lowrank(config: Mapping[str, Any]) -> dict[str, Any]:
         "best_test_error": best["test_error"],
         "final_test_error": snaps[-1]["test_error"],
         "final_train_error": snaps[-1]["train_error"],
+        "train_acc": 1.0 - snaps[-1]["train_error"],
+        "steps": epochs * per_epoch,
+        "lr_drop_epoch": drop,
         "alignment": alignment,
         "test_alignment": test_alignment,
         "dynamics": dyn,
@@ -333,7 +447,7 @@ def run_lowrank(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tidy frames from the stored records
+# Tables from the stored records (``recs``: run_grid's frame; only runs with status "ok")
 # ---------------------------------------------------------------------------------------------
 
 _QUANTITY = {
@@ -344,34 +458,68 @@ _QUANTITY = {
 }
 
 
-def alignment_frame(frame: pd.DataFrame, corruption: float, lam: float = 0.0) -> pd.DataFrame:
-    """Tables 1/2 layout for one run: rows ``jacobian`` (initial, final; ``final`` = the
-    early-stopping Jacobian when labels are corrupted, as in their Table 2), columns the four
-    printed quantities, plus ``||J_I^† y||``."""
-    rec = _pick(frame, corruption, lam)
-    rows = {}
-    for label, key in (("initial", "initial"), ("final", "best" if corruption > 0 else "final")):
-        a = rec["alignment"][key]
-        rows[label] = {q: a[v][s] for (v, s), q in _QUANTITY.items()}
-        rows[label]["||J_I^+ y||"] = a["y"]["pinv_norm"]
-    return pd.DataFrame(rows).T.rename_axis("jacobian")
+def ok_runs(recs: pd.DataFrame) -> pd.DataFrame:
+    """The records of runs that finished (``status == "ok"``); diverged runs are left out."""
+    if "status" not in recs.columns:
+        return recs
+    return recs[recs["status"] == "ok"].reset_index(drop=True)
 
 
-def paper_vs_ours(frame: pd.DataFrame, corruption: float) -> pd.DataFrame:
-    """Their Table 1 (clean) or 2 (50% corrupted) beside ours, long -> wide, labelled."""
+def _sel(recs: pd.DataFrame, corruption: float, lam: float = 0.0) -> pd.DataFrame:
+    sub = recs[(recs["corruption"] == corruption) & (recs["lam"] == lam)]
+    if sub.empty:
+        raise KeyError(f"no record for corruption={corruption}, lam={lam}")
+    return sub.sort_values("seed")
+
+
+def _pick(recs: pd.DataFrame, corruption: float, lam: float = 0.0, seed: int | None = None):
+    sub = _sel(recs, corruption, lam)
+    if seed is not None:
+        sub = sub[sub["seed"] == seed]
+        if sub.empty:
+            raise KeyError(f"no record for corruption={corruption}, lam={lam}, seed={seed}")
+    return sub.iloc[0]
+
+
+def alignment_frame(recs: pd.DataFrame, corruption: float, lam: float = 0.0) -> pd.DataFrame:
+    """Tables 1/2 layout, mean over the seeds: rows ``jacobian`` (initial, final; ``final`` =
+    the early-stopping Jacobian when labels are corrupted, as in their Table 2), columns the
+    four printed quantities, ``||J_I^† y||`` and the number of seeds ``n``."""
+    per_seed = []
+    for _, rec in _sel(recs, corruption, lam).iterrows():
+        for label, key in (
+            ("initial", "initial"),
+            ("final", "best" if corruption > 0 else "final"),
+        ):
+            a = rec["alignment"][key]
+            row = {"jacobian": label, **{q: a[v][s] for (v, s), q in _QUANTITY.items()}}
+            row["||J_I^+ y||"] = a["y"]["pinv_norm"]
+            per_seed.append(row)
+    df = pd.DataFrame(per_seed)
+    out = df.groupby("jacobian", sort=False).mean()
+    out["n"] = df.groupby("jacobian", sort=False).size()
+    return out
+
+
+def paper_vs_ours(recs: pd.DataFrame, corruption: float) -> pd.DataFrame:
+    """Their Table 1 (clean) or 2 (50% corrupted) beside ours (mean over seeds), labelled
+    ``paper`` and ``ours``."""
     from jacnb.lab.paper import oymak_alignment
 
     theirs = oymak_alignment(corrupted=corruption > 0)
     theirs = theirs.pivot(index="jacobian", columns="quantity", values="fraction")
-    ours = alignment_frame(frame, corruption)[list(_QUANTITY.values())]
-    both = pd.concat({"theirs (CIFAR-10, ResNet20)": theirs, "ours": ours}, names=["source"])
+    theirs = theirs.reindex(["initial", "final"])
+    ours = alignment_frame(recs, corruption)[list(_QUANTITY.values())]
+    both = pd.concat({"paper (CIFAR-10, ResNet20)": theirs, "ours": ours}, names=["source"])
     return both[list(_QUANTITY.values())]
 
 
-def dynamics_frame(frame: pd.DataFrame, corruption: float, lam: float = 0.0) -> pd.DataFrame:
-    """Residual energies on 𝓘/𝓝 over training, as fractions of the initial residual energy
-    (train: ``||r_t||²/||r_0||²`` split; test likewise), with train/test error."""
-    df = pd.DataFrame(_pick(frame, corruption, lam)["dynamics"])
+def dynamics_frame(
+    recs: pd.DataFrame, corruption: float, lam: float = 0.0, seed: int | None = None
+) -> pd.DataFrame:
+    """One run's residual energies on 𝓘/𝓝 over training, as fractions of the initial residual
+    energy (train: ``||r_t||²/||r_0||²`` split; test likewise), with train/test error."""
+    df = pd.DataFrame(_pick(recs, corruption, lam, seed)["dynamics"])
     for split in ("train", "test"):
         for which in ("initial", "final"):
             r0 = df[f"{split}_info_{which}"].iloc[0] + df[f"{split}_nuis_{which}"].iloc[0]
@@ -380,37 +528,164 @@ def dynamics_frame(frame: pd.DataFrame, corruption: float, lam: float = 0.0) -> 
     return df
 
 
-def sweep_frame(frame: pd.DataFrame, lam: float = 0.0) -> pd.DataFrame:
-    """Fig. 7: per corruption level, label energy on 𝓝 (initial and final Jacobian), final and
-    best test error."""
+def dynamics_long(recs: pd.DataFrame, corruptions: tuple[float, ...] = (0.0, 0.5)) -> pd.DataFrame:
+    """Every seed's dynamics (lam 0) in long form for the figure: ``corruption``, ``seed``,
+    ``epoch``, ``split`` (train/test), ``space`` (I/N, spaces of the final Jacobian of that
+    data), ``energy`` (fraction of the initial residual energy), ``train_error``,
+    ``test_error``."""
     rows = []
-    sub = frame[frame["lam"] == lam].sort_values("corruption")
+    for c in corruptions:
+        if c not in set(recs["corruption"]):
+            continue
+        for seed in sorted(_sel(recs, c)["seed"]):
+            d = dynamics_frame(recs, c, 0.0, int(seed))
+            for _, r in d.iterrows():
+                for split in ("train", "test"):
+                    for part, space in (("info", "I"), ("nuis", "N")):
+                        rows.append(
+                            {
+                                "corruption": c,
+                                "seed": int(seed),
+                                "epoch": int(r["epoch"]),
+                                "split": split,
+                                "space": space,
+                                "energy": float(r[f"{split}_{part}_final"]),
+                                "train_error": float(r["train_error"]),
+                                "test_error": float(r["test_error"]),
+                            }
+                        )
+    return pd.DataFrame(rows)
+
+
+def residual_remaining(dynamics: list[Mapping[str, Any]] | pd.DataFrame, which: str = "final"):
+    """Per space, the mean over the checkpoints after the start of the remaining fraction of the
+    initial training-residual energy on that space, ``||Π r_t||² / ||Π r_0||²`` (spaces of the
+    ``which`` Jacobian): ``{"information": ..., "nuisance": ...}``."""
+    df = pd.DataFrame(dynamics).sort_values("epoch")
+    out = {}
+    for part, arm in (("info", "information"), ("nuis", "nuisance")):
+        e = df[f"train_{part}_{which}"].to_numpy(float)
+        out[arm] = float(np.mean(e[1:] / e[0])) if len(e) > 1 and e[0] > 0 else math.nan
+    return out
+
+
+def _gate_cols(rec: pd.Series) -> dict[str, Any]:
+    return {"train_acc": float(rec["train_acc"]), "steps": int(rec["steps"])}
+
+
+def alignment_runs(recs: pd.DataFrame) -> pd.DataFrame:
+    """The runs frame of ``oymak.clean_labels_align_with_information_space`` and
+    ``oymak.label_noise_on_nuisance_space``: per (seed, corruption) of the sweep (lam 0) two rows,
+    ``arm`` = ``jacobian`` = ``initial`` / ``final`` (the Jacobian at the end of training), with
+    ``info_fraction_y`` (``||Π_𝓘 y||/||y||``) and ``nuisance_energy_y``
+    (``||Π_𝓝 y||²/||y||²``) of the training labels, ``train_acc`` and ``steps``."""
+    rows = []
+    for _, rec in recs[recs["lam"] == 0].iterrows():
+        for arm in ("initial", "final"):
+            a = rec["alignment"][arm]["y"]
+            rows.append(
+                {
+                    "seed": int(rec["seed"]),
+                    "corruption": float(rec["corruption"]),
+                    "arm": arm,
+                    "jacobian": arm,
+                    "info_fraction_y": float(a["info"]),
+                    "nuisance_energy_y": float(a["nuisance_energy"]),
+                    **_gate_cols(rec),
+                }
+            )
+    cols = ["seed", "corruption", "arm", "jacobian", "info_fraction_y", "nuisance_energy_y"]
+    return pd.DataFrame(rows, columns=[*cols, "train_acc", "steps"])
+
+
+def residual_runs(recs: pd.DataFrame, corruptions: tuple[float, ...] = (0.0, 0.5)) -> pd.DataFrame:
+    """The runs frame of ``oymak.residual_falls_faster_on_information_space``: per (seed,
+    corruption in ``corruptions``) two rows, ``arm`` = ``information`` / ``nuisance``, with
+    ``residual_remaining`` (:func:`residual_remaining`, spaces of the final Jacobian)."""
+    rows = []
+    sub = recs[(recs["lam"] == 0) & recs["corruption"].isin(corruptions)]
     for _, rec in sub.iterrows():
+        for arm, value in residual_remaining(rec["dynamics"]).items():
+            rows.append(
+                {
+                    "seed": int(rec["seed"]),
+                    "corruption": float(rec["corruption"]),
+                    "arm": arm,
+                    "residual_remaining": value,
+                    **_gate_cols(rec),
+                }
+            )
+    cols = ["seed", "corruption", "arm", "residual_remaining", "train_acc", "steps"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def rise_runs(recs: pd.DataFrame) -> pd.DataFrame:
+    """The runs frame of ``oymak.test_error_dips_then_rises``: per run of the sweep (lam 0)
+    ``test_error_rise`` = final - smallest test error over the checkpoints."""
+    rows = []
+    for _, rec in recs[recs["lam"] == 0].iterrows():
+        errs = [float(d["test_error"]) for d in rec["dynamics"]]
+        rows.append(
+            {
+                "seed": int(rec["seed"]),
+                "corruption": float(rec["corruption"]),
+                "test_error_rise": errs[-1] - min(errs),
+                **_gate_cols(rec),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["seed", "corruption", "test_error_rise", "train_acc", "steps"]
+    )
+
+
+_RUNS = {
+    "oymak.clean_labels_align_with_information_space": alignment_runs,
+    "oymak.label_noise_on_nuisance_space": alignment_runs,
+    "oymak.residual_falls_faster_on_information_space": residual_runs,
+    "oymak.test_error_dips_then_rises": rise_runs,
+}
+
+
+def sweep_frame(recs: pd.DataFrame, lam: float = 0.0) -> pd.DataFrame:
+    """Fig. 7, one row per run: per corruption level and seed, label energy on 𝓝 (initial,
+    final and early-stopping Jacobian), final and best test error, train accuracy."""
+    rows = []
+    for _, rec in recs[recs["lam"] == lam].sort_values(["corruption", "seed"]).iterrows():
         a = rec["alignment"]
         rows.append(
             {
                 "corruption": rec["corruption"],
+                "seed": int(rec["seed"]),
                 "label energy on N, initial J": a["initial"]["y"]["nuisance_energy"],
                 "label energy on N, final J": a["final"]["y"]["nuisance_energy"],
                 "label energy on N, early-stop J": a["best"]["y"]["nuisance_energy"],
                 "final test error": rec["final_test_error"],
                 "best test error": rec["best_test_error"],
                 "best epoch": rec["best_epoch"],
-                "final train error": rec["final_train_error"],
+                "final train acc": rec["train_acc"],
+                "steps": rec["steps"],
             }
         )
     return pd.DataFrame(rows)
 
 
-def bridge_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """With vs without the input-Jacobian regularizer, at each bridge corruption level."""
+def bridge_frame(recs: pd.DataFrame) -> pd.DataFrame:
+    """With vs without the input-Jacobian regularizer, at each bridge corruption level (the
+    bridge's seed only)."""
     rows = []
-    lams = sorted(frame["lam"].unique())
-    for corruption in sorted(frame[frame["lam"] > 0]["corruption"].unique()):
-        for lam in lams:
-            rec = _pick(frame, corruption, lam)
+    bridged = recs[recs["lam"] > 0]
+    if bridged.empty:
+        return pd.DataFrame()
+    seed = int(bridged["seed"].min())
+    for corruption in sorted(bridged["corruption"].unique()):
+        for lam in sorted(recs["lam"].unique()):
+            try:
+                rec = _pick(recs, corruption, lam, seed)
+            except KeyError:
+                continue
             a = rec["alignment"]
             s_f = np.asarray(rec["spectrum_final"])
+            rank = int(rec["rank"])
             rows.append(
                 {
                     "corruption": corruption,
@@ -419,7 +694,7 @@ def bridge_frame(frame: pd.DataFrame) -> pd.DataFrame:
                     "||P_I y||/||y|| early-stop J": a["best"]["y"]["info"],
                     "||P_I r0||/||r0|| final J": a["final"]["r0"]["info"],
                     "top sv final": s_f[0],
-                    f"sv {int(rec['rank'])} final": s_f[int(rec["rank"]) - 1],
+                    f"sv {rank} final": s_f[min(rank, len(s_f)) - 1],
                     "stable rank final (top k)": float((s_f**2).sum() / s_f[0] ** 2),
                     "mean ||J_x||_F^2 (input, test)": rec["input_jacobian_fro_sq_test"],
                     "best test error": rec["best_test_error"],
@@ -431,94 +706,345 @@ def bridge_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _pick(frame: pd.DataFrame, corruption: float, lam: float) -> pd.Series:
-    sub = frame[(frame["corruption"] == corruption) & (frame["lam"] == lam)]
-    if len(sub) != 1:
-        raise KeyError(f"{len(sub)} records for corruption={corruption}, lam={lam}")
-    return sub.iloc[0]
+def bridge_series(
+    recs: pd.DataFrame,
+) -> tuple[dict[str, list[float]], dict[str, pd.DataFrame]]:
+    """Final spectra and dynamics of the bridge runs and their unregularized partners (same
+    seed, same corruption), named for the figure's legend."""
+    spectra: dict[str, list[float]] = {}
+    curves: dict[str, pd.DataFrame] = {}
+    bridged = recs[recs["lam"] > 0]
+    if bridged.empty:
+        return spectra, curves
+    seed = int(bridged["seed"].min())
+    for c in sorted(bridged["corruption"].unique()):
+        for lam in sorted(recs["lam"].unique()):
+            try:
+                rec = _pick(recs, c, lam, seed)
+            except KeyError:
+                continue
+            name = f"{int(100 * c)}% corr., " + (f"lambda={lam:g}" if lam else "no reg.")
+            spectra[name] = list(rec["spectrum_final"])
+            curves[name] = dynamics_frame(recs, c, lam, seed)
+    return spectra, curves
+
+
+def spectrum_facts(s0: Any, s1: Any, rank: int) -> pd.DataFrame:
+    """Facts of the top singular values at initialization ``s0`` and after training ``s1``:
+    λ_1, λ_10, λ_rank, the last computed, ratios, and how many exceed λ_1/10."""
+    s0, s1 = np.asarray(s0, float), np.asarray(s1, float)
+    r = min(rank, len(s0), len(s1))
+    ten = min(10, r)
+    return pd.DataFrame(
+        {
+            "lambda_1": [s0[0], s1[0]],
+            f"lambda_{ten}": [s0[ten - 1], s1[ten - 1]],
+            f"lambda_{r}": [s0[r - 1], s1[r - 1]],
+            "last computed": [s0[-1], s1[-1]],
+            f"lambda_1 / lambda_{ten}": [s0[0] / s0[ten - 1], s1[0] / s1[ten - 1]],
+            f"lambda_1 / lambda_{r}": [s0[0] / s0[r - 1], s1[0] / s1[r - 1]],
+            "# sv > lambda_1 / 10": [int((s0 > s0[0] / 10).sum()), int((s1 > s1[0] / 10).sum())],
+            "# computed": [len(s0), len(s1)],
+        },
+        index=["initial", "final"],
+    )
+
+
+def dip_table(recs: pd.DataFrame, corruptions: tuple[float, ...] = (0.0, 0.5)) -> pd.DataFrame:
+    """Per corruption level (lam 0), means over the seeds of: best test error and its epoch,
+    final test error, the rise after the best, final training error on the training labels,
+    and the final training residual on 𝓘 / 𝓝 (fractions of ``||r_0||²``)."""
+    rows = []
+    for c in corruptions:
+        if c not in set(recs["corruption"]):
+            continue
+        for seed in sorted(_sel(recs, c)["seed"]):
+            d = dynamics_frame(recs, c, 0.0, int(seed))
+            rows.append(
+                {
+                    "corruption": c,
+                    "best test error": d["test_error"].min(),
+                    "epoch of best": int(d.loc[d["test_error"].idxmin(), "epoch"]),
+                    "final test error": d["test_error"].iloc[-1],
+                    "rise after best": d["test_error"].iloc[-1] - d["test_error"].min(),
+                    "final train error (training labels)": d["train_error"].iloc[-1],
+                    "train residual on I at end": d["train_info_final"].iloc[-1],
+                    "train residual on N at end": d["train_nuis_final"].iloc[-1],
+                }
+            )
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    out = df.groupby("corruption").mean()
+    out["seeds"] = df.groupby("corruption").size()
+    return out
+
+
+def method_check(model: nn.Module, x: Tensor, k: int) -> pd.DataFrame:
+    """Top-``k`` singular values of ``𝒥`` by the exact Gram, Lanczos and the randomized SVD on a
+    small subset: seconds, the largest relative error of the values and the mean squared cosine
+    of the top-``k`` left subspace to the exact one."""
+    jac = ParameterJacobian(model, x, chunk_size=128, col_chunk=64)
+    k = min(k, jac.n * jac.K - 1)
+    rows, ref = [], None
+    for method in ("exact", "lanczos", "randomized"):
+        t0 = time.perf_counter()
+        spec = top_singular(jac, k, method)
+        sec = time.perf_counter() - t0
+        ref = ref or spec
+        rows.append(
+            {
+                "method": method,
+                "seconds": sec,
+                "max rel. error of top-k sv": float(((spec.s - ref.s).abs() / ref.s).max()),
+                "mean cos^2 to exact subspace": float(
+                    torch.linalg.svdvals(spec.u.T @ ref.u).pow(2).mean()
+                ),
+            }
+        )
+    out = pd.DataFrame(rows)
+    out.attrs.update({"n": jac.n, "nK": jac.n * jac.K, "p": jac.p, "k": k})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's result
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LowRankResult:
+    """What :func:`run` returns. ``records``: every stored run of the profile (diverged ones
+    included, ``None`` when the dataset is absent); ``fig3``: :func:`synthetic_spectrum`;
+    ``check``: :func:`method_check` on ``bench_n`` training samples."""
+
+    settings: dict[str, Any]
+    fig3: pd.DataFrame
+    records: pd.DataFrame | None = None
+    dataset: str | None = None
+    source: str = ""
+    missing: str = ""
+    check: pd.DataFrame | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def profile(self) -> str:
+        return str(self.settings["profile"])
+
+    @property
+    def ran(self) -> bool:
+        """Whether the training runs happened (dataset on disk)."""
+        return self.records is not None
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        """The runs that finished (status ``ok``)."""
+        return ok_runs(self.records) if self.records is not None else pd.DataFrame()
+
+    @property
+    def n_diverged(self) -> int:
+        """Runs stored as diverged, left out of every table and verdict."""
+        return 0 if self.records is None else int(len(self.records) - len(self.ok))
+
+    @property
+    def stand_in(self) -> bool:
+        return self.dataset is not None and self.dataset != PAPER_DATASET
+
+    def runs(self, claim: str) -> pd.DataFrame:
+        """The tidy runs frame ``claim`` is judged on (columns ``gates.required_columns``)."""
+        if claim == SPECTRUM_CLAIM:
+            s = self.settings
+            return spectrum_runs(self.fig3, s["fig3_clusters"], s["fig3_classes"])
+        return _RUNS[claim](self.ok)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        out = {"fig3": self.fig3, "spectrum_runs": self.runs(SPECTRUM_CLAIM)}
+        if self.ran and len(self.ok):
+            out.update(
+                {
+                    "alignment_runs": alignment_runs(self.ok),
+                    "residual_runs": residual_runs(self.ok),
+                    "rise_runs": rise_runs(self.ok),
+                    "sweep": sweep_frame(self.ok),
+                    "bridge": bridge_frame(self.ok),
+                    "dynamics": dynamics_long(self.ok),
+                }
+            )
+        return out
+
+    def provenance(self) -> str:
+        s = self.settings
+        if not self.ran:
+            return lab_settings.provenance(s, f"{s['dataset']} (absent)")
+        rec = self.ok.iloc[0] if len(self.ok) else None
+        extra = {
+            "n_test": s["n_test"],
+            "net": s["arch"],
+            "rank": s["rank"],
+            "epochs": (s["epochs_clean"], s["epochs_noisy"]),
+        }
+        if rec is not None:
+            extra.update({"p": int(rec["p"]), "nK": int(rec["nK"])})
+        if s.get("lr_drop_noisy") is not None:
+            extra["lr/10 at epoch (corrupted)"] = s["lr_drop_noisy"]
+        if self.n_diverged:
+            extra["diverged runs left out"] = self.n_diverged
+        return lab_settings.provenance(s, self.source or str(self.dataset), **extra)
+
+    def fig3_provenance(self) -> str:
+        s = self.settings
+        return (
+            f"profile={self.profile}; synthetic mixture C={s['fig3_classes']}, "
+            f"K={s['fig3_clusters']}, d={s['fig3_dim']}, sigma={s['fig3_sigma']}, hidden "
+            f"k={s['fig3_hidden']}, n={sorted(int(v) for v in self.fig3['n'].unique())}, "
+            f"draws (seeds)={list(s['fig3_seeds'])}; mean with 95 % CI over draws"
+        )
+
+    def figures(self) -> dict[str, Figure]:
+        """The page's figures (seaborn; means with 95 % CIs over seeds where there are
+        several)."""
+        from jacnb.chapters import _low_rank_plots as plots
+
+        s = self.settings
+        out = {
+            "fig3": plots.synthetic_spectrum(
+                self.fig3, s["fig3_clusters"], s["fig3_classes"], self.fig3_provenance()
+            )
+        }
+        if not self.ran or self.ok.empty:
+            return out
+        prov = self.provenance()
+        if 0.0 in set(self.ok["corruption"]):
+            rec0 = _pick(self.ok, 0.0)
+            out["spectrum"] = plots.spectrum_histogram(
+                {
+                    "initial": rec0["spectrum_initial"],
+                    "final (clean labels)": rec0["spectrum_final"],
+                },
+                s["rank"],
+                prov + f"; seed {int(rec0['seed'])}",
+            )
+        out["dynamics"] = plots.dynamics(dynamics_long(self.ok), prov)
+        out["sweep"] = plots.corruption_sweep(sweep_frame(self.ok), prov)
+        spectra, curves = bridge_series(self.ok)
+        if spectra:
+            out["bridge"] = plots.bridge(spectra, curves, s["rank"], prov)
+        return out
+
+    def paper_table(self) -> pd.DataFrame:
+        """Their Tables 1 and 2 (``paper``) beside ours (mean over seeds)."""
+        if not self.ran or self.ok.empty:
+            return pd.DataFrame()
+        parts = {}
+        for c, name in ((0.0, "clean labels"), (0.5, "50% corrupted labels")):
+            if c in set(self.ok["corruption"]):
+                parts[name] = paper_vs_ours(self.ok, c)
+        return pd.concat(parts, names=["labels"]) if parts else pd.DataFrame()
+
+    def verdicts(self) -> list[Verdict]:
+        """One verdict per registered claim of the page, by :func:`jacnb.lab.gates.decide`."""
+        out = []
+        for claim in claims_of(NAME):
+            if claim.id == SPECTRUM_CLAIM:
+                v = gates.decide(
+                    claim, self.runs(claim.id), profile=self.profile, dataset=SYNTHETIC
+                )
+            elif not self.ran:
+                v = gates.not_run(claim, self.missing, profile=self.profile)
+            else:
+                v = gates.decide(
+                    claim,
+                    self.runs(claim.id),
+                    profile=self.profile,
+                    dataset=dataset_label(str(self.dataset)),
+                    stand_in=self.stand_in,
+                )
+                if self.n_diverged:
+                    note = f"{self.n_diverged} diverged run(s) left out"
+                    v = dataclasses.replace(v, reason="; ".join(x for x in (v.reason, note) if x))
+            out.append(v)
+        return out
+
+    def numbers(self) -> dict[str, float]:
+        """Measured numbers for the prose (``myst_nb.glue``), means over seeds."""
+        s = self.settings
+        summ = fig3_summary(self.fig3, s["fig3_clusters"], s["fig3_classes"])
+        out = dict.fromkeys(NUMBERS, math.nan)
+        out.update(
+            {
+                "fig3_ratio": float(summ["top sv ratio n_hi / n_lo"].mean()),
+                "fig3_sqrt": float(summ["sqrt(n_hi / n_lo)"].mean()),
+                "n_diverged": float(self.n_diverged),
+            }
+        )
+        if not self.ran or self.ok.empty:
+            return out
+        ok = self.ok
+        if 0.0 in set(ok["corruption"]):
+            t = alignment_frame(ok, 0.0)
+            out["clean_info_initial"] = float(t.loc["initial", "||P_I y|| / ||y||"])
+            out["clean_info_final"] = float(t.loc["final", "||P_I y|| / ||y||"])
+        if 0.5 in set(ok["corruption"]):
+            sub = _sel(ok, 0.5)
+            out["noisy_train_acc_min"] = float(sub["train_acc"].min())
+            out["noisy_best_test_error"] = float(sub["best_test_error"].mean())
+            out["noisy_final_test_error"] = float(sub["final_test_error"].mean())
+            out["noisy_steps"] = float(sub["steps"].min())
+            out["noisy_seconds"] = float(sub["seconds"].mean())
+        out["seconds_total"] = float(ok["seconds"].sum())
+        return out
+
+
+def run(
+    profile: str = "cpu", *, executor: Any = None, store: ResultStore | None = None
+) -> LowRankResult:
+    """The chapter at ``profile``: Fig. 3 (no training, not stored), then every training run
+    through the result store (a rerun trains nothing), and the method check of the spectrum
+    routes. A dataset that is not on disk leaves the training claims ``not run``."""
+    s = settings(profile)
+    fig3 = synthetic_spectrum(s)
+    try:
+        ds = load_dataset(s["dataset"])
+    except DatasetMissingError as err:
+        why = f"{dataset_label(s['dataset'])} is not on disk (nothing is substituted): {err}"
+        return LowRankResult(s, fig3, missing=why)
+    store = store or ResultStore()
+    records = run_grid(
+        configs(s), run_lowrank, store, desc="low-rank runs", executor=executor, progress=False
+    )
+    x_small, _ = balanced_subset(ds.x_train, ds.y_train, s["bench_n"], s["seeds"][0])
+    net0 = build_net({**s, "seed": s["seeds"][0]}, ds.input_shape, ds.n_classes).eval()
+    check = method_check(net0, x_small, s["rank"])
+    return LowRankResult(s, fig3, records, ds.name, ds.source, check=check)
 
 
 __all__: list[str] = [
     "EXPERIMENT",
+    "NAME",
+    "SETTINGS_KEY",
+    "LowRankResult",
     "alignment_frame",
+    "alignment_runs",
     "bridge_frame",
+    "bridge_series",
     "build_net",
     "checkpoint_epochs",
+    "configs",
     "corrupt_labels",
+    "dip_table",
     "dynamics_frame",
+    "dynamics_long",
+    "fig3_summary",
+    "method_check",
     "paper_vs_ours",
-    "run_configs",
+    "residual_remaining",
+    "residual_runs",
+    "rise_runs",
+    "run",
     "run_lowrank",
+    "settings",
+    "spectrum_facts",
+    "spectrum_runs",
     "sweep_frame",
     "synthetic_spectrum",
 ]
-
-
-def verdicts(frame: pd.DataFrame, profile: str = "") -> list[Verdict]:
-    """Oymak et al.'s claims, decided on the quantities the chapter computes (no new runs).
-
-    * ``oymak.fig7.label_energy_on_nuisance_grows`` -- their Fig. 7: the share of the label
-      energy on the nuisance space 𝓝 of the initial Jacobian grows with the corruption level.
-      Rule: reproduced iff it rises at every step of the sweep (``lam == 0``); inconclusive with
-      fewer than two levels.
-    * ``oymak.early_stopping_helps_with_noise`` -- Sec. 5: with corrupted labels the best
-      (early-stopped) test error is below the final one. Rule: reproduced iff
-      ``best < final`` at every corruption level > 0; inconclusive if there is none.
-    * ``oymak.table1.labels_on_information_space`` -- their Table 1 (clean labels): most of the
-      label energy lies on the information space of the final Jacobian. Rule: reproduced iff
-      ``||P_I y|| / ||y|| > ||P_N y|| / ||y||`` for the final Jacobian; not run without a clean
-      run.
-    """
-    out: list[Verdict] = []
-    sweep = sweep_frame(frame)
-    col = "label energy on N, initial J"
-    claim = "oymak.fig7.label_energy_on_nuisance_grows"
-    if len(sweep) < 2:
-        out.append(Verdict(claim, INCONCLUSIVE, "one corruption level", reason=NOT_TESTED))
-    else:
-        steps = np.diff(sweep[col].to_numpy(float))
-        ok = bool((steps > 0).all())
-        values = ", ".join(
-            f"{c:g}: {e:.3f}" for c, e in zip(sweep["corruption"], sweep[col], strict=True)
-        )
-        out.append(
-            Verdict(
-                claim,
-                REPRODUCED if ok else NOT_REPRODUCED,
-                f"label energy on N by corruption ({values}); rises at "
-                f"{int((steps > 0).sum())}/{len(steps)} steps",
-                profile=profile,
-            )
-        )
-    noisy = sweep[sweep["corruption"] > 0]
-    claim = "oymak.early_stopping_helps_with_noise"
-    if noisy.empty:
-        out.append(Verdict(claim, INCONCLUSIVE, "no corrupted run", reason=NOT_TESTED))
-    else:
-        better = noisy["best test error"] < noisy["final test error"]
-        out.append(
-            Verdict(
-                claim,
-                REPRODUCED if bool(better.all()) else NOT_REPRODUCED,
-                f"best < final test error at {int(better.sum())}/{len(noisy)} corruption levels",
-                profile=profile,
-                n_seeds=1,
-            )
-        )
-    claim = "oymak.table1.labels_on_information_space"
-    try:
-        table = alignment_frame(frame, 0.0)
-    except KeyError:
-        out.append(Verdict(claim, V_NOT_RUN, "no clean run", reason="no clean run"))
-    else:
-        info = float(table.loc["final", "||P_I y|| / ||y||"])
-        nuis = float(table.loc["final", "||P_N y|| / ||y||"])
-        out.append(
-            Verdict(
-                claim,
-                REPRODUCED if info > nuis else NOT_REPRODUCED,
-                f"final J: ||P_I y||/||y|| = {info:.3f}, ||P_N y||/||y|| = {nuis:.3f}",
-                profile=profile,
-            )
-        )
-    return out

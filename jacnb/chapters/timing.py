@@ -39,22 +39,31 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from jacnb.core.jacobian import max_spectral_norm, network_output
 from jacnb.core.models import fully_connected, mnist_convnet, preact_resnet18
-from jacnb.lab import paper
+from jacnb.lab import gates, paper
+from jacnb.lab import settings as lab_settings
 from jacnb.lab import timing as timers
+from jacnb.lab.claims import claims_of
 from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.timing import make_step, step_regularizer, time_interleaved
-from jacnb.lab.verdicts import NOT_REPRODUCED, NOT_RUN, REPRODUCED, Verdict
+from jacnb.lab.verdicts import Verdict
 
-#: Version of the stored record layout; records of other versions are ignored.
-SCHEMA = 2
+NAME = "06_timing"
+SETTINGS_KEY = "timing"
+
+#: Version of the stored record layout; records of other versions are ignored (3: repetitions,
+#: the fully connected net).
+SCHEMA = 3
 
 
 #: Table VI rows -> the row label of :func:`jacnb.lab.timing.step_regularizer`.
@@ -74,16 +83,30 @@ LABELS = {
     "projection_4": "Jac. reg., projection (49), n_proj=4",
     "per_layer": "Jac. reg., per-layer (52)",
 }
-NETS = ("mnist_convnet", "resnet18")
+NETS = ("mnist_convnet", "mnist_fc", "resnet18")
 NET_LABELS = {
     "mnist_convnet": "MNIST conv net (Table II), 1x28x28, 10 classes",
+    "mnist_fc": "fully connected MNIST net (Fig. 3, 3 layers of width 784), 10 classes",
     "resnet18": "pre-activation ResNet-18 (Table V), 3x{size}x{size}, 1000 classes",
 }
 #: Table VI's rows (``paper.table6().dataset``) -> the net and regularizer of ours they match.
 PAPER_ROWS = {"MNIST": ("mnist_convnet", "exact"), "ImageNet": ("resnet18", "per_layer")}
 PAPER_SOURCE = "paper (Table VI): Titan X, Theano"
-#: "Agrees with the paper": our ratio within this factor of the paper's (either way).
-RATIO_TOLERANCE = 1.5
+#: The arm (claim vocabulary, :mod:`jacnb.lab.claims`) of each timed regularizer.
+ARMS = {
+    "none": "none",
+    "weight_decay": "weight_decay",
+    "exact": "exact",
+    "projection_1": "projection",
+    "projection_4": "projection_4",
+    "per_layer": "per_layer",
+}
+#: The net each registered claim of the page is judged on.
+CLAIM_NETS = {
+    "table6.exact_adds_cost": "mnist_convnet",
+    "table6.per_layer_cheaper": "mnist_convnet",
+    "book.projection_fifth_of_cost": "mnist_fc",
+}
 
 MEMORY_METHODS = {
     "cuda": "peak of torch.cuda.memory_allocated during one step minus its value before the step "
@@ -149,6 +172,9 @@ def _net_and_batch(
     if net == "mnist_convnet":
         model, shape, classes = mnist_convnet(), (1, 28, 28), 10
         regs = tuple(REGULARIZERS)
+    elif net == "mnist_fc":
+        model, shape, classes = fully_connected(784, 10, depth=3), (1, 28, 28), 10
+        regs = ("none", "exact", "projection_1")
     elif net == "resnet18":
         model, shape, classes = preact_resnet18(1000), (3, size, size), 1000
         regs = tuple(r for r in REGULARIZERS if r != "exact")
@@ -251,14 +277,18 @@ def table6_rows(
     lam: float = 0.1,
     seed: int = 0,
     memory: bool = True,
+    repetitions: int = 1,
 ) -> list[dict[str, Any]]:
-    """Median seconds per SGD step of ``net`` for every regularizer, and the ratio to ``none``.
+    """Median seconds per SGD step of ``net`` for every regularizer, and the ratio to ``none``,
+    per repetition.
 
     Random inputs of the net's shape (MNIST 1x28x28, 10 classes; ResNet-18 3 x size x size,
     1000 classes). Every regularizer gets its own copy of the same initial model; after
     ``warmup`` untimed steps each, the ``repeats`` timed steps are split into ``rounds`` blocks
     visiting the regularizers in turn (slow drifts of a shared machine then hit all rows alike).
-    With ``memory``, one more step per row measures its memory (:func:`step_memory`).
+    This is done ``repetitions`` times; each repetition is one "seed" of the cost claims (its
+    median the statistic, ``steps`` = ``repeats`` timed steps). With ``memory``, one more step
+    per regularizer measures its memory (:func:`step_memory`), copied to every repetition.
     """
     device = torch.device(device)
     base, x, y, regs = _net_and_batch(net, batch, size, device, seed)
@@ -266,29 +296,54 @@ def table6_rows(
         r: make_step(copy.deepcopy(base), step_regularizer(REGULARIZERS[r]), x, y, lam=lam)
         for r in regs
     }
-    times = time_interleaved(steps, device, repeats=repeats, warmup=warmup, rounds=rounds)
+    mems = {
+        r: step_memory(steps[r], device)
+        if memory
+        else {"step_mem_mb": None, "cuda_max_allocated_mb": None}
+        for r in regs
+    }
+    rows = []
+    for rep in range(int(repetitions)):
+        times = time_interleaved(
+            steps, device, repeats=repeats, warmup=warmup if rep == 0 else 0, rounds=rounds
+        )
+        rows += _rep_rows(net, regs, times, mems, device, batch, size, rep, repeats, warmup, rounds)
+    return rows
+
+
+def _rep_rows(
+    net: str,
+    regs: tuple[str, ...],
+    times: Mapping[str, list[float]],
+    mems: Mapping[str, Mapping[str, float | None]],
+    device: torch.device,
+    batch: int,
+    size: int,
+    rep: int,
+    repeats: int,
+    warmup: int,
+    rounds: int,
+) -> list[dict[str, Any]]:
     med = {r: statistics.median(t) for r, t in times.items()}
     rows = []
     for r in regs:
-        mem = (
-            step_memory(steps[r], device)
-            if memory
-            else {"step_mem_mb": None, "cuda_max_allocated_mb": None}
-        )
+        mem = mems[r]
         rows.append(
             {
                 "net": net,
+                "repetition": rep,
                 "regularizer": r,
                 "label": LABELS[r],
                 "device": device_name(device),
                 "device_type": device.type,
                 "batch": batch,
-                "input": "1x28x28" if net == "mnist_convnet" else f"3x{size}x{size}",
+                "input": f"3x{size}x{size}" if net == "resnet18" else "1x28x28",
                 "sec_per_batch": med[r],
                 "sec_min": min(times[r]),
                 "sec_max": max(times[r]),
                 "ratio": med[r] / med["none"],
                 **mem,
+                "steps": repeats,
                 "repeats": repeats,
                 "warmup": warmup,
                 "rounds": rounds,
@@ -310,18 +365,63 @@ def timing_configs(settings: Mapping[str, Any], device: torch.device) -> list[di
                 "profile": settings["profile"],
                 "net": net,
                 "device": device_name(device),
+                "device_type": device.type,
+                "threads": s.get("threads") if device.type == "cpu" else None,
                 "batch": s["resnet_batch"] if resnet else s["mnist_batch"],
                 "size": s["resnet_size"] if resnet else 28,
-                "repeats": s["repeats"],
+                "repeats": s["resnet_repeats"] if resnet else s["repeats"],
+                "repetitions": s["resnet_repetitions"] if resnet else s["repetitions"],
                 "warmup": s["warmup"],
-                "rounds": s["rounds"],
+                "rounds": min(s["rounds"], s["resnet_repeats"] if resnet else s["repeats"]),
                 "torch": torch.__version__,
             }
         )
     return out
 
 
-def run_timing(settings: Mapping[str, Any], store: ResultStore | None = None) -> pd.DataFrame:
+def settings(profile: str) -> dict[str, Any]:
+    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.settings`)."""
+    return lab_settings.settings(SETTINGS_KEY, profile)
+
+
+def configs(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Table VI store configs of every device timed on this machine."""
+    out = []
+    for dev in devices():
+        with cpu_threads(device_settings(settings, dev).get("threads")):
+            out += timing_configs(settings, dev)
+    return out
+
+
+def _time_config(c: Mapping[str, Any]) -> dict[str, Any]:
+    """One stored Table VI run (a net on a device, all repetitions); module level so that an
+    executor can send it to a worker (timings are only meaningful without competing runs, so
+    the chapter's default is to time in this process)."""
+    dev = torch.device(c["device_type"])
+    with cpu_threads(c.get("threads") if dev.type == "cpu" else None):
+        t0 = time.perf_counter()
+        load = load_note()
+        rows = table6_rows(
+            c["net"],
+            dev,
+            c["batch"],
+            c["size"],
+            c["repeats"],
+            c["warmup"],
+            c["rounds"],
+            repetitions=c["repetitions"],
+        )
+    return {
+        "rows": rows,
+        "load": load,
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "wall_seconds": time.perf_counter() - t0,
+    }
+
+
+def run_timing(
+    settings: Mapping[str, Any], store: ResultStore | None = None, executor: Any = None
+) -> pd.DataFrame:
     """Time every net on CPU, and on CUDA when present, through the result store; return the
     rows of *all* stored timing runs of this profile (GPU rows recorded elsewhere included).
 
@@ -330,23 +430,15 @@ def run_timing(settings: Mapping[str, Any], store: ResultStore | None = None) ->
     """
     store = store or ResultStore()
     for dev in devices():
-        s = device_settings(settings, dev)
-        with cpu_threads(s.get("threads")):
-
-            def run(c: Mapping[str, Any], dev: torch.device = dev) -> dict[str, Any]:
-                t0 = time.perf_counter()
-                load = load_note()
-                rows = table6_rows(
-                    c["net"], dev, c["batch"], c["size"], c["repeats"], c["warmup"], c["rounds"]
-                )
-                return {
-                    "rows": rows,
-                    "load": load,
-                    "when": time.strftime("%Y-%m-%d %H:%M"),
-                    "wall_seconds": time.perf_counter() - t0,
-                }
-
-            run_grid(timing_configs(settings, dev), run, store, desc="timing", progress=False)
+        with cpu_threads(device_settings(settings, dev).get("threads")):
+            run_grid(
+                timing_configs(settings, dev),
+                _time_config,
+                store,
+                desc="timing",
+                progress=False,
+                executor=executor,
+            )
     return stored_rows(settings["profile"], store)
 
 
@@ -434,11 +526,12 @@ def _fmt(value: Any, spec: str, suffix: str = "") -> str:
 def table6_wide(rows: pd.DataFrame, net: str) -> pd.DataFrame:
     """Table VI for one net: a row per regularizer; per device (and batch) median seconds per
     batch, ratio to no regularization, the fastest and slowest timed step, and step memory; the
-    paper's seconds and ratio on the right (only on the rows the paper reports). Cells are
+    paper's seconds and ratio on the right (only on the rows the paper reports; all ``-`` for
+    the fully connected net, which the paper does not time). Cells are
     formatted strings (``-`` = not measured)."""
     sel = rows[rows.net == net]
     regs = [r for r in REGULARIZERS if r in set(sel.regularizer)]
-    claim = paper_claims().set_index("net").loc[net]
+    claims = paper_claims().set_index("net")
     cols: dict[tuple[str, str], list[str]] = {}
     for (dev, batch), d in sel.groupby(["device", "batch"], sort=False):
         d = d.set_index("regularizer")
@@ -453,8 +546,13 @@ def table6_wide(rows: pd.DataFrame, net: str) -> pd.DataFrame:
             cols[(head, "CUDA peak [MiB]")] = [
                 _fmt(d.cuda_max_allocated_mb.get(r), ".0f") for r in regs
             ]
-    paper_sec = {"none": claim.paper_sec_none, claim.regularizer: claim.paper_sec_reg}
-    paper_ratio = {"none": 1.0, claim.regularizer: claim.paper_ratio}
+    if net not in claims.index:  # a net of ours the paper does not time
+        paper_sec: dict[str, float] = {}
+        paper_ratio: dict[str, float] = {}
+    else:
+        claim = claims.loc[net]
+        paper_sec = {"none": claim.paper_sec_none, claim.regularizer: claim.paper_sec_reg}
+        paper_ratio = {"none": 1.0, claim.regularizer: claim.paper_ratio}
     cols[(PAPER_SOURCE, "s/batch")] = [_fmt(paper_sec.get(r), ".3f") for r in regs]
     cols[(PAPER_SOURCE, "x no reg.")] = [_fmt(paper_ratio.get(r), ".2f", "x") for r in regs]
     out = pd.DataFrame(cols, index=pd.Index([LABELS[r] for r in regs], name="regularizer"))
@@ -480,7 +578,18 @@ def settings_provenance(settings: Mapping[str, Any]) -> str:
     batch sizes, input size, repeats, warm-up, rounds and CPU threads."""
     from jacnb.lab.settings import provenance
 
-    keys = ("mnist_batch", "resnet_batch", "resnet_size", "repeats", "warmup", "rounds", "threads")
+    keys = (
+        "mnist_batch",
+        "resnet_batch",
+        "resnet_size",
+        "repeats",
+        "repetitions",
+        "resnet_repeats",
+        "resnet_repetitions",
+        "warmup",
+        "rounds",
+        "threads",
+    )
     extra = {f"{k}[{d.type}]": device_settings(settings, d).get(k) for d in devices() for k in keys}
     return provenance(dict(settings), "random inputs", **extra)
 
@@ -488,13 +597,6 @@ def settings_provenance(settings: Mapping[str, Any]) -> str:
 def _ratio(rows: pd.DataFrame, net: str, reg: str) -> float:
     r = rows[(rows.net == net) & (rows.regularizer == reg)]
     return float(r.ratio.iloc[0]) if len(r) else math.nan
-
-
-def _ratio_of_fastest(rows: pd.DataFrame, net: str, reg: str) -> float:
-    sel = rows[rows.net == net].set_index("regularizer")
-    if reg not in sel.index or "sec_min" not in sel:
-        return math.nan
-    return float(sel.sec_min[reg] / sel.sec_min["none"])
 
 
 def exact_cost_estimates(rows: pd.DataFrame) -> list[str]:
@@ -517,47 +619,6 @@ def exact_cost_estimates(rows: pd.DataFrame) -> list[str]:
             est = 1 + n_classes * (r1 - 1)
             parts.append(f"{net} (C={n_classes}): estimated {est:.1f}x{tail}")
         out.append(f"{dev}: exact (49) on " + "; ".join(parts) + ".")
-    return out
-
-
-def verdict_table6(rows: pd.DataFrame, tolerance: float = RATIO_TOLERANCE) -> list[str]:
-    """Per device: does our ratio match the paper's (within a factor ``tolerance``) for exact
-    (49) on the MNIST net and per-layer (52) on ResNet-18, and is per-layer far cheaper than
-    exact (the paper's qualitative claim, checked on the MNIST net where both run)?"""
-    claims = paper_claims()
-    out = []
-    for dev, sel in rows.groupby("device", sort=False):
-        parts = []
-        for c in claims.itertuples():
-            ours = _ratio(sel, c.net, c.regularizer)
-            if math.isnan(ours):
-                parts.append(f"{LABELS[c.regularizer]} on {c.net}: not timed")
-                continue
-            factor = ours / c.paper_ratio
-            if 1 / tolerance <= factor <= tolerance:
-                how = "agrees"
-            else:
-                how = f"does not agree ({'higher' if factor > 1 else 'lower'} by {factor:.2f}x)"
-            fastest = _ratio_of_fastest(sel, c.net, c.regularizer)
-            also = "" if math.isnan(fastest) else f" (ratio of the fastest steps {fastest:.2f}x)"
-            parts.append(
-                f"{LABELS[c.regularizer]} on {c.net}: {ours:.2f}x{also} vs the paper's "
-                f"{c.paper_ratio:.2f}x -> {how}"
-            )
-        exact = _ratio(sel, "mnist_convnet", "exact")
-        per_layer = _ratio(sel, "mnist_convnet", "per_layer")
-        per_layer_rn = _ratio(sel, "resnet18", "per_layer")
-        if any(math.isnan(v) for v in (exact, per_layer, per_layer_rn)):
-            parts.append("qualitative claim (per-layer much cheaper than exact): not checked")
-            out.append(f"{dev}: " + "; ".join(parts) + ".")
-            continue
-        cheaper = per_layer < exact and per_layer_rn < exact
-        parts.append(
-            f"qualitative claim (per-layer (52) much cheaper than exact (49)): per-layer "
-            f"{per_layer:.2f}x on the MNIST net and {per_layer_rn:.2f}x on ResNet-18 vs exact "
-            f"{exact:.2f}x -> {'reproduced' if cheaper else 'not reproduced'}"
-        )
-        out.append(f"{dev}: " + "; ".join(parts) + ".")
     return out
 
 
@@ -706,37 +767,212 @@ def fig4_view(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def verdict_records(rows: pd.DataFrame, tolerance: float = RATIO_TOLERANCE) -> list[Verdict]:
-    """The decisions of :func:`verdict_table6` as :class:`~jacnb.lab.verdicts.Verdict` records,
-    per device: ``table6.ratio.<net>.<regularizer>`` (reproduced iff our ratio to the plain step
-    is within a factor ``tolerance`` of the paper's, "not run" when the row was not timed) and
-    ``table6.per_layer_cheaper`` (per-layer (52) cheaper than exact (49) on both nets)."""
-    out = []
-    profile = str(rows["profile"].iloc[0]) if "profile" in rows and len(rows) else ""
-    for dev, sel in rows.groupby("device", sort=False):
-        for c in paper_claims().itertuples():
-            claim = f"table6.ratio.{c.net}.{c.regularizer}"
-            ours = _ratio(sel, c.net, c.regularizer)
-            if math.isnan(ours):
-                out.append(Verdict(claim, NOT_RUN, "not timed", reason="not timed", dataset=dev))
-                continue
-            factor = ours / c.paper_ratio
-            ok = 1 / tolerance <= factor <= tolerance
-            evidence = f"{ours:.2f}x vs the paper's {c.paper_ratio:.2f}x (factor {factor:.2f})"
-            verdict = REPRODUCED if ok else NOT_REPRODUCED
-            out.append(Verdict(claim, verdict, evidence, dataset=dev, profile=profile))
-        exact = _ratio(sel, "mnist_convnet", "exact")
-        per_layer = _ratio(sel, "mnist_convnet", "per_layer")
-        per_layer_rn = _ratio(sel, "resnet18", "per_layer")
-        claim = "table6.per_layer_cheaper"
-        if any(math.isnan(v) for v in (exact, per_layer, per_layer_rn)):
-            out.append(Verdict(claim, NOT_RUN, "not checked", reason="rows not timed", dataset=dev))
-            continue
-        cheaper = per_layer < exact and per_layer_rn < exact
-        evidence = (
-            f"per-layer {per_layer:.2f}x on the MNIST net and {per_layer_rn:.2f}x on ResNet-18 "
-            f"vs exact {exact:.2f}x"
-        )
-        verdict = REPRODUCED if cheaper else NOT_REPRODUCED
-        out.append(Verdict(claim, verdict, evidence, dataset=dev, profile=profile))
+# ---------------------------------------------------------------------------------------------
+# Repetitions -> summary, runs frame, verdicts
+# ---------------------------------------------------------------------------------------------
+
+_KEYS = ["device", "device_type", "net", "regularizer", "label", "batch", "input"]
+
+
+def summary_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (device, net, regularizer, batch) over the repetitions: ``sec_per_batch`` the
+    median of the repetitions' medians, ``ratio`` the geometric mean of their ratios to no
+    regularization, ``sec_min`` / ``sec_max`` over every timed step, ``repetitions``."""
+    if rows.empty:
+        return rows
+    rows = rows.assign(_log=np.log(rows["ratio"].astype(float)))
+    g = rows.groupby(_KEYS, sort=False, dropna=False)
+    out = g.agg(
+        sec_per_batch=("sec_per_batch", "median"),
+        sec_min=("sec_min", "min"),
+        sec_max=("sec_max", "max"),
+        _log=("_log", "mean"),
+        step_mem_mb=("step_mem_mb", "first"),
+        cuda_max_allocated_mb=("cuda_max_allocated_mb", "first"),
+        repetitions=("repetition", "nunique"),
+        repeats=("repeats", "first"),
+        warmup=("warmup", "first"),
+        rounds=("rounds", "first"),
+        when=("when", "first"),
+        load=("load", "first"),
+        torch=("torch", "first"),
+    ).reset_index()
+    out["ratio"] = np.exp(out.pop("_log"))
     return out
+
+
+def verdict_device(rows: pd.DataFrame) -> str | None:
+    """The device the cost claims are judged on: a GPU's rows when some are stored (the paper
+    timed a GPU), else this machine's CPU rows; ``None`` without rows."""
+    if rows.empty:
+        return None
+    gpu = rows[rows["device_type"] == "cuda"]
+    return str((gpu if len(gpu) else rows)["device"].iloc[0])
+
+
+def runs_frame(rows: pd.DataFrame, device: str | None = None) -> pd.DataFrame:
+    """The tidy runs frame of the cost claims on ``device`` (default :func:`verdict_device`):
+    one row per (net, regularizer, repetition) with ``seed`` = the repetition, ``arm``
+    (:data:`ARMS`), ``sec_per_step`` = the repetition's median and ``steps`` = its timed
+    steps."""
+    cols = ["seed", "net", "arm", "regularizer", "sec_per_step", "steps", "device"]
+    device = device or verdict_device(rows)
+    if device is None:
+        return pd.DataFrame(columns=cols)
+    sel = rows[rows["device"] == device]
+    return pd.DataFrame(
+        {
+            "seed": sel["repetition"].astype(int),
+            "net": sel["net"],
+            "arm": sel["regularizer"].map(ARMS),
+            "regularizer": sel["regularizer"],
+            "sec_per_step": sel["sec_per_batch"].astype(float),
+            "steps": sel["steps"].astype(int),
+            "device": sel["device"],
+        }
+    ).reset_index(drop=True)[cols]
+
+
+def claim_runs(claim: str, runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``runs`` (:func:`runs_frame`) on the net ``claim`` is judged on."""
+    return runs[runs["net"] == CLAIM_NETS[claim]].reset_index(drop=True)
+
+
+def _geometric_mean(values: Any) -> float:
+    return float(np.exp(np.mean(np.log(np.asarray(values, float)))))
+
+
+def ratio_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (device, net, regularizer, repetition) the ratio to no regularization, for the
+    figure (one point per repetition)."""
+    return rows[rows["regularizer"] != "none"][
+        ["device", "net", "regularizer", "label", "repetition", "ratio"]
+    ].reset_index(drop=True)
+
+
+@dataclass
+class TimingResult:
+    """What :func:`run` returns: ``rows`` every stored Table VI row of the profile (one per
+    device, net, regularizer and repetition), ``fig4`` the stored Fig. 4 cost results."""
+
+    settings: dict[str, Any]
+    rows: pd.DataFrame
+    fig4: pd.DataFrame
+    fig4_inputs: str = ""
+
+    @property
+    def profile(self) -> str:
+        return str(self.settings["profile"])
+
+    @property
+    def device(self) -> str | None:
+        """The device the claims are judged on (:func:`verdict_device`)."""
+        return verdict_device(self.rows)
+
+    def summary(self) -> pd.DataFrame:
+        return summary_rows(self.rows)
+
+    def runs(self, claim: str | None = None) -> pd.DataFrame:
+        runs = runs_frame(self.rows)
+        return runs if claim is None else claim_runs(claim, runs)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        return {
+            "runs": self.runs(),
+            "table6": self.summary(),
+            "ratios": ratio_frame(self.rows),
+            "fig4": self.fig4,
+        }
+
+    def figure(self) -> Figure:
+        """Ratio of seconds per step to no regularization per regularizer and net on the
+        judged device: mean with 95 % CI over repetitions (log scale)."""
+        import matplotlib.pyplot as plt
+        import seaborn as sns
+
+        from jacnb.lab.plotting import stamp
+
+        d = ratio_frame(self.rows)
+        d = d[d["device"] == self.device]
+        fig, ax = plt.subplots(figsize=(9, 3.8))
+        sns.pointplot(
+            d,
+            y="label",
+            x="ratio",
+            hue="net",
+            estimator=_geometric_mean,
+            errorbar=("ci", 95),
+            orient="h",
+            dodge=0.4,
+            linestyle="none",
+            ax=ax,
+            hue_order=[n for n in NETS if n in set(d["net"])],
+        )
+        ax.axvline(1.0, color="0.4", lw=1, ls="--")
+        ax.set(
+            xscale="log",
+            xlabel="seconds per step / no regularizer (geometric mean, 95 % CI; log)",
+            ylabel="",
+        )
+        ax.set_title(f"cost of a training step, {self.device}")
+        ax.legend(fontsize=8, title="net")
+        fig.tight_layout()
+        stamp(fig, self.provenance())
+        return fig
+
+    def figures(self) -> dict[str, Figure]:
+        return {"ratios": self.figure()} if len(self.rows) else {}
+
+    def paper_table(self) -> pd.DataFrame:
+        """Our rows (geometric mean ratio over repetitions) beside Table VI's, labelled by
+        source (``paper (Table VI)``)."""
+        return table6_view(self.summary())
+
+    def provenance(self) -> str:
+        return settings_provenance(self.settings)
+
+    def verdicts(self) -> list[Verdict]:
+        """One verdict per registered claim of the page, by :func:`jacnb.lab.gates.decide` on
+        the runs frame of the judged device (each repetition one seed)."""
+        out = []
+        for claim in claims_of(NAME):
+            runs = self.runs(claim.id)
+            if runs.empty:
+                out.append(gates.not_run(claim, "not timed at this profile", profile=self.profile))
+                continue
+            label = f"{NET_LABELS[CLAIM_NETS[claim.id]]}, random inputs; {self.device}"
+            out.append(gates.decide(claim, runs, profile=self.profile, dataset=label))
+        return out
+
+    def numbers(self) -> dict[str, float]:
+        """Measured ratios for the prose (geometric means over repetitions, judged device)."""
+        summ = self.summary()
+        summ = summ[summ["device"] == self.device]
+        out = {}
+        for (net, reg), r in summ.set_index(["net", "regularizer"])["ratio"].items():
+            out[f"ratio_{net}_{reg}"] = float(r)
+        ex = summ.set_index(["net", "regularizer"])["sec_per_batch"]
+        if ("mnist_fc", "exact") in ex.index and ("mnist_fc", "projection_1") in ex.index:
+            out["fc_projection_over_exact"] = float(
+                ex[("mnist_fc", "projection_1")] / ex[("mnist_fc", "exact")]
+            )
+        if ("mnist_convnet", "exact") in ex.index and ("mnist_convnet", "per_layer") in ex.index:
+            out["conv_per_layer_over_exact"] = float(
+                ex[("mnist_convnet", "per_layer")] / ex[("mnist_convnet", "exact")]
+            )
+        return out
+
+
+def run(
+    profile: str = "cpu", *, executor: Any = None, store: ResultStore | None = None
+) -> TimingResult:
+    """The chapter at ``profile``: Table VI's step times (every net, every device of this
+    machine, through the result store; stored rows of other devices included) and Fig. 4's
+    cost. Timing in worker processes (``executor``) makes the runs compete for the cores; the
+    page times in this process."""
+    s = settings(profile)
+    store = store or ResultStore()
+    rows = run_timing(s, store, executor=executor)
+    x4, label4 = fig4_inputs(s)
+    f4 = run_fig4_cost(s, x4, label4, store)
+    return TimingResult(s, rows, f4, label4)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from jacnb.chapters import timing
-from jacnb.lab import paper
+from jacnb.lab import gates, paper
+from jacnb.lab.claims import claims_of
 from jacnb.lab.settings import get_profile
 from jacnb.lab.store import ResultStore
+from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
 SMALL = {
     "profile": "smoke",
@@ -16,6 +20,9 @@ SMALL = {
     "resnet_size": 32,
     "mnist_batch": 4,
     "repeats": 1,
+    "repetitions": 1,
+    "resnet_repeats": 1,
+    "resnet_repetitions": 1,
     "warmup": 0,
     "rounds": 1,
 }
@@ -59,12 +66,14 @@ def test_cpu_step_memory_sees_the_step_allocations() -> None:
 def test_run_timing_goes_through_the_store_and_keeps_other_devices(tmp_path, monkeypatch) -> None:
     calls = []
 
-    def fake_rows(net, device, batch, size, repeats, warmup, rounds):
+    def fake_rows(net, device, batch, size, repeats, warmup, rounds, repetitions=1):
         calls.append(net)
         regs = [r for r in timing.REGULARIZERS if net == "mnist_convnet" or r != "exact"]
         return [
             {
                 "net": net,
+                "repetition": 0,
+                "steps": repeats,
                 "regularizer": r,
                 "label": timing.LABELS[r],
                 "device": timing.device_name(torch.device(device)),
@@ -92,12 +101,12 @@ def test_run_timing_goes_through_the_store_and_keeps_other_devices(tmp_path, mon
     gpu = first[first.net == "mnist_convnet"].assign(device="NVIDIA H100", device_type="cuda")
     config = {**timing.timing_configs(SMALL, torch.device("cpu"))[0], "device": "NVIDIA H100"}
     store.put(config, {"rows": gpu.drop(columns=["load", "when", "torch"]).to_dict("records")})
+    assert timing.verdict_device(second := timing.run_timing(SMALL, store)) == "NVIDIA H100"
     second = timing.run_timing(SMALL, store)
     assert len(calls) == len(timing.NETS)  # nothing re-timed
     assert list(second.device.unique()) == [first.device.iloc[0], "NVIDIA H100"]
     assert len(second) == len(first) + len(gpu)
-    assert len(timing.verdict_table6(second)) == 2
-    wide = timing.table6_wide(second, "mnist_convnet")
+    wide = timing.table6_wide(timing.summary_rows(second), "mnist_convnet")
     assert {c[0] for c in wide.columns} == {
         f"{first.device.iloc[0]}, batch 4",
         "NVIDIA H100, batch 4",
@@ -105,25 +114,14 @@ def test_run_timing_goes_through_the_store_and_keeps_other_devices(tmp_path, mon
     }
 
 
-def test_resnet_rows_skip_exact_and_verdict() -> None:
+def test_resnet_rows_skip_exact() -> None:
     rows = timing.table6_rows(
         "resnet18", "cpu", batch=2, size=32, repeats=1, warmup=0, rounds=1, memory=False
     )
     assert "exact" not in {r["regularizer"] for r in rows}
-    fake = pd.DataFrame(
-        [
-            {"device": "cpu", "net": "mnist_convnet", "regularizer": "exact", "ratio": 8.0},
-            {"device": "cpu", "net": "mnist_convnet", "regularizer": "per_layer", "ratio": 1.5},
-            {"device": "cpu", "net": "resnet18", "regularizer": "per_layer", "ratio": 4.0},
-        ]
-    )
-    (v,) = timing.verdict_table6(fake)
-    assert "8.00x" in v and "4.00x" in v and "reproduced" in v
-    # 8 vs 10: within the factor 1.5; 4 vs 1.58: higher by 2.53x
-    assert "-> agrees" in v and "higher by 2.53x" in v
 
 
-def test_exact_estimate_and_fastest_ratio() -> None:
+def test_exact_estimate() -> None:
     fake = pd.DataFrame(
         [
             {"device": "d", "net": n, "regularizer": r, "ratio": q, "sec_min": m}
@@ -140,8 +138,6 @@ def test_exact_estimate_and_fastest_ratio() -> None:
     )
     (line,) = timing.exact_cost_estimates(fake)
     assert "estimated 16.0x, measured 14.0x" in line and "estimated 2001.0x (not timed)" in line
-    (v,) = timing.verdict_table6(fake)
-    assert "ratio of the fastest steps 12.00x" in v and "ratio of the fastest steps 3.20x" in v
     noisy = fake.assign(ratio=fake.ratio.where(fake.regularizer != "projection_1", 0.9))
     (line,) = timing.exact_cost_estimates(noisy)
     assert "no estimate (r_1 = 0.90)" in line
@@ -186,19 +182,81 @@ def test_fig4_cost_library_agrees_with_naive_loop(tmp_path) -> None:
     assert "extrapolated from 3" in view["naive per-sample loop [s]"].iloc[0]
 
 
-def test_verdict_records_keep_the_table6_decisions() -> None:
-    from jacnb.lab.verdicts import NOT_REPRODUCED, NOT_RUN, REPRODUCED
-
-    fake = pd.DataFrame(
-        [
-            {"device": "cpu", "net": "mnist_convnet", "regularizer": "exact", "ratio": 8.0},
-            {"device": "cpu", "net": "mnist_convnet", "regularizer": "per_layer", "ratio": 1.5},
-            {"device": "cpu", "net": "resnet18", "regularizer": "per_layer", "ratio": 4.0},
-        ]
+def test_repetitions_are_seeds_of_the_runs_frame() -> None:
+    rows = timing.table6_rows(
+        "mnist_fc", "cpu", batch=2, repeats=2, warmup=0, rounds=2, memory=False, repetitions=2
     )
-    by = {v.claim: v.verdict for v in timing.verdict_records(fake)}
-    assert by["table6.ratio.mnist_convnet.exact"] == REPRODUCED  # 8 vs 10: within 1.5x
-    assert by["table6.ratio.resnet18.per_layer"] == NOT_REPRODUCED  # 4 vs 1.58
-    assert by["table6.per_layer_cheaper"] == REPRODUCED
-    by = {v.claim: v.verdict for v in timing.verdict_records(fake.iloc[:1])}
-    assert by["table6.per_layer_cheaper"] == NOT_RUN
+    assert {(r["repetition"], r["regularizer"]) for r in rows} == {
+        (k, r) for k in (0, 1) for r in ("none", "exact", "projection_1")
+    }
+    df = pd.DataFrame(rows).assign(when="", load="", torch="")
+    runs = timing.runs_frame(df)
+    assert set(runs["arm"]) == {"none", "exact", "projection"} and set(runs["seed"]) == {0, 1}
+    assert (runs["steps"] == 2).all()
+    summ = timing.summary_rows(df)
+    assert len(summ) == 3 and (summ["repetitions"] == 2).all()
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    return timing.run("smoke", store=ResultStore(tmp_path_factory.mktemp("results")))
+
+
+def test_smoke_claims_are_never_decided_and_frames_have_the_columns(smoke) -> None:
+    verdicts = smoke.verdicts()
+    assert [v.claim for v in verdicts] == [c.id for c in claims_of(timing.NAME)]
+    assert all(v.verdict in (INCONCLUSIVE, NOT_RUN) for v in verdicts)
+    for claim in claims_of(timing.NAME):
+        runs = smoke.runs(claim.id)
+        assert set(gates.required_columns(claim)) <= set(runs.columns) and len(runs)
+    assert {"runs", "table6", "fig4"} <= set(smoke.frames())
+    assert "paper (Table VI)" in set(smoke.paper_table()["source"])
+    assert list(smoke.figures()) == ["ratios"]
+
+
+def _planted(exact: float, per_layer: float, projection: float) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for rep in range(4):
+        for net, regs in (
+            ("mnist_convnet", {"none": 1.0, "exact": exact, "per_layer": per_layer}),
+            ("mnist_fc", {"none": 1.0, "exact": 10.0, "projection_1": projection}),
+        ):
+            for reg, sec in regs.items():
+                sec *= float(np.exp(rng.normal(0, 0.02)))
+                rows.append(
+                    {
+                        "device": "cpu (1 thread, x86_64)",
+                        "device_type": "cpu",
+                        "net": net,
+                        "regularizer": reg,
+                        "label": timing.LABELS[reg],
+                        "batch": 32,
+                        "input": "1x28x28",
+                        "repetition": rep,
+                        "sec_per_batch": sec,
+                        "sec_min": sec,
+                        "sec_max": sec,
+                        "ratio": sec,
+                        "step_mem_mb": 1.0,
+                        "cuda_max_allocated_mb": None,
+                        "steps": 20,
+                        "repeats": 20,
+                        "warmup": 2,
+                        "rounds": 20,
+                        "when": "",
+                        "load": "",
+                        "torch": "",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_planted_costs_are_reproduced_and_reversed_ones_not() -> None:
+    s = get_profile("timing", "cpu")
+    good = timing.TimingResult(s, _planted(10.0, 2.0, 1.0), pd.DataFrame())
+    assert {v.verdict for v in good.verdicts()} == {REPRODUCED}
+    bad = timing.TimingResult(s, _planted(0.5, 20.0, 9.0), pd.DataFrame())
+    assert {v.verdict for v in bad.verdicts()} == {NOT_REPRODUCED}
+    nums = good.numbers()
+    assert nums["fc_projection_over_exact"] == pytest.approx(0.1, rel=0.1)
