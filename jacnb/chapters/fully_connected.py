@@ -836,6 +836,41 @@ class FullyConnectedResult:
         t["diverged"] = (runs["status"] != OK).groupby([runs[i] for i in idx]).sum()
         return t.round(2)
 
+    def settings_table(self) -> pd.DataFrame:
+        """The profile's scalar and list settings, one row each (the λ grids and panels are in
+        :meth:`lambda_table` and :meth:`panels_table`)."""
+        s = {k: v for k, v in self.settings.items() if k not in ("lambdas", "panels")}
+        return pd.Series({k: str(v) for k, v in s.items()}, name="setting").to_frame()
+
+    def lambda_table(self) -> pd.DataFrame:
+        """The factor grids of the selection, one row per regularizer, the factors as columns."""
+        grids = self.settings["lambdas"]
+        return pd.DataFrame(
+            [[*g, *[None] * (max(map(len, grids.values())) - len(g))] for g in grids.values()],
+            index=[REGULARIZERS[r] for r in grids],
+            columns=[f"λ{i + 1}" for i in range(max(map(len, grids.values())))],
+        )
+
+    def panels_table(self) -> pd.DataFrame:
+        """Which dataset each panel of Fig. 3 ran (a stand-in named as such, or not run)."""
+        return pd.DataFrame([p.__dict__ for p in self.panels])
+
+    def cost(self) -> tuple[pd.DataFrame, dict[str, float]]:
+        """Seconds per SGD step measured here on the paper's 4-layer MNIST net (input and width
+        784, batch 128) per regularizer, and the projected GPU-hours of the ``paper`` profile at
+        an *assumed* 10 TFLOP/s (an estimate, not a measurement)."""
+        steps = step_seconds(784, 10, depth=4, steps=3, regularizers={
+            "plain": {"name": "none"},
+            "weight_decay": {"name": "weight_decay"},
+            "jacobian exact": {"name": "jacobian", "method": "exact"},
+            "jacobian projection": {"name": "jacobian", "method": "projection", "n_proj": 1},
+        })
+        ratio = {k: v / steps["plain"] for k, v in steps.items()}
+        table = pd.DataFrame({"s/step (batch 128)": steps, "x plain SGD": ratio}).round(3)
+        work = fig3_workload(settings("paper"), {"mnist": 784, "cifar10": 3072})
+        mult = {"weight_decay": ratio["weight_decay"], "jacobian": ratio["jacobian exact"]}
+        return table, project_gpu_hours(work, mult, gpu_tflops=10.0)
+
     def numbers(self) -> dict[str, Any]:
         """Measured numbers the page glues into its prose."""
         runs = self.runs()
@@ -848,10 +883,10 @@ class FullyConnectedResult:
             "fc_diverged": sum(left.values()),
             "fc_min_train_acc": round(100 * float(ok["train_acc"].min()), 2) if len(ok) else None,
             "fc_min_steps": int(runs["steps"].min()) if len(runs) else None,
-            "fc_train_minutes": round(
+            "fc_train_minutes": float(round(
                 (self.select.get("seconds", pd.Series(dtype=float)).sum()
                  + self.final.get("seconds", pd.Series(dtype=float)).sum()
-                 + self.projection.get("seconds", pd.Series(dtype=float)).sum()) / 60, 1),
+                 + self.projection.get("seconds", pd.Series(dtype=float)).sum()) / 60, 1)),
             "fc_n_reproduced": sum(v.verdict == REPRODUCED for v in self.verdicts()),
             "fc_n_claims": len(self.verdicts()),
         }

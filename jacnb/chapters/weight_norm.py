@@ -365,6 +365,19 @@ class WeightNormResult:
                 "gamma3_median", "gamma4_median", "prod_spectral", "prod_frobenius"]
         return ok.groupby(["depth", "width_factor"])[cols].mean()
 
+    def settings_table(self) -> pd.DataFrame:
+        """The profile's settings, one row each."""
+        return pd.Series({k: str(v) for k, v in self.settings.items()}, name="setting").to_frame()
+
+    def width_table(self, metric: str = "test_acc") -> pd.DataFrame:
+        """Mean ``metric`` over finished seeds: depth as rows, the width factors as columns."""
+        ok = ok_runs(self.frame)[0]
+        if ok.empty:
+            return pd.DataFrame()
+        t = ok.pivot_table(index="depth", columns="width_factor", values=metric, aggfunc="mean")
+        t.columns = [f"M={k}x" for k in t.columns]
+        return t
+
     def numbers(self) -> dict[str, Any]:
         """Measured numbers the page glues into its prose."""
         ok = ok_runs(self.frame)[0]
