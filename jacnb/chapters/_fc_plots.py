@@ -2,29 +2,47 @@
 
 Every function takes a tidy runs frame (one row per finished run; the chapters leave diverged
 runs out) and draws the mean over seeds with its 95 % Student-t interval
-(:func:`jacnb.chapters.fully_connected.t_errorbar`, the interval the verdicts use), in the book's
+(:func:`t_errorbar`, the interval the verdicts use), in the book's
 style (:mod:`jacnb.lab.plotting`); the provenance line goes under the figure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from jacnb.chapters.fully_connected import REGULARIZERS, Panel, t_errorbar
+from jacnb.lab.datasets import Panel
 from jacnb.lab.plotting import show, stamp  # noqa: F401 - show: for the notebooks
+from jacnb.lab.stats import t_interval
 
-_DASHES = {REGULARIZERS["jacobian"]: "", REGULARIZERS["weight_decay"]: (4, 2)}
+
+def t_errorbar(values: Sequence[float]) -> tuple[float, float]:
+    """Seaborn ``errorbar=`` callable: the 95 % Student-t interval of the mean over seeds (the
+    interval :mod:`jacnb.lab.gates` uses); the mean itself for a single seed."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        m = float(x.mean()) if x.size else float("nan")
+        return m, m
+    iv = t_interval(x, 0.95)
+    return iv.low, iv.high
 
 
-def fig3(runs: pd.DataFrame, panels: Sequence[Panel], provenance: str | None = None) -> Figure:
+def fig3(
+    runs: pd.DataFrame,
+    panels: Sequence[Panel],
+    labels: Mapping[str, str],
+    provenance: str | None = None,
+) -> Figure:
     """Fig. 3: test accuracy against the number of layers; colour = training-set size, solid =
-    JR, dashed = weight decay; mean and 95 % interval over seeds; one panel per dataset (a panel
-    whose dataset is absent says so)."""
+    JR, dashed = weight decay (``labels``: legend label per regularizer, JR first); mean and
+    95 % interval over seeds; one panel per dataset (a panel whose dataset is absent says so)."""
+    dashes = dict(zip(labels.values(), ["", (4, 2)], strict=True))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
     for ax, panel, letter in zip(axes[0], panels, "abcdef", strict=False):
         ax.set_title(f"({letter}) {panel.label}", fontsize=10)
@@ -37,13 +55,13 @@ def fig3(runs: pd.DataFrame, panels: Sequence[Panel], provenance: str | None = N
         data = sub.assign(
             **{
                 "test accuracy [%]": 100 * sub["test_acc"],
-                "regularizer": sub["regularizer"].map(REGULARIZERS),
+                "regularizer": sub["regularizer"].map(labels),
                 "training samples": sub["n_train"].astype(str),
             }
         )
         sns.lineplot(
             data=data, x="depth", y="test accuracy [%]", hue="training samples",
-            style="regularizer", dashes=_DASHES, markers=True, errorbar=t_errorbar,
+            style="regularizer", dashes=dashes, markers=True, errorbar=t_errorbar,
             err_style="bars", err_kws={"capsize": 3}, ax=ax,
         )
         ax.set_xlabel("number of layers L")

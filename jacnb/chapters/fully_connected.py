@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from jacnb.chapters import _fc_plots
 from jacnb.core.data import Dataset, balanced_subset, train_val_split
 from jacnb.core.models import fully_connected
 from jacnb.core.regularizers import make_regularizer, regularizer_from_config
@@ -115,20 +116,6 @@ def ok_runs(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         return frame, 0
     ok = frame["status"] == OK
     return frame[ok].reset_index(drop=True), int((~ok).sum())
-
-
-def t_errorbar(values: Sequence[float]) -> tuple[float, float]:
-    """Seaborn ``errorbar=`` callable: the 95 % Student-t interval of the mean over seeds (the
-    interval :mod:`jacnb.lab.gates` uses); the mean itself for a single seed."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size < 2:
-        m = float(x.mean()) if x.size else float("nan")
-        return m, m
-    from jacnb.lab.stats import t_interval
-
-    iv = t_interval(x, 0.95)
-    return iv.low, iv.high
 
 
 def _diverged_record(err: BaseException, **extra: Any) -> dict[str, Any]:
@@ -797,9 +784,9 @@ class FullyConnectedResult:
     def figure(self):
         """Fig. 3 (seaborn): test accuracy against depth, colour = training-set size, solid = JR,
         dashed = weight decay; mean and 95 % t-interval over seeds; one panel per dataset."""
-        from jacnb.chapters import _fc_plots
-
-        return _fc_plots.fig3(ok_runs(self.runs())[0], self.panels, self.provenance())
+        return _fc_plots.fig3(
+            ok_runs(self.runs())[0], self.panels, REGULARIZERS, self.provenance()
+        )
 
     def selection_table(self) -> pd.DataFrame:
         """Mean validation accuracy [%] per factor (the λ grid as columns), the chosen factor and

@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from jacnb.chapters import _fc_plots
 from jacnb.chapters.fully_connected import (
     _build,
     _input_dim,
@@ -333,14 +334,10 @@ class WeightNormResult:
     def figure(self):
         """Fig. 4 (a)-(d) against width, one line per depth, mean and 95 % t-interval over seeds
         (seaborn); panel (b) on the unit score with the printed √2 scale as right axis."""
-        from jacnb.chapters import _fc_plots
-
         return _fc_plots.fig4(ok_runs(self.frame)[0], self.provenance())
 
     def bounds_figure(self):
         """Products of layer norms and margin bounds beside the measured margin, against depth."""
-        from jacnb.chapters import _fc_plots
-
         return _fc_plots.bounds_vs_depth(ok_runs(self.frame)[0], self.provenance())
 
     def table(self) -> pd.DataFrame:

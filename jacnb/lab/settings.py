@@ -54,11 +54,11 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # Sec. VI-A1, Fig. 3 (notebooks/02_fully_connected.ipynb, jacnb.chapters.fully_connected).
     # Selection seeds: "n_select_seeds" seeds from jacnb.lab.gates.selection_seeds(seeds),
     # disjoint from the final seeds. "projection_cell": the (depth, n_train) cell where the
-    # projection R_F is trained beside the exact R_F at the same factor (None: not run).
+    # projection R_F is trained beside the exact R_F at the same factor (absent: not run).
     # cpu (issue 13): 30 epochs, lr /10 at 12 and 24, batch 20 so that every run, selection runs
     # included, has >= 400 SGD steps (300 fitted samples: 15 x 30 = 450).
     "fully_connected": {
-        "base": {"width_factor": 1, "momentum": 0.9, "n_proj": 1, "projection_cell": None},
+        "base": {"width_factor": 1, "momentum": 0.9, "n_proj": 1},
         "smoke": {"datasets": ["digits", "cifar10"],
                  "panels": [{"paper": "MNIST", "dataset": "digits", "fallback": None},
                             {"paper": "CIFAR-10", "dataset": "cifar10", "fallback": None}],
@@ -116,10 +116,11 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # cpu (issue 13): batch 64, 24 epochs (lr /10 every 8), 3 seeds; 1200 samples so that every
     # run has >= 400 SGD steps (19 x 24 = 456).
     "weight_norm": {
-        "base": {"lr": 0.1, "batch_size": 128, "momentum": 0.9},
+        "base": {"lr": 0.1, "momentum": 0.9},
         "smoke": {"dataset": "digits",
                  "datasets": ["digits"],
                  "n_train": 300,
+                 "batch_size": 128,
                  "depths": [2, 3],
                  "width_factors": [1, 2],
                  "seeds": [0],
@@ -141,6 +142,7 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "paper": {"dataset": "mnist",
                  "datasets": ["mnist"],
                  "n_train": 5000,
+                 "batch_size": 128,
                  "depths": [2, 3, 4, 5],
                  "width_factors": [1, 2, 3, 4, 5, 6],
                  "seeds": [0, 1, 2, 3, 4],
