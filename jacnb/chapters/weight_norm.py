@@ -36,8 +36,10 @@ from jacnb.chapters.fully_connected import (
     _input_dim,
     _train_stacked_by_size,
     decide_runs,
+    measured_gflops,
     ok_runs,
     paper_table_of,
+    project_gpu_hours,
     run_grid_stacked,
     stack_seeds,
     steps_per_run,
@@ -374,6 +376,24 @@ class WeightNormResult:
         t = ok.pivot_table(index="depth", columns="width_factor", values=metric, aggfunc="mean")
         t.columns = [f"M={k}x" for k in t.columns]
         return t
+
+    def cost(self) -> tuple[pd.DataFrame, dict[str, float]]:
+        """Measured training seconds per run (mean over seeds; depth as rows, widths as columns)
+        and the projected cost of the ``paper`` profile: ``6 x params`` FLOPs per sample and
+        epoch of plain SGD at an *assumed* 10 TFLOP/s of one GPU, and at the GFLOP/s achieved
+        here (median over runs): estimates, not measurements."""
+        ok = ok_runs(self.frame)[0]
+        if ok.empty:
+            return pd.DataFrame(), {}
+        t = self.width_table("seconds").round(1)
+        t.columns = [f"{c} [s/run]" for c in t.columns]
+        ds = get_dataset(self.panel.dataset)
+        dim = _input_dim(ds)
+        achieved = float(measured_gflops(ok, dim, ds.n_classes)["gflop_per_s"].median())
+        proj = project_gpu_hours(fig4_workload(settings("paper"), 784), {}, gpu_tflops=10.0)
+        proj["achieved_gflop_per_s"] = achieved
+        proj["cpu_hours_at_achieved"] = proj["pflop"] * 1e6 / achieved / 3600
+        return t, proj
 
     def numbers(self) -> dict[str, Any]:
         """Measured numbers the page glues into its prose."""
