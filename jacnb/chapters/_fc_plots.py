@@ -61,7 +61,8 @@ def fig3(
         )
         sns.lineplot(
             data=data, x="depth", y="test accuracy [%]", hue="training samples",
-            style="regularizer", dashes=dashes, markers=True, errorbar=t_errorbar,
+            style="regularizer", dashes=dashes, style_order=list(labels.values()),
+            hue_order=sorted(data["training samples"].unique(), key=int), markers=True, errorbar=t_errorbar,
             err_style="bars", err_kws={"capsize": 3}, ax=ax,
         )
         ax.set_xlabel("number of layers L")
@@ -94,6 +95,7 @@ def fig4(runs: pd.DataFrame, provenance: str | None = None) -> Figure:
             continue
         sns.lineplot(
             data=data.assign(_y=data[col] * scale), x="width_factor", y="_y", hue="L",
+            hue_order=sorted(data["L"].unique(), key=int),
             marker="o", errorbar=t_errorbar, err_style="bars", err_kws={"capsize": 3}, ax=ax,
         )
         ax.set(xlabel="width $M_l$ / input dimension", ylabel="")
