@@ -62,7 +62,8 @@ def fig3(
         sns.lineplot(
             data=data, x="depth", y="test accuracy [%]", hue="training samples",
             style="regularizer", dashes=dashes, style_order=list(labels.values()),
-            hue_order=sorted(data["training samples"].unique(), key=int), markers=True, errorbar=t_errorbar,
+            hue_order=sorted(data["training samples"].unique(), key=int), markers=True,
+            errorbar=t_errorbar,
             err_style="bars", err_kws={"capsize": 3}, ax=ax,
         )
         ax.set_xlabel("number of layers L")
