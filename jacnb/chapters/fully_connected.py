@@ -756,11 +756,15 @@ class FullyConnectedResult:
         }
 
     def left_out(self) -> dict[str, int]:
-        """Diverged runs per grid (stored as such, excluded from means, tables and verdicts)."""
+        """Diverged runs per grid (stored as such, excluded from means, tables and verdicts);
+        ``projection`` counts only the arm that is not a Fig. 3 run itself."""
+        proj = self.projection
+        if not proj.empty:
+            proj = proj[proj["jr_method"] != self.settings["jr_method"]]
         return {
             name: ok_runs(f)[1]
             for name, f in (("selection", self.select), ("final", self.final),
-                            ("projection", self.projection))
+                            ("projection", proj))
         }
 
     def verdicts(self) -> list[Verdict]:
