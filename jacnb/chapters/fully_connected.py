@@ -1,40 +1,37 @@
-"""Experiments of the fully connected chapter (Sokolic et al. 2017, Sec. VI-A, Figs. 3 and 4).
+"""Experiments of the fully connected chapter (Sokolic et al. 2017, Sec. VI-A1, Fig. 3).
 
-* **Fig. 3** (Sec. VI-A1): fully connected ReLU nets with L = 2, 3, 4 weight layers, hidden width
-  equal to the input dimension, softmax output and cross-entropy, trained with weight decay
-  (``sum_l ||W_l||_F^2``) or with the Jacobian regularizer ``R_F`` (eq. 49). The factors are
-  chosen on a validation split of the training data (:func:`choose_lambdas`), never on test data;
-  the final runs repeat the chosen factor over random draws of training set and initialization.
-* **Fig. 4** (Sec. VI-A2): weight-normalized nets (every layer row-normalized, eq. 45), L = 2..5,
-  widths ``k * input_dim``; per run the train/test accuracy, the smallest training score
-  ``o(s_i)`` (eq. 33), ``max ||J(x)||_2`` over training and test sets, per-layer spectral and
-  Frobenius norms (eqs. 36, 37) and the margin bounds next to measured margins (Theorem 4).
+Fully connected ReLU nets with L = 2, 3, 4 weight layers, hidden width equal to the input
+dimension, softmax output and cross-entropy, trained with weight decay (``sum_l ||W_l||_F^2``)
+or with the Jacobian regularizer ``R_F`` (eq. 49). The factors are chosen on a validation split
+of the training data (:func:`choose_lambdas`) in selection runs whose seeds are disjoint from the
+final runs' (:func:`jacnb.lab.gates.selection_seeds`), never on test data; the final runs repeat
+the chosen factor over seeds (a seed fixes the draw of the training set and the initialization).
+One more cell trains the projection estimate of ``R_F`` beside the exact ``R_F`` at the same
+factor (the book's claim ``book.projection_on_par_with_exact``).
 
-Every run is a pure function of its config dict and goes through
-:func:`jacnb.lab.store.run_grid`, so re-running repeats nothing and a killed grid resumes.
-The notebooks ``02_fully_connected`` and ``03_weight_norm`` only call into this module.
+Interface (PLAN.md, issue 10): :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run` ->
+:class:`FullyConnectedResult` with ``frames()``, ``figure()``, ``paper_table()`` and
+``verdicts()`` (every registered claim of the page through :func:`jacnb.lab.gates.decide`).
+Every run goes through :func:`jacnb.lab.store.run_grid` (stacked seeds: :func:`run_grid_stacked`,
+which claims its runs in the store first). The shared pieces of the weight-norm chapter
+(:mod:`jacnb.chapters.weight_norm`: net builder, stacked grids, cost arithmetic) live here.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
-from jacnb.core import bounds
-from jacnb.core.data import (
-    Dataset,
-    balanced_subset,
-    train_val_split,
-)
-from jacnb.core.jacobian import spectral_norm
+from jacnb.chapters import _fc_plots
+from jacnb.core.data import Dataset, balanced_subset, train_val_split
 from jacnb.core.models import fully_connected
 from jacnb.core.regularizers import make_regularizer, regularizer_from_config
 from jacnb.core.stacked import train_stacked
@@ -42,11 +39,13 @@ from jacnb.core.train import (
     TRAIN_KEYS,
     NonFiniteLossError,
     TrainConfig,
-    accuracy,
     pick_device,
     train,
     train_config,
 )
+from jacnb.lab import gates
+from jacnb.lab import settings as lab_settings
+from jacnb.lab.claims import claims_of, get_claim
 from jacnb.lab.datasets import (  # noqa: F401 - Panel, dataset_label, try_dataset: re-exported
     Panel,
     dataset_label,
@@ -54,34 +53,45 @@ from jacnb.lab.datasets import (  # noqa: F401 - Panel, dataset_label, try_datas
     plan_panels,
     try_dataset,
 )
-from jacnb.lab.store import ResultStore, canonical, run_grid
+from jacnb.lab.store import DIVERGED, OK, ResultStore, canonical, run_grid
 from jacnb.lab.timing import make_step, time_calls
-from jacnb.lab.verdicts import (  # noqa: F401 - re-exported for the notebooks and conv chapter
+from jacnb.lab.verdicts import (  # noqa: F401 - the convolutional chapter imports these from here
     NOT_REPRODUCED,
     NOT_TESTED,
     REPRODUCED,
     Verdict,
-    from_row,
-    slug,
     summarize,
-    trend,
     verdict_jr_beats_wd,
-    verdict_jr_matches_more_data,
-    verdict_trend,
 )
+
+NAME = "02_fully_connected"
+SETTINGS_KEY = "fully_connected"
 
 EXP_SELECT = "fc-jr-vs-wd-select"
 EXP_FIG3 = "fc-jr-vs-wd"
-EXP_FIG4 = "fc-weight-norm"
 
 #: Regularizer names of Fig. 3 and their legend labels.
 REGULARIZERS = {"jacobian": "Jacobian reg.", "weight_decay": "weight decay"}
 
+#: The claims of this page and the paper dataset each is about.
+CLAIM_BEATS = {"MNIST": "fig3.mnist.jr_beats_wd", "CIFAR-10": "fig3.cifar10.jr_beats_wd"}
+CLAIM_PAR = "fig3.mnist.jr_less_data_on_par"
+CLAIM_PROJ = "book.projection_on_par_with_exact"
 
 
 # ---------------------------------------------------------------------------------------------
-# Datasets and panels
+# Settings and shared helpers
 # ---------------------------------------------------------------------------------------------
+
+
+def settings(profile: str = "cpu") -> dict[str, Any]:
+    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.settings`), with the
+    selection seeds derived from the final seeds: ``n_select_seeds`` seeds from
+    :func:`jacnb.lab.gates.selection_seeds` (disjoint from ``seeds``)."""
+    s = lab_settings.settings(SETTINGS_KEY, profile)
+    s["select_seeds"] = list(gates.selection_seeds(s["seeds"], s.get("n_select_seeds")))
+    return s
+
 
 def _input_dim(ds: Dataset) -> int:
     return int(math.prod(ds.input_shape))
@@ -94,33 +104,54 @@ def _build(config: Mapping[str, Any], ds: Dataset, weight_norm: bool) -> nn.Modu
     )
 
 
+def steps_per_run(n_fit: int, batch_size: int, epochs: int) -> int:
+    """SGD steps of a run (no batch norm, so the last incomplete batch is kept)."""
+    return int(epochs) * math.ceil(int(n_fit) / int(batch_size))
+
+
+def ok_runs(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The finished runs of a store frame (``status == "ok"``) and how many were left out
+    (diverged runs: stored as such, excluded from every mean, counted)."""
+    if frame.empty or "status" not in frame:
+        return frame, 0
+    ok = frame["status"] == OK
+    return frame[ok].reset_index(drop=True), int((~ok).sum())
+
+
+def _diverged_record(err: BaseException, **extra: Any) -> dict[str, Any]:
+    details = dict(getattr(err, "details", {}) or {})
+    return {**details, **extra, "status": DIVERGED, "reason": str(err)}
+
+
 # ---------------------------------------------------------------------------------------------
-# Fig. 3: validation-based choice of the regularization factor
+# Validation-based choice of the regularization factor
 # ---------------------------------------------------------------------------------------------
 
 
-def _fig3_base(settings: Mapping[str, Any], ds: Dataset) -> dict[str, Any]:
-    width = int(round(settings.get("width_factor", 1) * _input_dim(ds)))
+def _fig3_base(s: Mapping[str, Any], ds: Dataset) -> dict[str, Any]:
+    width = int(round(s.get("width_factor", 1) * _input_dim(ds)))
     return {
-        "profile": settings["profile"],
+        "profile": s["profile"],
         "dataset": ds.name,
         "width": width,
-        "jr_method": settings["jr_method"],
-        "n_proj": settings["n_proj"],
-        **{k: settings[k] for k in TRAIN_KEYS},
+        "jr_method": s["jr_method"],
+        "n_proj": s["n_proj"],
+        **{k: s[k] for k in TRAIN_KEYS},
     }
 
 
-def select_configs(settings: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
+def select_configs(s: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
     """Configs of the factor-selection runs: every ``(regularizer, depth, n_train, lam, seed)``
-    with ``n_train`` in ``settings["select_n_train"]`` (``None``: every training-set size).
+    with ``n_train`` in ``s["select_n_train"]`` (``None``: every training-set size) and ``seed``
+    in ``s["select_seeds"]`` (disjoint from the final seeds, see :func:`settings`).
 
     Each run draws ``n_train`` training samples, holds out ``val_fraction`` of them (class
     stratified) as the validation set and trains on the rest.
     """
+    gates.check_disjoint(s["select_seeds"], s["seeds"])
     ds = get_dataset(dataset)
-    base = _fig3_base(settings, ds)
-    sizes = settings.get("select_n_train") or settings["n_train"]
+    base = _fig3_base(s, ds)
+    sizes = s.get("select_n_train") or s["n_train"]
     return [
         {
             "experiment": EXP_SELECT,
@@ -130,13 +161,13 @@ def select_configs(settings: Mapping[str, Any], dataset: str) -> list[dict[str, 
             "n_train": n,
             "lam": lam,
             "seed": seed,
-            "val_fraction": settings["val_fraction"],
+            "val_fraction": s["val_fraction"],
         }
         for reg in REGULARIZERS
-        for depth in settings["depths"]
+        for depth in s["depths"]
         for n in sizes
-        for lam in settings["lambdas"][reg]
-        for seed in settings["select_seeds"]
+        for lam in s["lambdas"][reg]
+        for seed in s["select_seeds"]
     ]
 
 
@@ -148,7 +179,7 @@ def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
     x_tr, y_tr, x_val, y_val = train_val_split(x, y, config["val_fraction"], config["seed"])
     model = _build(config, ds, weight_norm=False)
     try:
-        res = train(
+        res: Any = train(
             model,
             x_tr,
             y_tr,
@@ -159,29 +190,26 @@ def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
         )
     except NonFiniteLossError as err:  # a factor that diverges scores zero; the grid goes on
         res = err
-    return _select_record(res, int(x_tr.shape[0]), int(x_val.shape[0]))
+    return _select_record(config, res, int(x_tr.shape[0]), int(x_val.shape[0]))
 
 
 def _select_record(
-    res: Mapping[str, Any] | NonFiniteLossError, n_fit: int, n_val: int
+    config: Mapping[str, Any], res: Mapping[str, Any] | BaseException, n_fit: int, n_val: int
 ) -> dict[str, Any]:
-    """The stored record of a selection run from its training result (or divergence)."""
-    if isinstance(res, NonFiniteLossError):
-        res = {
-            "test_acc": 0.0,
-            "train_acc": float("nan"),
-            "final_loss": float("nan"),
-            "seconds": float("nan"),
-            "device": str(pick_device()),
-            "diverged": str(res),
-        }
+    """The stored record of a selection run from its training result (or divergence: stored
+    with status ``diverged`` and validation accuracy 0, so a diverging factor is never chosen)."""
+    steps = steps_per_run(n_fit, config["batch_size"], config["epochs"])
+    if isinstance(res, BaseException):
+        return _diverged_record(
+            res, val_acc=0.0, train_acc=float("nan"), steps=steps, n_fit=n_fit, n_val=n_val
+        )
     return {
-        "diverged": res.get("diverged", ""),
         "val_acc": res["test_acc"],
         "train_acc": res["train_acc"],
         "final_loss": res["final_loss"],
         "seconds": res["seconds"],
         "device": res["device"],
+        "steps": steps,
         "n_fit": n_fit,
         "n_val": n_val,
     }
@@ -192,10 +220,12 @@ def choose_lambdas(
 ) -> pd.DataFrame:
     """Per group ``by``, the factor with the highest mean validation accuracy over seeds.
 
-    Ties go to the smaller factor. Reads only ``val_acc``; a frame with test columns is
-    refused, so the choice cannot depend on test data. Returns one row per group with
-    ``lam`` (chosen), ``val_acc`` (its mean), ``at_grid_edge`` (the grid may be too narrow) and
-    ``grid`` (``{lam: mean val_acc}``).
+    Ties go to the smaller factor and are flagged (``chosen_by_tie``; the factor gate of
+    :mod:`jacnb.lab.gates` then withholds a verdict). Reads only ``val_acc``; a frame with test
+    columns is refused, so the choice cannot depend on test data. Returns one row per group with
+    ``lam`` (chosen), ``val_acc`` (its mean), ``at_grid_edge``, ``chosen_by_tie``, ``lam_grid``
+    (the factors tried), ``grid`` (``{lam: mean val_acc}``), ``selection_seeds`` and, when the
+    frame has ``steps``, ``selection_steps`` (the fewest steps of the group's selection runs).
     """
     if any("test" in str(c) for c in select_frame.columns):
         raise ValueError("the selection frame must not contain test-set columns")
@@ -205,39 +235,58 @@ def choose_lambdas(
     for key, grp in means.groupby(by, sort=True):
         grp = grp.sort_values("lam")
         best = grp.loc[grp["val_acc"].idxmax()]  # idxmax: first (smallest lam) among ties
-        row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(by, key, strict=True))
         lams = grp["lam"].to_numpy()
+        ties = np.isclose(grp["val_acc"].to_numpy(), best["val_acc"], rtol=0.0, atol=1e-12)
+        runs = select_frame
+        for col, val in row.items():
+            runs = runs[runs[col] == val]
         row.update(
             lam=float(best["lam"]),
             val_acc=float(best["val_acc"]),
             at_grid_edge=bool(len(lams) > 1 and best["lam"] in (lams.min(), lams.max())),
+            chosen_by_tie=bool(ties.sum() > 1),
+            lam_grid=[float(v) for v in lams],
             grid={
                 float(k): round(float(v), 4)
                 for k, v in zip(grp["lam"], grp["val_acc"], strict=True)
             },
+            selection_seeds=sorted({int(v) for v in runs["seed"]}) if "seed" in runs else [],
         )
+        if "steps" in runs:
+            row["selection_steps"] = int(runs["steps"].min())
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def lookup_lambda(chosen: pd.DataFrame, dataset: str, reg: str, depth: int, n_train: int) -> float:
-    """The chosen factor for a final run; if the selection ran at other sizes only, the one of
-    the nearest selected size (stated on the page)."""
+def chosen_row(
+    chosen: pd.DataFrame, dataset: str, reg: str, depth: int, n_train: int
+) -> pd.Series:
+    """The :func:`choose_lambdas` row for a final run; if the selection ran at other sizes only,
+    the one of the nearest selected size (stated on the page)."""
     sel = chosen[
         (chosen["dataset"] == dataset) & (chosen["regularizer"] == reg) & (chosen["depth"] == depth)
     ]
     if sel.empty:
         raise KeyError(f"no chosen factor for {dataset}/{reg}/depth {depth}")
-    nearest = sel.iloc[(sel["n_train"] - n_train).abs().argsort().iloc[0]]
-    return float(nearest["lam"])
+    return sel.iloc[(sel["n_train"] - n_train).abs().argsort().iloc[0]]
 
 
-def fig3_configs(
-    settings: Mapping[str, Any], dataset: str, chosen: pd.DataFrame
-) -> list[dict[str, Any]]:
+def lookup_lambda(chosen: pd.DataFrame, dataset: str, reg: str, depth: int, n_train: int) -> float:
+    """The chosen factor of :func:`chosen_row`."""
+    return float(chosen_row(chosen, dataset, reg, depth, n_train)["lam"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Final runs of Fig. 3 and the projection cell
+# ---------------------------------------------------------------------------------------------
+
+
+def fig3_configs(s: Mapping[str, Any], dataset: str, chosen: pd.DataFrame) -> list[dict[str, Any]]:
     """Final runs of Fig. 3: every ``(regularizer, depth, n_train, seed)`` at its chosen factor."""
     ds = get_dataset(dataset)
-    base = _fig3_base(settings, ds)
+    base = _fig3_base(s, ds)
     return [
         {
             "experiment": EXP_FIG3,
@@ -249,10 +298,30 @@ def fig3_configs(
             "seed": seed,
         }
         for reg in REGULARIZERS
-        for depth in settings["depths"]
-        for n in settings["n_train"]
-        for seed in settings["seeds"]
+        for depth in s["depths"]
+        for n in s["n_train"]
+        for seed in s["seeds"]
     ]
+
+
+def projection_configs(
+    s: Mapping[str, Any], dataset: str, chosen: pd.DataFrame
+) -> list[dict[str, Any]]:
+    """The projection cell (``s["projection_cell"]``: depth and training-set size): the JR runs
+    of that Fig. 3 cell with ``R_F`` by one random projection and exactly, both at the factor
+    chosen for JR there; the arm that is the profile's own estimator is the Fig. 3 run itself
+    (same config, trained once)."""
+    cell = s.get("projection_cell")
+    if not cell:
+        return []
+    finals = [
+        c
+        for c in fig3_configs(s, dataset, chosen)
+        if c["regularizer"] == "jacobian"
+        and c["depth"] == cell["depth"]
+        and c["n_train"] == cell["n_train"]
+    ]
+    return [{**c, "jr_method": m} for m in ("exact", "projection") for c in finals]
 
 
 def fig3_run(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -261,7 +330,7 @@ def fig3_run(config: Mapping[str, Any]) -> dict[str, Any]:
     x, y = balanced_subset(ds.x_train, ds.y_train, config["n_train"], config["seed"])
     model = _build(config, ds, weight_norm=False)
     try:
-        res = train(
+        res: Any = train(
             model,
             x,
             y,
@@ -270,73 +339,38 @@ def fig3_run(config: Mapping[str, Any]) -> dict[str, Any]:
             x_test=ds.x_test,
             y_test=ds.y_test,
         )
-    except NonFiniteLossError as err:  # recorded as a failed run (NaN accuracy), not hidden
-        return _fig3_record(err)
-    return _fig3_record(res)
+    except NonFiniteLossError as err:  # stored as status "diverged", excluded from means
+        res = err
+    return _fig3_record(config, res)
 
 
-def _fig3_record(res: Mapping[str, Any] | NonFiniteLossError) -> dict[str, Any]:
+def _fig3_record(config: Mapping[str, Any], res: Mapping[str, Any] | BaseException) -> dict:
     """The stored record of a final Fig. 3 run from its training result (or divergence)."""
-    if isinstance(res, NonFiniteLossError):
+    steps = steps_per_run(config["n_train"], config["batch_size"], config["epochs"])
+    if isinstance(res, BaseException):
         nan = float("nan")
-        return {
-            "test_acc": nan,
-            "train_acc": nan,
-            "final_loss": nan,
-            "seconds": nan,
-            "device": str(pick_device()),
-            "diverged": str(res),
-        }
-    return {**{k: v for k, v in res.items() if k != "curves"}, "diverged": ""}
-
-
-def run_fig3(
-    settings: Mapping[str, Any], dataset: str, store: ResultStore | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Selection grid, factor choice, final grid for one dataset: ``(select, chosen, final)``.
-
-    With ``settings["stack_seeds"]`` (see :func:`stack_seeds`) the runs of a configuration that
-    differ only in seed (and, in the selection grid, factor) are trained together.
-    """
-    stack = stack_seeds(settings)
-    select = run_grid_stacked(
-        select_configs(settings, dataset),
-        select_run,
-        select_run_stacked,
-        store,
-        desc="select lambda",
-        stack=stack,
-    )
-    chosen = choose_lambdas(select)
-    final = run_grid_stacked(
-        fig3_configs(settings, dataset, chosen),
-        fig3_run,
-        fig3_run_stacked,
-        store,
-        desc="Fig. 3",
-        stack=stack,
-    )
-    return select, chosen, final
+        return _diverged_record(res, test_acc=nan, train_acc=nan, steps=steps)
+    return {**{k: v for k, v in res.items() if k != "curves"}, "steps": steps}
 
 
 # ---------------------------------------------------------------------------------------------
-# Seeds trained together (jacnb.core.stacked)
+# Seeds trained together (jacnb.core.stacked), with the store's claims
 # ---------------------------------------------------------------------------------------------
 
 #: Config keys in which runs trained together may differ.
 STACK_KEYS = ("seed", "lam")
 
 
-def stack_seeds(settings: Mapping[str, Any], device: str | torch.device | None = None) -> bool:
+def stack_seeds(s: Mapping[str, Any], device: str | torch.device | None = None) -> bool:
     """Whether the profile trains the seeds of a configuration together (``jacnb.core.stacked``).
 
-    ``settings["stack_seeds"]``: ``True``, ``False`` (the default) or ``"auto"`` -- stacked on
-    CUDA only. On this project's 2-core CPU ``benchmarks/stacked_training.py`` measured stacking
-    at 0.75-0.97x the speed of separate runs (``cpu`` and paper nets), so ``smoke`` and ``cpu``
-    train separately; on a GPU a step of these small nets is bound by per-operation launch
-    overhead, which stacking divides by the number of seeds (expected there, not yet measured).
+    ``s["stack_seeds"]``: ``True``, ``False`` (the default) or ``"auto"`` -- stacked on CUDA
+    only. On this project's 2-core CPU ``benchmarks/stacked_training.py`` measured stacking at
+    0.75-0.97x the speed of separate runs (``cpu`` and paper nets), so ``smoke`` and ``cpu`` train
+    separately; on a GPU a step of these small nets is bound by per-operation launch overhead,
+    which stacking divides by the number of seeds (expected there, not yet measured).
     """
-    mode = settings.get("stack_seeds", False)
+    mode = s.get("stack_seeds", False)
     if mode == "auto":
         return pick_device(device).type == "cuda"
     if not isinstance(mode, bool):
@@ -355,6 +389,15 @@ def stack_groups(configs: Iterable[Mapping[str, Any]]) -> list[list[dict[str, An
     return list(groups.values())
 
 
+def _one(run: Any, config: Mapping[str, Any]) -> Any:
+    try:
+        return run(config)
+    except Exception as err:  # noqa: BLE001 - a divergence is a result; anything else is raised
+        if getattr(err, "status", None) != DIVERGED:
+            raise
+        return err
+
+
 def run_grid_stacked(
     configs: Iterable[Mapping[str, Any]],
     run: Any,
@@ -363,38 +406,65 @@ def run_grid_stacked(
     desc: str = "runs",
     stack: bool = False,
     progress: bool = True,
+    executor: Any = None,
 ) -> pd.DataFrame:
     """:func:`jacnb.lab.store.run_grid`, with the missing runs of each :func:`stack_groups` group
     trained together by ``run_group(configs) -> [record or exception]`` when ``stack``.
 
-    One record per config, as ``run(config)`` writes it; stored runs are never retrained, so a
-    group whose other seeds are stored trains only the missing ones (alone: ``run``). A member
-    whose ``run_group`` entry is an exception is not stored; the first such is raised after the
-    group's other records are stored (as ``run`` raising would stop the grid).
+    Before a group trains, each of its configs is claimed in the store
+    (:meth:`~jacnb.lab.store.ResultStore.claim`); a config claimed by a live worker elsewhere is
+    left to it (the closing :func:`run_grid` waits for its record), and the claims are released
+    once the group's records are stored. A member that diverged (an exception with ``status ==
+    "diverged"``) is stored with status ``diverged``; any other exception is raised after the
+    group's other records are stored. Stored runs are never retrained, so a group whose other
+    seeds are stored trains only the missing ones (alone: ``run``). The remaining configs (all of
+    them without ``stack``) go through :func:`run_grid` with ``executor``.
     """
     store = store or ResultStore()
-    configs = list(configs)
+    configs = [dict(c) for c in configs]
     if stack:
         todo = [c for c in configs if not store.has(c)]
         groups = stack_groups(todo)
-        cached = len(configs) - len(todo)
         bar = tqdm(
             groups,
-            desc=f"{desc} ({cached} cached, {len(todo)} runs in {len(groups)} stacks)",
+            desc=f"{desc} ({len(configs) - len(todo)} cached, {len(todo)} runs in "
+            f"{len(groups)} stacks)",
             disable=not progress,
         )
         for group in bar:
-            if len(group) == 1:
-                store.put(group[0], run(group[0]))
-                continue
-            results = run_group(group)
-            errors = [r for r in results if isinstance(r, BaseException)]
-            for config, res in zip(group, results, strict=True):
-                if not isinstance(res, BaseException):
-                    store.put(config, res)
-            if errors:
-                raise errors[0]
-    return run_grid(configs, run, store, desc=desc, progress=progress and not stack)
+            held = []
+            try:
+                mine = []
+                for c in group:
+                    claim = store.claim(c)
+                    if claim is None:  # a live worker trains it; run_grid below waits for it
+                        continue
+                    held.append(claim.__enter__())
+                    if not store.has(c):
+                        mine.append(c)
+                if len(mine) == 1:
+                    results = [_one(run, mine[0])]
+                elif mine:
+                    results = list(run_group(mine))
+                else:
+                    results = []
+                errors = []
+                for config, res in zip(mine, results, strict=True):
+                    if isinstance(res, BaseException):
+                        if getattr(res, "status", None) == DIVERGED:
+                            store.put(config, _diverged_record(res))
+                        else:
+                            errors.append(res)
+                    else:
+                        store.put(config, res)
+                if errors:
+                    raise errors[0]
+            finally:
+                for claim in held:
+                    claim.release()
+    return run_grid(
+        configs, run, store, desc=desc, progress=progress and not stack, executor=executor
+    )
 
 
 def _train_stacked_by_size(
@@ -439,8 +509,8 @@ def select_run_stacked(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, A
         [(s[2], s[3]) for s in splits],
     )
     return [
-        _select_record(r, int(s[0].shape[0]), int(s[2].shape[0]))
-        for r, s in zip(results, splits, strict=True)
+        _select_record(c, r, int(s[0].shape[0]), int(s[2].shape[0]))
+        for c, r, s in zip(configs, results, splits, strict=True)
     ]
 
 
@@ -456,315 +526,389 @@ def fig3_run_stacked(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
         regularizer_from_config(configs[0]),
         (ds.x_test, ds.y_test),
     )
-    return [_fig3_record(r) for r in results]
+    return [_fig3_record(c, r) for c, r in zip(configs, results, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------
-# Aggregation and verdicts
+# The grids
 # ---------------------------------------------------------------------------------------------
 
 
-def fig3_verdicts(summary: pd.DataFrame, panels: Sequence[Panel]) -> pd.DataFrame:
-    """The two Fig. 3 claims, per panel that ran; ``not tested`` for panels that did not."""
-    rows = []
-    for panel in panels:
-        if panel.dataset is None:
-            rows.append(
-                {
-                    "panel": panel.label,
-                    "claim": "JR beats weight decay in every configuration",
-                    "verdict": NOT_TESTED,
-                    "evidence": panel.note,
-                }
-            )
-            continue
-        sub = summary[summary["dataset"] == panel.dataset]
-        rows.append({"panel": panel.label, **verdict_jr_beats_wd(sub)})
-        if panel.paper == "MNIST":
-            depth = int(sub["depth"].max()) if len(sub) else 4
-            v = verdict_jr_matches_more_data(sub, panel.dataset, depth=depth)
-            if depth != 4:
-                v["evidence"] += f"; depth {depth} is the deepest net at this profile"
-            rows.append({"panel": panel.label, **v})
-    return pd.DataFrame(rows)
-
-
-# ---------------------------------------------------------------------------------------------
-# Fig. 4: weight-normalized nets
-# ---------------------------------------------------------------------------------------------
-
-
-def fig4_configs(settings: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
-    """Every ``(depth, width factor, seed)`` of Fig. 4 at this profile."""
-    ds = get_dataset(dataset)
-    dim = _input_dim(ds)
+def configs(s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The configs known before any run: the selection grid of every panel whose dataset is
+    present. (The final runs' factors come from the selection, so :func:`run` builds those.)"""
     return [
-        {
-            "experiment": EXP_FIG4,
-            "profile": settings["profile"],
-            "dataset": ds.name,
-            "n_train": settings["n_train"],
-            "depth": depth,
-            "width_factor": k,
-            "width": k * dim,
-            "seed": seed,
-            "n_margin": settings["n_margin"],
-            **{key: settings[key] for key in TRAIN_KEYS},
-        }
-        for depth in settings["depths"]
-        for k in settings["width_factors"]
-        for seed in settings["seeds"]
+        c
+        for p in plan_panels(s)
+        if p.dataset is not None
+        for c in select_configs(s, p.dataset)
     ]
 
 
-def per_sample_spectral(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
-    """``||J(x_i)||_2`` for every sample (softmax output), batched; ``max`` of it is what
-    :func:`jacnb.core.jacobian.max_spectral_norm` returns (Fig. 4 (c), (d))."""
-    return torch.cat(
-        [spectral_norm(model, x[s : s + batch_size]) for s in range(0, x.shape[0], batch_size)]
-    )
+def run_fig3(
+    s: Mapping[str, Any],
+    dataset: str,
+    store: ResultStore | None = None,
+    executor: Any = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Selection grid, factor choice, final grid and projection cell for one dataset:
+    ``(select, chosen, final, projection)`` (store frames; ``status`` says which runs diverged).
 
-
-def weight_norm_metrics(
-    model: nn.Module, x_tr: Tensor, y_tr: Tensor, x_te: Tensor, y_te: Tensor, n_margin: int
-) -> dict[str, Any]:
-    """Everything Fig. 4 and Sec. VI-A2 discuss, for one trained model (eval mode).
-
-    Scores (eq. 33) on the unit-norm scale and the printed sqrt(2) scale (2x); ``max ||J||_2``
-    on train and test; per-layer ``||W_l||_2``, ``||W_l||_F`` and their products; per training
-    sample (correctly classified) the bounds ``gamma_3`` (eq. 36), ``gamma_4`` (eq. 37),
-    ``o / ||J(x_i)||_2`` (the sample-local proxy of eq. 34 the paper argues with) and
-    ``o / max ||J||_2`` over train and test (an estimate of eq. 35), summarized by medians; the
-    measured margin (upper bound on ``gamma^d``) on the first ``n_margin`` training samples.
+    With ``s["stack_seeds"]`` (see :func:`stack_seeds`) the runs of a configuration that differ
+    only in seed (and, in the selection grid, factor) are trained together.
     """
-    model.eval()
-    dev = next(model.parameters()).device
-    x_tr, y_tr, x_te, y_te = (t.to(dev) for t in (x_tr, y_tr, x_te, y_te))
-    with torch.no_grad():
-        f_tr = torch.softmax(model(x_tr), dim=1)
-    o_unit = bounds.score(f_tr, y_tr, "unit")
-    o_printed = bounds.score(f_tr, y_tr, "printed")
-    j_tr = per_sample_spectral(model, x_tr)
-    j_te = per_sample_spectral(model, x_te)
-    norms = bounds.weight_norms(model)
-    prod_spec, prod_frob = bounds.norm_products(norms)
-    ok = o_unit > 0
-    o_ok = o_unit[ok]
-    j_sup = float(torch.maximum(j_tr.max(), j_te.max()))
-    sub = slice(0, min(n_margin, x_tr.shape[0]))
-    margin = bounds.measured_margin(model, x_tr[sub], y_tr[sub], x_pool=x_tr)
-    margin_ok = margin[torch.isfinite(margin) & (margin > 0)]
-
-    def med(t: Tensor) -> float:
-        return float(t.median()) if t.numel() else float("nan")
-
-    return {
-        "train_acc": accuracy(model, x_tr, y_tr),
-        "test_acc": accuracy(model, x_te, y_te),
-        "min_score": float(o_unit.min()),
-        "min_score_printed": float(o_printed.min()),
-        "median_score": float(o_unit.median()),
-        "max_J_train": float(j_tr.max()),
-        "max_J_test": float(j_te.max()),
-        "median_J_train": float(j_tr.median()),
-        "median_J_test": float(j_te.median()),
-        "spectral": [n.spectral for n in norms],
-        "frobenius": [n.frobenius for n in norms],
-        "min_spectral": min(n.spectral for n in norms),
-        "prod_spectral": prod_spec,
-        "prod_frobenius": prod_frob,
-        "gamma3_median": med(o_ok / prod_spec),
-        "gamma4_median": med(o_ok / prod_frob),
-        "gamma_localJ_median": med(o_ok / j_tr[ok]),
-        "gamma_supJ_median": med(o_ok / j_sup),
-        "measured_margin_median": med(margin_ok),
-        "n_margin": int(margin.numel()),
-    }
-
-
-def fig4_run(config: Mapping[str, Any]) -> dict[str, Any]:
-    """One Fig. 4 run: weight-normalized net (eq. 45, all layers), no other regularization."""
-    ds = get_dataset(config["dataset"])
-    x, y = balanced_subset(ds.x_train, ds.y_train, config["n_train"], config["seed"])
-    model = _build(config, ds, weight_norm=True)
-    res = train(model, x, y, train_config(config, lam=0.0))
-    return _fig4_record(config, ds, model, x, y, res)
-
-
-def fig4_run_stacked(
-    configs: Sequence[Mapping[str, Any]],
-) -> list[dict[str, Any] | NonFiniteLossError]:
-    """:func:`fig4_run` for the seeds of one configuration, trained together; the metrics are
-    computed per trained model. A diverged seed's entry is its error (not a record)."""
-    ds = get_dataset(configs[0]["dataset"])
-    data = [balanced_subset(ds.x_train, ds.y_train, c["n_train"], c["seed"]) for c in configs]
-    models = [_build(c, ds, weight_norm=True) for c in configs]
-    cfgs = [train_config(c, lam=0.0) for c in configs]
-    results = _train_stacked_by_size(models, data, cfgs, None, None)
-    return [
-        r if isinstance(r, NonFiniteLossError) else _fig4_record(c, ds, m, x, y, r)
-        for c, m, (x, y), r in zip(configs, models, data, results, strict=True)
-    ]
-
-
-def _fig4_record(
-    config: Mapping[str, Any],
-    ds: Dataset,
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    res: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The stored record of a Fig. 4 run: the metrics of the trained model and its timing."""
-    t0 = time.perf_counter()
-    metrics = weight_norm_metrics(model, x, y, ds.x_test, ds.y_test, config["n_margin"])
-    return {
-        **metrics,
-        "seconds": res["seconds"],
-        "eval_seconds": time.perf_counter() - t0,
-        "device": res["device"],
-        "final_loss": res["final_loss"],
-    }
-
-
-FIG4_METRICS = (
-    "train_acc",
-    "test_acc",
-    "min_score",
-    "min_score_printed",
-    "max_J_train",
-    "max_J_test",
-    "min_spectral",
-    "prod_spectral",
-    "prod_frobenius",
-    "gamma3_median",
-    "gamma4_median",
-    "gamma_localJ_median",
-    "gamma_supJ_median",
-    "measured_margin_median",
-    "seconds",
-)
-
-
-def run_fig4(
-    settings: Mapping[str, Any], dataset: str, store: ResultStore | None = None
-) -> pd.DataFrame:
-    """The Fig. 4 grid (cached in the store); seeds trained together where
-    :func:`stack_seeds` says so."""
-    return run_grid_stacked(
-        fig4_configs(settings, dataset),
-        fig4_run,
-        fig4_run_stacked,
+    stack = stack_seeds(s)
+    select = run_grid_stacked(
+        select_configs(s, dataset),
+        select_run,
+        select_run_stacked,
         store,
-        desc="Fig. 4",
-        stack=stack_seeds(settings),
+        desc="select lambda",
+        stack=stack,
+        executor=executor,
     )
-
-
-def layer_norms_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per (depth, width, layer): mean ``||W_l||_2`` and ``||W_l||_F`` over seeds."""
-    rows = []
-    for _, r in frame.iterrows():
-        for i, (s, f) in enumerate(zip(r["spectral"], r["frobenius"], strict=True), start=1):
-            rows.append(
-                {
-                    "depth": r["depth"],
-                    "width": r["width"],
-                    "layer": i,
-                    "spectral": s,
-                    "frobenius": f,
-                    "seed": r["seed"],
-                }
-            )
-    df = pd.DataFrame(rows)
-    return df.groupby(["depth", "width", "layer"])[["spectral", "frobenius"]].mean().reset_index()
-
-
-def fig4_verdicts(summary: pd.DataFrame) -> pd.DataFrame:
-    """The Sec. VI-A2 claims, on :func:`summarize` of the Fig. 4 runs by depth and width."""
-    rows = []
-    ref = summary[
-        (summary["depth"] == summary["depth"].min()) & (summary["width"] == summary["width"].min())
-    ]
-    rest = summary.drop(ref.index)
-    ref_acc = float(ref["train_acc"].iloc[0]) if len(ref) else float("nan")
-    low = rest[rest["train_acc"] < 0.999]
-    ok = len(low) == 0 and ref_acc >= 0.99
-    rows.append(
-        {
-            "claim": "train accuracy 100% (99.6% for the smallest net)",
-            "verdict": REPRODUCED if ok else NOT_REPRODUCED,
-            "evidence": f"smallest net {100 * ref_acc:.2f}%; other nets: min "
-            f"{100 * rest['train_acc'].min():.2f}%, {len(low)}/{len(rest)} below 99.9%",
-        }
+    chosen = choose_lambdas(select)
+    final = run_grid_stacked(
+        fig3_configs(s, dataset, chosen),
+        fig3_run,
+        fig3_run_stacked,
+        store,
+        desc="Fig. 3",
+        stack=stack,
+        executor=executor,
     )
-    for metric, name in (("test_acc", "test accuracy"), ("min_score", "smallest training score")):
-        for along, within in (("depth", "width"), ("width", "depth")):
-            rows.append(
-                verdict_trend(summary, metric, along, within, +1, f"{name} grows with {along}")
-            )
-    for along, within in (("depth", "width"), ("width", "depth")):
-        rows.append(
-            verdict_trend(
-                summary,
-                "max_J_train",
-                along,
-                within,
-                -1,
-                f"max ||J||_2 on train falls with {along}",
-            )
-        )
-    rows.append(
-        verdict_trend(
-            summary, "max_J_test", "depth", "width", +1, "max ||J||_2 on test rises with depth"
-        )
+    proj_cfgs = projection_configs(s, dataset, chosen)
+    projection = (
+        run_grid(proj_cfgs, fig3_run, store, desc="projection vs exact R_F", executor=executor)
+        if proj_cfgs
+        else pd.DataFrame()
     )
-    min_spec = float(summary["min_spectral"].min())
-    rows.append(
-        {
-            "claim": "every ||W_l||_2 > 1",
-            "verdict": REPRODUCED if min_spec > 1 else NOT_REPRODUCED,
-            "evidence": f"smallest layer spectral norm over all nets (seed mean) {min_spec:.3f}; "
-            "note: unit-norm rows force ||W_l||_2 >= 1",
-        }
-    )
-    for along, within in (("depth", "width"), ("width", "depth")):
-        rows.append(
-            verdict_trend(
-                summary,
-                "gamma4_median",
-                along,
-                within,
-                -1,
-                f"Frobenius bound gamma_4 shrinks with {along} (predicts growing GE)",
-            )
-        )
-        v = verdict_trend(
-            summary,
-            "gamma_localJ_median",
-            along,
-            within,
-            -1,
-            f"Jacobian proxy o/||J(x_i)||_2 does not shrink with {along}",
-        )
-        # the claim is the negation: reproduced iff the proxy does NOT fall in every group
-        tr = (
-            trend(summary, "gamma_localJ_median", along, within)
-            if summary[along].nunique() > 1
-            else None
-        )
-        if tr is not None:
-            falling = int((tr["slope"] < 0).sum())
-            v["verdict"] = REPRODUCED if falling == 0 else NOT_REPRODUCED
-            v["evidence"] = f"proxy falls with {along} in {falling}/{len(tr)} groups; " + v[
-                "evidence"
-            ].split("(", 1)[-1].rstrip(")")
-        rows.append(v)
-    return pd.DataFrame(rows)
+    return select, chosen, final, projection
 
 
 # ---------------------------------------------------------------------------------------------
-# Timing and the projected cost of the paper profile
+# Tidy runs frames and the verdicts (jacnb.lab.gates.decide, nothing else)
+# ---------------------------------------------------------------------------------------------
+
+_CHOICE_COLS = ("lam_grid", "chosen_by_tie", "selection_seeds", "selection_steps")
+
+
+def fig3_runs(final: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
+    """One row per final run (every status): the config, ``arm`` (= regularizer), the metrics,
+    ``steps`` and the factor's provenance (``lam_grid``, ``chosen_by_tie``, ``selection_seeds``,
+    ``selection_steps``, ``selected_at`` = the selection's training-set size)."""
+    if final.empty:
+        return final
+    rows = []
+    for _, r in final.iterrows():
+        ch = chosen_row(chosen, r["dataset"], r["regularizer"], int(r["depth"]), r["n_train"])
+        extra = {c: ch[c] for c in _CHOICE_COLS if c in ch}
+        rows.append({**r.to_dict(), "arm": r["regularizer"], "selected_at": ch["n_train"], **extra})
+    return pd.DataFrame(rows)
+
+
+def par_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of claim ``fig3.mnist.jr_less_data_on_par``: weight decay at the largest
+    training-set size (arm ``wd_more_data``) and JR at the second largest (``jr_less_data``)."""
+    sizes = sorted(runs["n_train"].unique()) if len(runs) else []
+    if len(sizes) < 2:
+        return runs.iloc[0:0].assign(arm=pd.Series(dtype=str))
+    wd = runs[(runs["arm"] == "weight_decay") & (runs["n_train"] == sizes[-1])]
+    jr = runs[(runs["arm"] == "jacobian") & (runs["n_train"] == sizes[-2])]
+    return pd.concat(
+        [wd.assign(arm="wd_more_data"), jr.assign(arm="jr_less_data")], ignore_index=True
+    )
+
+
+def projection_runs(projection: pd.DataFrame) -> pd.DataFrame:
+    """The runs of claim ``book.projection_on_par_with_exact``: ``arm`` = the ``R_F`` estimator."""
+    if projection.empty:
+        return projection
+    return projection.assign(arm=projection["jr_method"])
+
+
+def _with_left_out(v: Verdict, n: int) -> Verdict:
+    if not n:
+        return v
+    note = f"{n} diverged run(s) left out (stored with status 'diverged')"
+    return Verdict(**{**v.as_row(), "reason": "; ".join(x for x in (v.reason, note) if x)})
+
+
+def decide_runs(
+    claim: str, runs: pd.DataFrame, *, profile: str, panel: Panel | None
+) -> Verdict:
+    """``gates.decide`` on the finished runs of ``runs`` (diverged ones left out and counted);
+    ``gates.not_run`` when the panel's dataset is absent. The dataset named is the one used; a
+    stand-in (its panel label says so) is passed as ``stand_in=True``."""
+    if panel is None or panel.dataset is None:
+        why = panel.note if panel is not None else "no panel for this claim at this profile"
+        return gates.not_run(claim, why, profile=profile)
+    ok, left_out = ok_runs(runs)
+    stand_in = gates.is_stand_in(panel.label)
+    return _with_left_out(
+        gates.decide(
+            claim, ok, profile=profile, dataset=dataset_label(panel.dataset), stand_in=stand_in
+        ),
+        left_out,
+    )
+
+
+def verdicts_from_runs(
+    runs: pd.DataFrame,
+    projection: pd.DataFrame,
+    panels: Sequence[Panel],
+    profile: str,
+) -> list[Verdict]:
+    """One :class:`Verdict` per registered claim of this page, from the tidy runs frames
+    (:func:`fig3_runs`, :func:`projection_runs`); the only verdict path of the chapter."""
+    by_paper = {p.paper: p for p in panels}
+    out = []
+    for claim in claims_of(NAME):
+        if claim.id in CLAIM_BEATS.values():
+            panel = by_paper.get(claim.dataset)
+            sub = runs[runs["dataset"] == panel.dataset] if panel and panel.dataset else runs
+            out.append(decide_runs(claim.id, sub, profile=profile, panel=panel))
+        elif claim.id == CLAIM_PAR:
+            panel = by_paper.get("MNIST")
+            sub = runs[runs["dataset"] == panel.dataset] if panel and panel.dataset else runs
+            pr = par_runs(sub) if len(sub) else sub
+            if panel is not None and panel.dataset is not None and pr.empty:
+                out.append(gates.not_run(claim.id, "fewer than two training-set sizes at this "
+                                         "profile", profile=profile))
+            else:
+                out.append(decide_runs(claim.id, pr, profile=profile, panel=panel))
+        elif claim.id == CLAIM_PROJ:
+            panel = by_paper.get("MNIST")
+            if projection.empty:
+                out.append(gates.not_run(
+                    claim.id, "the projection cell runs at the smoke and cpu profiles only",
+                    profile=profile))
+            else:
+                out.append(decide_runs(claim.id, projection_runs(projection), profile=profile,
+                                       panel=panel))
+        else:  # pragma: no cover - a claim registered on this page that the chapter ignores
+            raise ValueError(f"claim {claim.id} of page {NAME} has no runs in this chapter")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The chapter's result
+# ---------------------------------------------------------------------------------------------
+
+
+def _fmt_ci(claim_id: str, v: Verdict) -> str:
+    if v.estimate is None:
+        return "—"
+    st = get_claim(claim_id).statistic
+    unit = f" {st.unit}" if st.unit else ""
+    est = f"{st.scale * v.estimate:+.2f}"
+    if v.low is None or v.high is None or math.isnan(v.low):
+        return est + unit
+    return f"{est} [{st.scale * v.low:+.2f}, {st.scale * v.high:+.2f}]{unit}"
+
+
+def paper_table_of(verdicts: Sequence[Verdict]) -> pd.DataFrame:
+    """Ours beside the paper, one row per claim: the paper's statement (Figs. 3 and 4 are plots:
+    the paper prints no number, :attr:`Claim.paper_note` says so), our estimate with its 95 %
+    interval (the deciding cell), the seeds and the verdict."""
+    rows = []
+    for v in verdicts:
+        c = get_claim(v.claim)
+        rows.append(
+            {
+                "claim": v.claim,
+                "paper": f"{c.statement} ({c.paper_note})" if c.paper_note else c.statement,
+                "ours": _fmt_ci(v.claim, v),
+                "statistic": c.statistic.description,
+                "seeds": v.n_seeds,
+                "dataset": v.dataset,
+                "verdict": v.verdict,
+            }
+        )
+    return pd.DataFrame(rows).set_index("claim")
+
+
+@dataclass
+class FullyConnectedResult:
+    """Everything the Fig. 3 page shows: the store frames (every status) and the panels."""
+
+    profile: str
+    settings: dict[str, Any]
+    panels: list[Panel]
+    select: pd.DataFrame
+    chosen: pd.DataFrame
+    final: pd.DataFrame
+    projection: pd.DataFrame
+    _verdicts: list[Verdict] | None = field(default=None, repr=False)
+
+    def runs(self) -> pd.DataFrame:
+        """The tidy Fig. 3 runs frame (:func:`fig3_runs`), every status."""
+        return fig3_runs(self.final, self.chosen)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """``runs`` (final runs, one row each, with ``status``), ``selection`` (selection runs),
+        ``chosen`` (the factor per group) and ``projection`` (the projection cell's runs)."""
+        return {
+            "runs": self.runs(),
+            "selection": self.select,
+            "chosen": self.chosen,
+            "projection": projection_runs(self.projection),
+        }
+
+    def left_out(self) -> dict[str, int]:
+        """Diverged runs per grid (stored as such, excluded from means, tables and verdicts);
+        ``projection`` counts only the arm that is not a Fig. 3 run itself."""
+        proj = self.projection
+        if not proj.empty:
+            proj = proj[proj["jr_method"] != self.settings["jr_method"]]
+        return {
+            name: ok_runs(f)[1]
+            for name, f in (("selection", self.select), ("final", self.final),
+                            ("projection", proj))
+        }
+
+    def verdicts(self) -> list[Verdict]:
+        if self._verdicts is None:
+            self._verdicts = verdicts_from_runs(
+                self.runs(), self.projection, self.panels, self.profile
+            )
+        return list(self._verdicts)
+
+    def paper_table(self) -> pd.DataFrame:
+        return paper_table_of(self.verdicts())
+
+    def provenance(self) -> str:
+        s = self.settings
+        used = [p.dataset for p in self.panels if p.dataset]
+        return lab_settings.provenance(
+            s, " + ".join(used) or "none", depths=s["depths"], jr=f"{s['jr_method']} R_F",
+            batch=s["batch_size"], lr=s["lr"], select_seeds=s["select_seeds"],
+        )
+
+    def figure(self):
+        """Fig. 3 (seaborn): test accuracy against depth, colour = training-set size, solid = JR,
+        dashed = weight decay; mean and 95 % t-interval over seeds; one panel per dataset."""
+        return _fc_plots.fig3(
+            ok_runs(self.runs())[0], self.panels, REGULARIZERS, self.provenance()
+        )
+
+    def selection_table(self) -> pd.DataFrame:
+        """Mean validation accuracy [%] per factor (the λ grid as columns), the chosen factor and
+        its flags, per (dataset, regularizer, depth, selection size)."""
+        if self.select.empty:
+            return pd.DataFrame()
+        ok = self.select
+        wide = ok.pivot_table(
+            index=["dataset", "regularizer", "depth", "n_train"], columns="lam", values="val_acc"
+        ) * 100
+        wide.columns = [f"λ={c:g}" for c in wide.columns]
+        ch = self.chosen.set_index(["dataset", "regularizer", "depth", "n_train"])
+        wide["chosen λ"] = ch["lam"]
+        wide["at grid edge"] = ch["at_grid_edge"]
+        wide["tie"] = ch["chosen_by_tie"]
+        return wide.round(2)
+
+    def accuracy_table(self) -> pd.DataFrame:
+        """Mean test accuracy [%] over finished seeds per (dataset, n_train, depth) and
+        regularizer, JR − WD, the chosen factors and the number of finished / diverged seeds."""
+        runs = self.runs()
+        if runs.empty:
+            return pd.DataFrame()
+        ok, _ = ok_runs(runs)
+        idx = ["dataset", "n_train", "depth"]
+        t = ok.pivot_table(index=idx, columns="arm", values="test_acc", aggfunc="mean") * 100
+        t.columns = [f"{REGULARIZERS[c]} [%]" for c in t.columns]
+        if {"Jacobian reg. [%]", "weight decay [%]"} <= set(t.columns):
+            t["JR − WD [pts]"] = t["Jacobian reg. [%]"] - t["weight decay [%]"]
+        t = t.round(2)
+        lam = runs.pivot_table(index=idx, columns="arm", values="lam", aggfunc="first")
+        for c in lam.columns:
+            t[f"λ {REGULARIZERS[c]}"] = lam[c].map(lambda v: f"{v:g}")
+        done = ok.pivot_table(index=idx, columns="arm", values="seed", aggfunc="count")
+        for c in done.columns:
+            t[f"seeds {REGULARIZERS[c]}"] = done[c].reindex(t.index).fillna(0).astype(int)
+        t["diverged"] = (runs["status"] != OK).groupby([runs[i] for i in idx]).sum()
+        return t
+
+    def settings_table(self) -> pd.DataFrame:
+        """The profile's scalar and list settings, one row each (the λ grids and panels are in
+        :meth:`lambda_table` and :meth:`panels_table`)."""
+        s = {k: v for k, v in self.settings.items() if k not in ("lambdas", "panels")}
+        return pd.Series({k: str(v) for k, v in s.items()}, name="setting").to_frame()
+
+    def lambda_table(self) -> pd.DataFrame:
+        """The factor grids of the selection, one row per regularizer, the factors as columns."""
+        grids = self.settings["lambdas"]
+        return pd.DataFrame(
+            [[*g, *[None] * (max(map(len, grids.values())) - len(g))] for g in grids.values()],
+            index=[REGULARIZERS[r] for r in grids],
+            columns=[f"λ{i + 1}" for i in range(max(map(len, grids.values())))],
+        )
+
+    def panels_table(self) -> pd.DataFrame:
+        """Which dataset each panel of Fig. 3 ran (a stand-in named as such, or not run)."""
+        return pd.DataFrame([p.__dict__ for p in self.panels])
+
+    def cost(self) -> tuple[pd.DataFrame, dict[str, float]]:
+        """Seconds per SGD step measured here on the paper's 4-layer MNIST net (input and width
+        784, batch 128) per regularizer, and the projected GPU-hours of the ``paper`` profile at
+        an *assumed* 10 TFLOP/s (an estimate, not a measurement)."""
+        steps = step_seconds(784, 10, depth=4, steps=3, regularizers={
+            "warm-up": {"name": "none"},  # the first timing pays for thread start-up: dropped
+            "plain": {"name": "none"},
+            "weight_decay": {"name": "weight_decay"},
+            "jacobian exact": {"name": "jacobian", "method": "exact"},
+            "jacobian projection": {"name": "jacobian", "method": "projection", "n_proj": 1},
+        })
+        steps.pop("warm-up")
+        ratio = {k: v / steps["plain"] for k, v in steps.items()}
+        table = pd.DataFrame({"s/step (batch 128)": steps, "x plain SGD": ratio}).round(3)
+        work = fig3_workload(settings("paper"), {"mnist": 784, "cifar10": 3072})
+        mult = {"weight_decay": ratio["weight_decay"], "jacobian": ratio["jacobian exact"]}
+        return table, project_gpu_hours(work, mult, gpu_tflops=10.0)
+
+    def numbers(self) -> dict[str, Any]:
+        """Measured numbers the page glues into its prose."""
+        runs = self.runs()
+        ok, _ = ok_runs(runs)
+        left = self.left_out()
+        n_sel = len(self.select)
+        return {
+            "fc_n_final": len(runs),
+            "fc_n_select": n_sel,
+            "fc_diverged": sum(left.values()),
+            "fc_min_train_acc": round(100 * float(ok["train_acc"].min()), 2) if len(ok) else None,
+            "fc_min_steps": int(runs["steps"].min()) if len(runs) else None,
+            "fc_train_minutes": float(round(
+                (self.select.get("seconds", pd.Series(dtype=float)).sum()
+                 + self.final.get("seconds", pd.Series(dtype=float)).sum()
+                 + self.projection.get("seconds", pd.Series(dtype=float)).sum()) / 60, 1)),
+            "fc_n_reproduced": sum(v.verdict == REPRODUCED for v in self.verdicts()),
+            "fc_n_claims": len(self.verdicts()),
+        }
+
+
+def run(
+    profile: str = "cpu", *, executor: Any = None, store: ResultStore | None = None
+) -> FullyConnectedResult:
+    """Train (or load) every run of the page at ``profile``: per present panel the selection
+    grid, the final grid at the chosen factors and the projection cell."""
+    s = settings(profile)
+    store = store or ResultStore()
+    panels = plan_panels(s)
+    parts = [run_fig3(s, p.dataset, store, executor) for p in panels if p.dataset is not None]
+
+    def cat(i: int) -> pd.DataFrame:
+        frames = [p[i] for p in parts if not p[i].empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    return FullyConnectedResult(
+        s["profile"], s, panels, cat(0), cat(1), cat(2), cat(3)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing and the projected cost of the paper profile (shared with jacnb.chapters.weight_norm)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -838,66 +982,27 @@ def project_gpu_hours(
     return {"runs": runs, "pflop": total / 1e15, "gpu_hours": total / (gpu_tflops * 1e12) / 3600}
 
 
-def fig3_workload(settings: Mapping[str, Any], in_dims: Mapping[str, int]) -> list[dict]:
-    """Every run (selection and final) of Fig. 3 at ``settings`` without loading any data;
-    ``in_dims``: input dimension per dataset of the panels (e.g. 784 MNIST, 3072 CIFAR-10)."""
+def fig3_workload(s: Mapping[str, Any], in_dims: Mapping[str, int]) -> list[dict]:
+    """Every run (selection and final) of Fig. 3 at settings ``s`` (as :func:`settings` returns
+    them) without loading any data; ``in_dims``: input dimension per dataset of the panels
+    (e.g. 784 MNIST, 3072 CIFAR-10)."""
     out = []
-    sel_sizes = settings.get("select_n_train") or settings["n_train"]
+    sel_sizes = s.get("select_n_train") or s["n_train"]
     for dataset, dim in in_dims.items():
         for reg in REGULARIZERS:
-            for depth in settings["depths"]:
+            for depth in s["depths"]:
                 base = {
                     "dataset": dataset,
                     "in_dim": dim,
                     "depth": depth,
                     "width": dim,
-                    "epochs": settings["epochs"],
+                    "epochs": s["epochs"],
                     "regularizer": reg,
                 }
                 for n in sel_sizes:
-                    n_fit = n - round(settings["val_fraction"] * n)
-                    k = len(settings["lambdas"][reg]) * len(settings["select_seeds"])
+                    n_fit = n - round(s["val_fraction"] * n)
+                    k = len(s["lambdas"][reg]) * len(s["select_seeds"])
                     out += [{**base, "n_fit": n_fit, "phase": "select"}] * k
-                for n in settings["n_train"]:
-                    out += [{**base, "n_fit": n, "phase": "final"}] * len(settings["seeds"])
+                for n in s["n_train"]:
+                    out += [{**base, "n_fit": n, "phase": "final"}] * len(s["seeds"])
     return out
-
-
-def fig4_workload(settings: Mapping[str, Any], in_dim: int) -> list[dict]:
-    """Every run of Fig. 4 at ``settings`` (plain SGD cost; weight normalization is cheap)."""
-    return [
-        {
-            "in_dim": in_dim,
-            "depth": d,
-            "width": k * in_dim,
-            "n_fit": settings["n_train"],
-            "epochs": settings["epochs"],
-            "regularizer": "none",
-        }
-        for d in settings["depths"]
-        for k in settings["width_factors"]
-        for _ in settings["seeds"]
-    ]
-
-
-def fig3_verdict_records(
-    summary: pd.DataFrame, panels: Sequence[Panel], profile: str = ""
-) -> list[Verdict]:
-    """:func:`fig3_verdicts` as :class:`~jacnb.lab.verdicts.Verdict` records (same decisions):
-    claims ``fig3.jr_beats_wd`` and ``fig3.jr_matches_more_data``, one per panel."""
-    out = []
-    for row in fig3_verdicts(summary, panels).to_dict("records"):
-        claim = "fig3.jr_beats_wd" if row["claim"].startswith("JR beats") else (
-            "fig3.jr_matches_more_data"
-        )
-        out.append(from_row(row, claim, dataset=row["panel"], profile=profile))
-    return out
-
-
-def fig4_verdict_records(summary: pd.DataFrame, profile: str = "") -> list[Verdict]:
-    """:func:`fig4_verdicts` as :class:`~jacnb.lab.verdicts.Verdict` records (same decisions);
-    claim ids ``fig4.<claim sentence as a slug>``."""
-    return [
-        from_row(row, f"fig4.{slug(row['claim'])}", profile=profile)
-        for row in fig4_verdicts(summary).to_dict("records")
-    ]

@@ -1,19 +1,22 @@
-"""The fully connected chapter (Sec. VI-A): eq. (45) layers, resumable grids, validation-based
-factor choice that never sees test data, verdict logic, panel labelling, cost projection."""
+"""The fully connected chapter (Sec. VI-A1, Fig. 3): resumable and stacked grids (with the store's
+claims), validation-based factor choice that never sees test data on seeds disjoint from the final
+runs', the verdict path through jacnb.lab.gates.decide, panel labelling, cost projection."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from jacnb.chapters import fully_connected as fx
-from jacnb.core import bounds
-from jacnb.core.models import WeightNormLinear, fully_connected
-from jacnb.lab import datasets
+from jacnb.core.train import DivergedError
+from jacnb.lab import datasets, gates
+from jacnb.lab.claims import claims_of
 from jacnb.lab.store import ResultStore, config_key, run_grid
+from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
 TINY_FC = {
     "profile": "test",
@@ -29,7 +32,7 @@ TINY_FC = {
     "momentum": 0.9,
     "lambdas": {"weight_decay": [1e-4, 1e-2], "jacobian": [0.01, 1.0]},
     "select_n_train": [100],
-    "select_seeds": [0],
+    "select_seeds": [10_000],
     "val_fraction": 0.2,
     "jr_method": "projection",
     "n_proj": 1,
@@ -37,25 +40,6 @@ TINY_FC = {
 
 
 # --- eq. (45) --------------------------------------------------------------------------------
-
-
-def test_weight_normalized_fc_has_unit_rows_in_every_layer_after_training_steps():
-    torch.manual_seed(0)
-    net = fully_connected(20, 3, depth=4, width=15, weight_norm=True)
-    layers = [m for m in net.modules() if isinstance(m, WeightNormLinear)]
-    assert len(layers) == 4  # softmax layer included (Sec. VI-A2)
-    opt = torch.optim.SGD(net.parameters(), lr=0.5)
-    for _ in range(3):
-        loss = net(torch.randn(8, 20)).pow(2).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    for layer in layers:
-        rows = layer.weight.detach().norm(dim=1)
-        assert torch.allclose(rows, torch.ones_like(rows), atol=1e-6)
-    norms = bounds.weight_norms(net)
-    assert [round(n.frobenius**2) for n in norms] == [15, 15, 15, 3]  # ||W||_F = sqrt(M_l)
-    assert all(n.spectral >= 1 - 1e-9 for n in norms)  # ||W||_2 >= max row norm = 1
 
 
 # --- result store: resume ------------------------------------------------------------------
@@ -132,6 +116,10 @@ def test_choose_lambdas_picks_best_mean_validation_accuracy_and_smaller_on_ties(
     assert chosen.loc["jacobian", "val_acc"] == pytest.approx(0.89)
     assert chosen.loc["jacobian", "grid"] == {0.01: 0.81, 0.1: 0.89, 1.0: 0.825}
     assert chosen.loc["weight_decay", "lam"] == 1e-4
+    assert not chosen.loc["jacobian", "chosen_by_tie"]
+    assert chosen.loc["weight_decay", "chosen_by_tie"]
+    assert chosen.loc["jacobian", "lam_grid"] == [0.01, 0.1, 1.0]
+    assert chosen.loc["jacobian", "selection_seeds"] == [0, 1]
     with pytest.raises(ValueError, match="test"):
         fx.choose_lambdas(pd.DataFrame(rows).assign(test_acc=0.9))
 
@@ -176,105 +164,6 @@ def test_selection_runs_never_read_the_test_set(monkeypatch):
         fx.fig3_run(final[0])
 
 
-# --- verdicts ------------------------------------------------------------------------------
-
-
-def _fig3_summary(jr_minus_wd: list[float], sd: float = 0.001) -> pd.DataFrame:
-    rows = []
-    configs = [(d, n) for d in (2, 4) for n in (20000, 50000)]
-    for (depth, n), diff in zip(configs, jr_minus_wd, strict=True):
-        base = 0.9 + 0.01 * depth + (0.02 if n == 50000 else 0.0)
-        for reg, acc in (("weight_decay", base), ("jacobian", base + diff)):
-            rows.append(
-                {
-                    "dataset": "mnist",
-                    "regularizer": reg,
-                    "depth": depth,
-                    "n_train": n,
-                    "test_acc": acc,
-                    "test_acc_std": sd,
-                    "test_acc_count": 5,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def test_verdict_jr_beats_wd():
-    assert fx.verdict_jr_beats_wd(_fig3_summary([0.01] * 4))["verdict"] == fx.REPRODUCED
-    v = fx.verdict_jr_beats_wd(_fig3_summary([0.01, 0.01, -0.01, 0.01]))
-    assert v["verdict"] == fx.NOT_REPRODUCED and "3/4" in v["evidence"]
-    assert fx.verdict_jr_beats_wd(pd.DataFrame())["verdict"] == fx.NOT_TESTED
-
-
-def test_verdict_jr_on_less_data_matches_wd_on_more():
-    # depth 4: WD@50000 = 0.96; JR@20000 = 0.94 + diff
-    on_par = _fig3_summary([0.0, 0.0, 0.02, 0.0])
-    v = fx.verdict_jr_matches_more_data(on_par, "mnist", depth=4)
-    assert v["verdict"] == fx.REPRODUCED and "analogue" not in v["evidence"]
-    worse = _fig3_summary([0.0, 0.0, 0.005, 0.0])
-    assert fx.verdict_jr_matches_more_data(worse, "mnist", 4)["verdict"] == fx.NOT_REPRODUCED
-    one_size = on_par[on_par["n_train"] == 50000]
-    assert fx.verdict_jr_matches_more_data(one_size, "mnist", 4)["verdict"] == fx.NOT_TESTED
-
-
-def test_fig3_verdicts_mark_absent_panels_not_tested():
-    panels = [
-        fx.Panel("MNIST", "mnist", "MNIST", ""),
-        fx.Panel("CIFAR-10", None, "CIFAR-10: not run", "not run: dataset absent"),
-    ]
-    table = fx.fig3_verdicts(_fig3_summary([0.01, 0.01, 0.03, 0.01]), panels)
-    assert list(table["verdict"]) == [fx.REPRODUCED, fx.REPRODUCED, fx.NOT_TESTED]
-
-
-def _fig4_summary() -> pd.DataFrame:
-    rows = []
-    for depth in (2, 3, 4):
-        for k in (1, 2):
-            rows.append(
-                {
-                    "depth": depth,
-                    "width": 784 * k,
-                    "width_factor": k,
-                    "train_acc": 0.996 if (depth, k) == (2, 1) else 1.0,
-                    "test_acc": 0.9 + 0.01 * depth + 0.005 * k,
-                    "min_score": 0.1 * depth + 0.05 * k,
-                    "max_J_train": 1.0 / depth / k,
-                    "max_J_test": 1.0 + depth,
-                    "min_spectral": 1.2,
-                    "gamma4_median": 10.0 ** (-depth) / k,
-                    "gamma_localJ_median": 0.1 * depth * k,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-def test_fig4_verdicts_on_a_summary_that_follows_the_paper():
-    table = fx.fig4_verdicts(_fig4_summary())
-    assert (table["verdict"] == fx.REPRODUCED).all(), table
-
-
-def test_fig4_verdicts_detect_departures():
-    s = _fig4_summary()
-    s.loc[s["depth"] == 4, "train_acc"] = 0.98
-    s.loc[(s["depth"] == 4) & (s["width_factor"] == 2), "test_acc"] = 0.5
-    s["min_spectral"] = 1.0
-    s["gamma_localJ_median"] = 1.0 / s["depth"]
-    v = fx.fig4_verdicts(s).set_index("claim")["verdict"]
-    assert v["train accuracy 100% (99.6% for the smallest net)"] == fx.NOT_REPRODUCED
-    assert v["test accuracy grows with width"] == fx.NOT_REPRODUCED
-    assert v["test accuracy grows with depth"] == fx.NOT_REPRODUCED
-    assert v["every ||W_l||_2 > 1"] == fx.NOT_REPRODUCED
-    assert v["Jacobian proxy o/||J(x_i)||_2 does not shrink with depth"] == fx.NOT_REPRODUCED
-    assert v["max ||J||_2 on test rises with depth"] == fx.REPRODUCED
-
-
-def test_trend_verdict_not_tested_with_one_value():
-    s = _fig4_summary()
-    s = s[s["width_factor"] == 1]
-    v = fx.verdict_trend(s, "test_acc", "width", "depth", +1, "grows with width")
-    assert v["verdict"] == fx.NOT_TESTED
-
-
 # --- panels --------------------------------------------------------------------------------
 
 
@@ -294,29 +183,6 @@ def test_stand_in_is_never_called_cifar10(monkeypatch):
 
 
 # --- Fig. 4 run and cost -------------------------------------------------------------------
-
-
-def test_fig4_run_records_every_quantity(tmp_path):
-    settings = {
-        "profile": "test",
-        "n_train": 100,
-        "depths": [2],
-        "width_factors": [1],
-        "seeds": [0],
-        "epochs": 1,
-        "lr": 0.1,
-        "lr_drop_every": 1,
-        "batch_size": 50,
-        "momentum": 0.9,
-        "n_margin": 4,
-    }
-    frame = fx.run_fig4(settings, "digits", ResultStore(tmp_path))
-    r = frame.iloc[0]
-    assert r["width"] == 64 and r["min_score_printed"] == pytest.approx(2 * r["min_score"])
-    assert r["frobenius"] == pytest.approx([8.0, math.sqrt(10)])
-    assert r["prod_spectral"] <= r["prod_frobenius"]
-    assert r["max_J_train"] > 0 and r["max_J_test"] > 0 and r["n_margin"] == 4
-    assert set(fx.FIG4_METRICS) <= set(frame.columns)
 
 
 def test_projected_cost_arithmetic():
@@ -340,7 +206,7 @@ def test_projected_cost_arithmetic():
         "seeds": list(range(5)),
         "epochs": 120,
         "select_n_train": None,
-        "select_seeds": [0],
+        "select_seeds": [10_000],
         "val_fraction": 0.2,
         "lambdas": {"weight_decay": [1, 2, 3, 4], "jacobian": [1, 2, 3, 4]},
     }
@@ -433,28 +299,6 @@ def test_stacked_grid_trains_only_the_missing_seeds(tmp_path, one_thread):
     assert single == [] and groups == []
 
 
-def test_stacked_fig4_matches_separate_runs(tmp_path, one_thread):
-    settings = {
-        "profile": "test",
-        "n_train": 100,
-        "depths": [2],
-        "width_factors": [1],
-        "seeds": [0, 1],
-        "epochs": 2,
-        "lr": 0.1,
-        "lr_drop_every": 1,
-        "batch_size": 50,
-        "momentum": 0.9,
-        "n_margin": 4,
-    }
-    sep, stk = ResultStore(tmp_path / "sep"), ResultStore(tmp_path / "stk")
-    fx.run_fig4({**settings, "stack_seeds": False}, "digits", sep)
-    fx.run_fig4({**settings, "stack_seeds": True}, "digits", stk)
-    configs = fx.fig4_configs(settings, "digits")
-    assert len(stk.records(fx.EXP_FIG4)) == 2
-    _assert_records_match(_records(stk, configs), _records(sep, configs))
-
-
 def test_stack_seeds_setting_and_groups():
     assert fx.stack_seeds({}) is False
     assert fx.stack_seeds({"stack_seeds": True}) is True
@@ -476,31 +320,131 @@ def test_stack_seeds_setting_and_groups():
     ]
 
 
-def test_flat_trend_is_neither_growth_nor_fall():
-    """Equal accuracies at two widths must not count as 'grows with width' (polyfit leaves a
-    ~1e-19 slope on a flat series)."""
-    summary = pd.DataFrame({"depth": [4, 4], "width": [784, 1568], "test_acc": [0.9105, 0.9105]})
-    assert fx.trend(summary, "test_acc", "width", "depth")["slope"].tolist() == [0.0]
-    for direction in (1, -1):
-        v = fx.verdict_trend(summary, "test_acc", "width", "depth", direction, "claim")
-        assert v["verdict"] == fx.NOT_REPRODUCED
 
 
-def test_fig3_and_fig4_verdict_records_keep_the_decisions():
-    from jacnb.lab.verdicts import NOT_RUN, REPRODUCED
+# --- the chapter interface and its one verdict path ------------------------------------------
 
-    panels = [
-        fx.Panel("MNIST", "mnist", "MNIST", ""),
-        fx.Panel("CIFAR-10", None, "CIFAR-10: not run", "not run: dataset absent"),
-    ]
-    records = fx.fig3_verdict_records(_fig3_summary([0.01, 0.01, 0.03, 0.01]), panels, "cpu")
-    assert [(v.claim, v.verdict) for v in records] == [
-        ("fig3.jr_beats_wd", REPRODUCED),
-        ("fig3.jr_matches_more_data", REPRODUCED),
-        ("fig3.jr_beats_wd", NOT_RUN),
-    ]
-    assert records[0].dataset == "MNIST" and records[0].profile == "cpu"
-    fig4 = fx.fig4_verdict_records(_fig4_summary())
-    assert len(fig4) == len(fx.fig4_verdicts(_fig4_summary()))
-    assert all(v.verdict == REPRODUCED and v.claim.startswith("fig4.") for v in fig4)
-    assert len({v.claim for v in fig4}) == len(fig4)
+
+@pytest.fixture(scope="module")
+def smoke_result(tmp_path_factory):
+    return fx.run("smoke", store=ResultStore(tmp_path_factory.mktemp("fc-smoke")))
+
+
+def test_smoke_gives_no_decided_verdict_and_one_per_claim(smoke_result):
+    verdicts = smoke_result.verdicts()
+    assert [v.claim for v in verdicts] == [c.id for c in claims_of(fx.NAME)]
+    assert {v.verdict for v in verdicts} <= {INCONCLUSIVE, NOT_RUN}, verdicts
+    by = {v.claim: v for v in verdicts}
+    assert by["fig3.cifar10.jr_beats_wd"].verdict == NOT_RUN  # CIFAR-10 is not on disk
+    assert "stand-in" in by["fig3.mnist.jr_beats_wd"].dataset  # digits stand in for MNIST
+    assert set(smoke_result.frames()) == {"runs", "selection", "chosen", "projection"}
+    assert smoke_result.paper_table().index.tolist() == list(by)
+
+
+def test_runs_frames_have_the_columns_the_gates_read(smoke_result):
+    runs = smoke_result.frames()["runs"]
+    for claim in fx.CLAIM_BEATS.values():
+        assert set(gates.required_columns(claim)) <= set(runs.columns), claim
+    assert set(gates.required_columns(fx.CLAIM_PAR)) <= set(fx.par_runs(runs).columns)
+    proj = smoke_result.frames()["projection"]
+    assert set(gates.required_columns(fx.CLAIM_PROJ)) <= set(proj.columns)
+    assert set(proj["arm"]) == {"exact", "projection"}
+    assert (runs["status"] == "ok").all() and "steps" in smoke_result.select
+
+
+def test_selection_seeds_are_disjoint_from_final_seeds():
+    for profile in ("smoke", "cpu", "paper"):
+        s = fx.settings(profile)
+        assert s["select_seeds"] and not set(s["select_seeds"]) & set(s["seeds"]), profile
+    with pytest.raises(ValueError, match="share seeds"):
+        fx.select_configs({**TINY_FC, "select_seeds": [0]}, "digits")
+
+
+def _planted(jr_minus_wd: float, par_gap: float, proj_gap: float, sd: float = 0.002):
+    """Store-like final and chosen frames with a planted JR - WD effect (every cell), a planted
+    JR(less data) - WD(more data) gap at depth 4, and a projection - exact gap."""
+    rng = np.random.default_rng(0)
+    final, chosen = [], []
+    for reg in fx.REGULARIZERS:
+        grid = [0.01, 0.1, 1.0, 10.0] if reg == "jacobian" else [1e-4, 1e-3, 1e-2, 1e-1]
+        for depth in (2, 3, 4):
+            chosen.append({"dataset": "mnist", "regularizer": reg, "depth": depth,
+                           "n_train": 400, "lam": grid[1], "lam_grid": grid,
+                           "chosen_by_tie": False, "selection_seeds": [10_000, 10_001],
+                           "selection_steps": 450})
+            for n in (400, 1000):
+                for seed in range(4):
+                    base = 0.90 + 0.01 * depth + (0.03 if n == 1000 else 0.0)
+                    if reg == "jacobian":
+                        base += jr_minus_wd + (par_gap - jr_minus_wd + 0.03 if (
+                            depth == 4 and n == 400) else 0.0)
+                    final.append({"dataset": "mnist", "regularizer": reg, "depth": depth,
+                                  "n_train": n, "seed": seed, "lam": grid[1], "status": "ok",
+                                  "test_acc": base + sd * rng.standard_normal(),
+                                  "train_acc": 1.0, "steps": 600})
+    runs = fx.fig3_runs(pd.DataFrame(final), pd.DataFrame(chosen))
+    exact = runs[(runs["arm"] == "jacobian") & (runs["depth"] == 2) & (runs["n_train"] == 400)]
+    proj = pd.concat([exact.assign(jr_method="exact"),
+                      exact.assign(jr_method="projection", test_acc=exact["test_acc"] + proj_gap)])
+    return runs, proj
+
+
+def _decided(runs, proj) -> dict[str, str]:
+    panels = [fx.Panel("MNIST", "mnist", "MNIST", ""),
+              fx.Panel("CIFAR-10", None, "CIFAR-10: not run", "not run: dataset absent")]
+    return {v.claim: v.verdict for v in fx.verdicts_from_runs(runs, proj, panels, "test")}
+
+
+def test_planted_effects_are_reproduced_and_reversed_ones_are_not():
+    ok = _decided(*_planted(jr_minus_wd=0.02, par_gap=0.0, proj_gap=0.0))
+    assert ok == {
+        "fig3.mnist.jr_beats_wd": REPRODUCED,
+        "fig3.cifar10.jr_beats_wd": NOT_RUN,
+        "fig3.mnist.jr_less_data_on_par": REPRODUCED,
+        "book.projection_on_par_with_exact": REPRODUCED,
+    }
+    bad = _decided(*_planted(jr_minus_wd=-0.02, par_gap=-0.03, proj_gap=-0.03))
+    assert bad["fig3.mnist.jr_beats_wd"] == NOT_REPRODUCED
+    assert bad["fig3.mnist.jr_less_data_on_par"] == NOT_REPRODUCED
+    assert bad["book.projection_on_par_with_exact"] == NOT_REPRODUCED
+
+
+def test_a_tie_or_a_diverged_run_withholds_the_verdict():
+    runs, proj = _planted(jr_minus_wd=0.02, par_gap=0.0, proj_gap=0.0)
+    tied = runs.assign(chosen_by_tie=runs["arm"] == "jacobian")
+    assert _decided(tied, proj)["fig3.mnist.jr_beats_wd"] == INCONCLUSIVE
+    runs.loc[runs.index[0], "status"] = "diverged"  # left out: its cell keeps 3 paired seeds
+    panel = fx.Panel("MNIST", "mnist", "MNIST", "")
+    v = fx.decide_runs("fig3.mnist.jr_beats_wd", runs, profile="test", panel=panel)
+    assert v.verdict == REPRODUCED and "1 diverged run(s) left out" in v.reason
+
+
+def test_stacked_grid_skips_configs_claimed_by_live_workers_and_stores_divergence(
+    tmp_path, monkeypatch
+):
+    store = ResultStore(tmp_path)
+    chosen = pd.DataFrame(
+        [{"dataset": "digits", "regularizer": r, "depth": 2, "n_train": 100, "lam": 0.01}
+         for r in fx.REGULARIZERS]
+    )
+    configs = fx.fig3_configs({**TINY_FC, "seeds": [0, 1, 2]}, "digits", chosen)
+    busy = configs[0]
+    held = store.claim(busy)  # a live worker (this process) holds it
+    assert held is not None
+    trained: list[int] = []
+
+    def run_group(cfgs):
+        trained.extend(c["seed"] for c in cfgs)
+        return [DivergedError("loss became nan", epoch=0) if c["seed"] == 2 else {"test_acc": 0.5}
+                for c in cfgs]
+
+    left: list[dict] = []
+    monkeypatch.setattr(fx, "run_grid", lambda cfgs, *a, **k: left.extend(
+        c for c in cfgs if not store.has(c)))
+    fx.run_grid_stacked(configs, fx.fig3_run, run_group, store, stack=True, progress=False)
+    held.release()
+    assert not store.has(busy) and left == [busy]  # left to its worker, waited for by run_grid
+    assert len(trained) == len(configs) - 1
+    statuses = {c["seed"]: store.record(c)["status"] for c in configs[3:]}
+    assert statuses == {0: "ok", 1: "ok", 2: "diverged"}
+    assert store.frame(fx.EXP_FIG3).pipe(fx.ok_runs)[1] == 4  # seed 2 of each of the 4 groups

@@ -1,0 +1,427 @@
+"""Experiments of the weight-normalization chapter (Sokolic et al. 2017, Sec. VI-A2, Fig. 4).
+
+Weight-normalized nets (every layer row-normalized, eq. 45), L = 2..5, widths ``k * input_dim``,
+no other regularization; per run the train/test accuracy, the smallest training score
+``o(s_i)`` (eq. 33), ``max ||J(x)||_2`` over training and test sets, per-layer spectral and
+Frobenius norms (eqs. 36, 37) and the margin bounds next to measured margins (Theorem 4).
+
+**Score convention.** ``min_score`` is eq. (33) with unit-norm ``v_ij = (δ_i − δ_j)/√2``
+(``jacnb.core.bounds.score(..., scale="unit")``): with it ``o(s_i)`` is the distance from
+``f(x_i)`` to the nearest decision hyperplane, the constant Theorem 4 needs, so the bounds of
+this page use it. ``min_score_printed`` is the paper's printed ``√2 (f_y − f_j)`` convention
+(``scale="printed"``, exactly 2x), the one Fig. 4 (b) plots ("close to √2" is only reachable on
+it); the figure shows both axes, the claims are judged on ``min_score`` (a positive factor
+changes no slope's sign).
+
+Interface (PLAN.md, issue 10): :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run` ->
+:class:`WeightNormResult` (``frames()``, ``figure()``, ``bounds_figure()``, ``paper_table()``,
+``verdicts()``: every ``fig4.*`` claim through :func:`jacnb.lab.gates.decide`). The net builder,
+stacked grids and cost arithmetic are shared with :mod:`jacnb.chapters.fully_connected`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from jacnb.chapters import _fc_plots
+from jacnb.chapters.fully_connected import (
+    _build,
+    _input_dim,
+    _train_stacked_by_size,
+    decide_runs,
+    measured_gflops,
+    ok_runs,
+    paper_table_of,
+    project_gpu_hours,
+    run_grid_stacked,
+    stack_seeds,
+    steps_per_run,
+)
+from jacnb.core import bounds
+from jacnb.core.data import Dataset, balanced_subset
+from jacnb.core.jacobian import spectral_norm
+from jacnb.core.train import TRAIN_KEYS, NonFiniteLossError, accuracy, train, train_config
+from jacnb.lab import settings as lab_settings
+from jacnb.lab.claims import claims_of
+from jacnb.lab.datasets import Panel, get_dataset, stand_in_label, try_dataset
+from jacnb.lab.store import ResultStore
+from jacnb.lab.verdicts import REPRODUCED, Verdict
+
+NAME = "03_weight_norm"
+SETTINGS_KEY = "weight_norm"
+EXP_FIG4 = "fc-weight-norm"
+
+
+def settings(profile: str = "cpu") -> dict[str, Any]:
+    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.settings`)."""
+    return lab_settings.settings(SETTINGS_KEY, profile)
+
+
+def configs(s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every ``(depth, width factor, seed)`` of Fig. 4 at these settings."""
+    return fig4_configs(s, s["dataset"])
+
+
+def fig4_configs(s: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
+    """Every ``(depth, width factor, seed)`` of Fig. 4 at settings ``s`` on ``dataset``."""
+    ds = get_dataset(dataset)
+    dim = _input_dim(ds)
+    return [
+        {
+            "experiment": EXP_FIG4,
+            "profile": s["profile"],
+            "dataset": ds.name,
+            "n_train": s["n_train"],
+            "depth": depth,
+            "width_factor": k,
+            "width": k * dim,
+            "seed": seed,
+            "n_margin": s["n_margin"],
+            **{key: s[key] for key in TRAIN_KEYS},
+        }
+        for depth in s["depths"]
+        for k in s["width_factors"]
+        for seed in s["seeds"]
+    ]
+
+
+def per_sample_spectral(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
+    """``||J(x_i)||_2`` for every sample (softmax output), batched; ``max`` of it is what
+    :func:`jacnb.core.jacobian.max_spectral_norm` returns (Fig. 4 (c), (d))."""
+    return torch.cat(
+        [spectral_norm(model, x[s : s + batch_size]) for s in range(0, x.shape[0], batch_size)]
+    )
+
+
+def weight_norm_metrics(
+    model: nn.Module, x_tr: Tensor, y_tr: Tensor, x_te: Tensor, y_te: Tensor, n_margin: int
+) -> dict[str, Any]:
+    """Everything Fig. 4 and Sec. VI-A2 discuss, for one trained model (eval mode).
+
+    Scores (eq. 33) on the unit-norm scale and the printed sqrt(2) scale (2x); ``max ||J||_2``
+    on train and test; per-layer ``||W_l||_2``, ``||W_l||_F`` and their products; per training
+    sample (correctly classified) the bounds ``gamma_3`` (eq. 36), ``gamma_4`` (eq. 37),
+    ``o / ||J(x_i)||_2`` (the sample-local proxy of eq. 34 the paper argues with) and
+    ``o / max ||J||_2`` over train and test (an estimate of eq. 35), summarized by medians; the
+    measured margin (upper bound on ``gamma^d``) on the first ``n_margin`` training samples.
+    """
+    model.eval()
+    dev = next(model.parameters()).device
+    x_tr, y_tr, x_te, y_te = (t.to(dev) for t in (x_tr, y_tr, x_te, y_te))
+    with torch.no_grad():
+        f_tr = torch.softmax(model(x_tr), dim=1)
+    o_unit = bounds.score(f_tr, y_tr, "unit")
+    o_printed = bounds.score(f_tr, y_tr, "printed")
+    j_tr = per_sample_spectral(model, x_tr)
+    j_te = per_sample_spectral(model, x_te)
+    norms = bounds.weight_norms(model)
+    prod_spec, prod_frob = bounds.norm_products(norms)
+    ok = o_unit > 0
+    o_ok = o_unit[ok]
+    j_sup = float(torch.maximum(j_tr.max(), j_te.max()))
+    sub = slice(0, min(n_margin, x_tr.shape[0]))
+    margin = bounds.measured_margin(model, x_tr[sub], y_tr[sub], x_pool=x_tr)
+    margin_ok = margin[torch.isfinite(margin) & (margin > 0)]
+
+    def med(t: Tensor) -> float:
+        return float(t.median()) if t.numel() else float("nan")
+
+    return {
+        "train_acc": accuracy(model, x_tr, y_tr),
+        "test_acc": accuracy(model, x_te, y_te),
+        "min_score": float(o_unit.min()),
+        "min_score_printed": float(o_printed.min()),
+        "median_score": float(o_unit.median()),
+        "max_J_train": float(j_tr.max()),
+        "max_J_test": float(j_te.max()),
+        "median_J_train": float(j_tr.median()),
+        "median_J_test": float(j_te.median()),
+        "spectral": [n.spectral for n in norms],
+        "frobenius": [n.frobenius for n in norms],
+        "min_spectral": min(n.spectral for n in norms),
+        "prod_spectral": prod_spec,
+        "prod_frobenius": prod_frob,
+        "gamma3_median": med(o_ok / prod_spec),
+        "gamma4_median": med(o_ok / prod_frob),
+        "gamma_localJ_median": med(o_ok / j_tr[ok]),
+        "gamma_supJ_median": med(o_ok / j_sup),
+        "measured_margin_median": med(margin_ok),
+        "n_margin": int(margin.numel()),
+    }
+
+
+def fig4_run(config: Mapping[str, Any]) -> dict[str, Any]:
+    """One Fig. 4 run: weight-normalized net (eq. 45, all layers), no other regularization. A
+    divergence is raised (:class:`jacnb.core.train.DivergedError`) and stored as such."""
+    ds = get_dataset(config["dataset"])
+    x, y = balanced_subset(ds.x_train, ds.y_train, config["n_train"], config["seed"])
+    model = _build(config, ds, weight_norm=True)
+    res = train(model, x, y, train_config(config, lam=0.0))
+    return _fig4_record(config, ds, model, x, y, res)
+
+
+def fig4_run_stacked(
+    configs: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any] | NonFiniteLossError]:
+    """:func:`fig4_run` for the seeds of one configuration, trained together; the metrics are
+    computed per trained model. A diverged seed's entry is its error (stored as diverged)."""
+    ds = get_dataset(configs[0]["dataset"])
+    data = [balanced_subset(ds.x_train, ds.y_train, c["n_train"], c["seed"]) for c in configs]
+    models = [_build(c, ds, weight_norm=True) for c in configs]
+    cfgs = [train_config(c, lam=0.0) for c in configs]
+    results = _train_stacked_by_size(models, data, cfgs, None, None)
+    return [
+        r if isinstance(r, NonFiniteLossError) else _fig4_record(c, ds, m, x, y, r)
+        for c, m, (x, y), r in zip(configs, models, data, results, strict=True)
+    ]
+
+
+def _fig4_record(
+    config: Mapping[str, Any],
+    ds: Dataset,
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    res: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The stored record of a Fig. 4 run: the metrics of the trained model and its timing."""
+    t0 = time.perf_counter()
+    metrics = weight_norm_metrics(model, x, y, ds.x_test, ds.y_test, config["n_margin"])
+    return {
+        **metrics,
+        "steps": steps_per_run(config["n_train"], config["batch_size"], config["epochs"]),
+        "seconds": res["seconds"],
+        "eval_seconds": time.perf_counter() - t0,
+        "device": res["device"],
+        "final_loss": res["final_loss"],
+    }
+
+
+FIG4_METRICS = (
+    "train_acc",
+    "test_acc",
+    "min_score",
+    "min_score_printed",
+    "max_J_train",
+    "max_J_test",
+    "min_spectral",
+    "prod_spectral",
+    "prod_frobenius",
+    "gamma3_median",
+    "gamma4_median",
+    "gamma_localJ_median",
+    "gamma_supJ_median",
+    "measured_margin_median",
+    "seconds",
+)
+
+
+def run_fig4(
+    s: Mapping[str, Any],
+    dataset: str,
+    store: ResultStore | None = None,
+    executor: Any = None,
+) -> pd.DataFrame:
+    """The Fig. 4 grid (cached in the store; every status); seeds trained together where
+    :func:`~jacnb.chapters.fully_connected.stack_seeds` says so."""
+    return run_grid_stacked(
+        fig4_configs(s, dataset),
+        fig4_run,
+        fig4_run_stacked,
+        store,
+        desc="Fig. 4",
+        stack=stack_seeds(s),
+        executor=executor,
+    )
+
+
+def layer_norms_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (depth, width, layer): mean ``||W_l||_2`` and ``||W_l||_F`` over finished seeds."""
+    rows = []
+    for _, r in ok_runs(frame)[0].iterrows():
+        for i, (s, f) in enumerate(zip(r["spectral"], r["frobenius"], strict=True), start=1):
+            rows.append(
+                {
+                    "depth": r["depth"],
+                    "width": r["width"],
+                    "layer": i,
+                    "spectral": s,
+                    "frobenius": f,
+                    "seed": r["seed"],
+                }
+            )
+    df = pd.DataFrame(rows)
+    return df.groupby(["depth", "width", "layer"])[["spectral", "frobenius"]].mean().reset_index()
+
+
+def fig4_workload(s: Mapping[str, Any], in_dim: int) -> list[dict]:
+    """Every run of Fig. 4 at ``s`` (plain SGD cost; weight normalization is cheap)."""
+    return [
+        {
+            "in_dim": in_dim,
+            "depth": d,
+            "width": k * in_dim,
+            "n_fit": s["n_train"],
+            "epochs": s["epochs"],
+            "regularizer": "none",
+        }
+        for d in s["depths"]
+        for k in s["width_factors"]
+        for _ in s["seeds"]
+    ]
+
+
+def panel_of(s: Mapping[str, Any]) -> Panel:
+    """The page's one panel: the paper's MNIST, run on ``s["dataset"]`` (named as a stand-in when
+    it is not MNIST), or not run when that dataset is absent."""
+    name = s["dataset"]
+    if try_dataset(name) is None:
+        return Panel("MNIST", None, "MNIST: not run", f"not run: dataset absent ({name})")
+    return Panel("MNIST", name, stand_in_label(name, "MNIST"), get_dataset(name).source)
+
+
+def verdicts_from_runs(runs: pd.DataFrame, panel: Panel, profile: str) -> list[Verdict]:
+    """One :class:`Verdict` per ``fig4.*`` claim, :func:`jacnb.lab.gates.decide` on the tidy
+    runs frame (diverged runs left out and counted); the only verdict path of the chapter."""
+    return [decide_runs(c.id, runs, profile=profile, panel=panel) for c in claims_of(NAME)]
+
+
+@dataclass
+class WeightNormResult:
+    """Everything the Fig. 4 page shows: the runs (store frame, every status) and the panel."""
+
+    profile: str
+    settings: dict[str, Any]
+    panel: Panel
+    frame: pd.DataFrame
+    _verdicts: list[Verdict] | None = field(default=None, repr=False)
+
+    def runs(self) -> pd.DataFrame:
+        """The tidy runs frame: one row per run, config, metrics, ``steps`` and ``status``."""
+        return self.frame
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        ok = ok_runs(self.frame)[0]
+        return {
+            "runs": self.frame,
+            "layer_norms": layer_norms_table(self.frame) if len(ok) else pd.DataFrame(),
+        }
+
+    def left_out(self) -> int:
+        """Diverged runs (stored as such, excluded from means, tables and verdicts)."""
+        return ok_runs(self.frame)[1]
+
+    def verdicts(self) -> list[Verdict]:
+        if self._verdicts is None:
+            self._verdicts = verdicts_from_runs(self.frame, self.panel, self.profile)
+        return list(self._verdicts)
+
+    def paper_table(self) -> pd.DataFrame:
+        return paper_table_of(self.verdicts())
+
+    def provenance(self) -> str:
+        s = self.settings
+        return lab_settings.provenance(
+            s, self.panel.dataset or "none", depths=s["depths"],
+            widths=[f"{k}x" for k in s["width_factors"]], batch=s["batch_size"], lr=s["lr"],
+        )
+
+    def figure(self):
+        """Fig. 4 (a)-(d) against width, one line per depth, mean and 95 % t-interval over seeds
+        (seaborn); panel (b) on the unit score with the printed √2 scale as right axis."""
+        return _fc_plots.fig4(ok_runs(self.frame)[0], self.provenance())
+
+    def bounds_figure(self):
+        """Products of layer norms and margin bounds beside the measured margin, against depth."""
+        return _fc_plots.bounds_vs_depth(ok_runs(self.frame)[0], self.provenance())
+
+    def table(self) -> pd.DataFrame:
+        """Means over finished seeds per (depth, width factor): Fig. 4's quantities, widths as
+        columns."""
+        ok = ok_runs(self.frame)[0]
+        if ok.empty:
+            return pd.DataFrame()
+        cols = ["train_acc", "test_acc", "min_score", "min_score_printed", "max_J_train",
+                "max_J_test", "min_spectral"]
+        t = ok.groupby(["depth", "width_factor"])[cols].mean()
+        t[["train_acc", "test_acc"]] *= 100
+        t = t.rename(columns={"train_acc": "train acc [%]", "test_acc": "test acc [%]"})
+        t["seeds"] = ok.groupby(["depth", "width_factor"])["seed"].count()
+        return t.round(4)
+
+    def bounds_table(self) -> pd.DataFrame:
+        ok = ok_runs(self.frame)[0]
+        if ok.empty:
+            return pd.DataFrame()
+        cols = ["measured_margin_median", "gamma_localJ_median", "gamma_supJ_median",
+                "gamma3_median", "gamma4_median", "prod_spectral", "prod_frobenius"]
+        return ok.groupby(["depth", "width_factor"])[cols].mean()
+
+    def settings_table(self) -> pd.DataFrame:
+        """The profile's settings, one row each."""
+        return pd.Series({k: str(v) for k, v in self.settings.items()}, name="setting").to_frame()
+
+    def width_table(self, metric: str = "test_acc") -> pd.DataFrame:
+        """Mean ``metric`` over finished seeds: depth as rows, the width factors as columns."""
+        ok = ok_runs(self.frame)[0]
+        if ok.empty:
+            return pd.DataFrame()
+        t = ok.pivot_table(index="depth", columns="width_factor", values=metric, aggfunc="mean")
+        t.columns = [f"M={k}x" for k in t.columns]
+        return t
+
+    def cost(self) -> tuple[pd.DataFrame, dict[str, float]]:
+        """Measured training seconds per run (mean over seeds; depth as rows, widths as columns)
+        and the projected cost of the ``paper`` profile: ``6 x params`` FLOPs per sample and
+        epoch of plain SGD at an *assumed* 10 TFLOP/s of one GPU, and at the GFLOP/s achieved
+        here (median over runs): estimates, not measurements."""
+        ok = ok_runs(self.frame)[0]
+        if ok.empty:
+            return pd.DataFrame(), {}
+        t = self.width_table("seconds").round(1)
+        t.columns = [f"{c} [s/run]" for c in t.columns]
+        ds = get_dataset(self.panel.dataset)
+        dim = _input_dim(ds)
+        achieved = float(measured_gflops(ok, dim, ds.n_classes)["gflop_per_s"].median())
+        proj = project_gpu_hours(fig4_workload(settings("paper"), 784), {}, gpu_tflops=10.0)
+        proj["achieved_gflop_per_s"] = achieved
+        proj["cpu_hours_at_achieved"] = proj["pflop"] * 1e6 / achieved / 3600
+        return t, proj
+
+    def numbers(self) -> dict[str, Any]:
+        """Measured numbers the page glues into its prose."""
+        ok = ok_runs(self.frame)[0]
+        v = self.verdicts()
+        return {
+            "wn_n_runs": len(self.frame),
+            "wn_diverged": self.left_out(),
+            "wn_min_train_acc": round(100 * float(ok["train_acc"].min()), 2) if len(ok) else None,
+            "wn_min_steps": int(ok["steps"].min()) if len(ok) else None,
+            "wn_min_spectral": round(float(ok["min_spectral"].min()), 3) if len(ok) else None,
+            "wn_train_minutes": round(float(self.frame.get("seconds", pd.Series(
+                dtype=float)).sum() + self.frame.get("eval_seconds", pd.Series(
+                    dtype=float)).sum()) / 60, 1),
+            "wn_n_reproduced": sum(x.verdict == REPRODUCED for x in v),
+            "wn_n_claims": len(v),
+        }
+
+
+def run(
+    profile: str = "cpu", *, executor: Any = None, store: ResultStore | None = None
+) -> WeightNormResult:
+    """Train (or load) every Fig. 4 run at ``profile``."""
+    s = settings(profile)
+    panel = panel_of(s)
+    frame = (
+        run_fig4(s, panel.dataset, store or ResultStore(), executor)
+        if panel.dataset is not None
+        else pd.DataFrame()
+    )
+    return WeightNormResult(s["profile"], s, panel, frame)
