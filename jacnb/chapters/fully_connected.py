@@ -55,14 +55,7 @@ from jacnb.lab.datasets import (  # noqa: F401 - Panel, dataset_label, try_datas
 )
 from jacnb.lab.store import DIVERGED, OK, ResultStore, canonical, run_grid
 from jacnb.lab.timing import make_step, time_calls
-from jacnb.lab.verdicts import (  # noqa: F401 - the convolutional chapter imports these from here
-    NOT_REPRODUCED,
-    NOT_TESTED,
-    REPRODUCED,
-    Verdict,
-    summarize,
-    verdict_jr_beats_wd,
-)
+from jacnb.lab.verdicts import REPRODUCED, Verdict
 
 NAME = "02_fully_connected"
 SETTINGS_KEY = "fully_connected"
