@@ -3,6 +3,7 @@ the book builds from the executed notebooks with warnings as errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -19,6 +20,9 @@ def test_every_chapter_has_a_notebook_and_vice_versa():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_committed_clean_and_parameterized(path: Path):
+    raw = json.loads(path.read_text())
+    missing = [i for i, c in enumerate(raw["cells"]) if "id" not in c]
+    assert not missing, f"{path.name}: cells {missing} have no id (nbformat 4.5 requires one)"
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
