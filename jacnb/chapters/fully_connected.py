@@ -2,9 +2,10 @@
 
 Fully connected ReLU nets with L = 2, 3, 4 weight layers, hidden width equal to the input
 dimension, softmax output and cross-entropy, trained with weight decay (``sum_l ||W_l||_F^2``)
-or with the Jacobian regularizer ``R_F`` (eq. 49). The factors are chosen on a validation split
-of the training data (:func:`choose_lambdas`) in selection runs whose seeds are disjoint from the
-final runs' (:func:`jacnb.lab.gates.selection_seeds`), never on test data; the final runs repeat
+or with the Jacobian regularizer ``R_F`` (eq. 49). The factors are chosen on a separate
+validation set of training samples (:func:`selection_data`, :func:`choose_lambdas`) in selection
+runs whose seeds are disjoint from the final runs' (:func:`jacnb.lab.gates.selection_seeds`),
+never on test data; the final runs repeat
 the chosen factor over seeds (a seed fixes the draw of the training set and the initialization).
 One more cell trains the projection estimate of ``R_F`` beside the exact ``R_F`` at the same
 factor (the book's claim ``book.projection_on_par_with_exact``).
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from jacnb.chapters import _fc_plots
-from jacnb.core.data import Dataset, balanced_subset, train_val_split
+from jacnb.core.data import Dataset, balanced_subset, balanced_subset_indices, train_val_split
 from jacnb.core.models import fully_connected
 from jacnb.core.regularizers import make_regularizer, regularizer_from_config
 from jacnb.core.stacked import train_stacked
@@ -138,8 +139,11 @@ def select_configs(s: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
     with ``n_train`` in ``s["select_n_train"]`` (``None``: every training-set size) and ``seed``
     in ``s["select_seeds"]`` (disjoint from the final seeds, see :func:`settings`).
 
-    Each run draws ``n_train`` training samples, holds out ``val_fraction`` of them (class
-    stratified) as the validation set and trains on the rest.
+    With ``s["n_val"]`` (and a training pool large enough, see :func:`validation_keys`) each run
+    fits on the seed's class-balanced draw of ``n_train`` samples (as a final run of that seed
+    would draw it) and validates on ``n_val`` further training samples (:func:`selection_data`);
+    otherwise it holds out ``val_fraction`` of the ``n_train`` drawn samples (class stratified)
+    and trains on the rest. The test split is never read.
     """
     gates.check_disjoint(s["select_seeds"], s["seeds"])
     ds = get_dataset(dataset)
@@ -154,7 +158,7 @@ def select_configs(s: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
             "n_train": n,
             "lam": lam,
             "seed": seed,
-            "val_fraction": s["val_fraction"],
+            **validation_keys(s, ds, n),
         }
         for reg in REGULARIZERS
         for depth in s["depths"]
@@ -164,12 +168,53 @@ def select_configs(s: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
     ]
 
 
-def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
-    """One selection run: train on ``(1 - val_fraction) n_train`` samples, score on the held-out
-    rest. Touches only the training split of the dataset (no test accuracy is computed)."""
+def validation_keys(s: Mapping[str, Any], ds: Dataset, n_train: int) -> dict[str, Any]:
+    """The validation keys of a selection config at size ``n_train``: ``{"n_val": n_val}`` when
+    ``s["n_val"]`` is set and the training pool holds a class-balanced draw of ``n_train + n_val``
+    samples, else ``{"val_fraction": s["val_fraction"]}`` (e.g. the paper's CIFAR-10 at 50000,
+    which is the whole training split)."""
+    n_val = s.get("n_val")
+    if n_val:
+        try:
+            balanced_subset_indices(ds.y_train, int(n_train) + int(n_val), 0)
+        except ValueError:
+            pass
+        else:
+            return {"n_val": int(n_val)}
+    return {"val_fraction": s["val_fraction"]}
+
+
+def selection_indices(y_train: Any, config: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into the training split of the fit and validation sets of an ``n_val`` selection
+    run: the fit set is the seed's class-balanced draw of ``n_train`` (what a final run of that
+    seed draws) and the validation set the ``n_val`` further samples of the same seeded balanced
+    draw of ``n_train + n_val`` (disjoint from the fit set)."""
+    n, seed = int(config["n_train"]), int(config["seed"])
+    every = balanced_subset_indices(y_train, n + int(config["n_val"]), seed)
+    fit = balanced_subset_indices(y_train, n, seed)
+    if not np.isin(fit, every).all():
+        raise ValueError("balanced draws are not nested")
+    return fit, np.setdiff1d(every, fit)
+
+
+def selection_data(config: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(x_fit, y_fit, x_val, y_val)`` of a selection run, from the training split only: with
+    ``n_val`` in the config see :func:`selection_indices`; without it ``val_fraction`` of the
+    ``n_train`` drawn samples is held out (class stratified)."""
     ds = get_dataset(config["dataset"])
+    if config.get("n_val"):
+        fit, val = selection_indices(ds.y_train, config)
+        return ds.x_train[fit], ds.y_train[fit], ds.x_train[val], ds.y_train[val]
     x, y = balanced_subset(ds.x_train, ds.y_train, config["n_train"], config["seed"])
-    x_tr, y_tr, x_val, y_val = train_val_split(x, y, config["val_fraction"], config["seed"])
+    return train_val_split(x, y, config["val_fraction"], config["seed"])
+
+
+def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
+    """One selection run: train on the fit set of :func:`selection_data`, score on its held-out
+    validation set. Touches only the training split of the dataset (no test accuracy is
+    computed)."""
+    ds = get_dataset(config["dataset"])
+    x_tr, y_tr, x_val, y_val = selection_data(config)
     model = _build(config, ds, weight_norm=False)
     try:
         res: Any = train(
@@ -489,10 +534,7 @@ def _train_stacked_by_size(
 def select_run_stacked(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """:func:`select_run` for runs differing in seed and factor only, trained together."""
     ds = get_dataset(configs[0]["dataset"])
-    splits = []
-    for c in configs:
-        x, y = balanced_subset(ds.x_train, ds.y_train, c["n_train"], c["seed"])
-        splits.append(train_val_split(x, y, c["val_fraction"], c["seed"]))
+    splits = [selection_data(c) for c in configs]
     models = [_build(c, ds, weight_norm=False) for c in configs]
     results = _train_stacked_by_size(
         models,
@@ -993,7 +1035,7 @@ def fig3_workload(s: Mapping[str, Any], in_dims: Mapping[str, int]) -> list[dict
                     "regularizer": reg,
                 }
                 for n in sel_sizes:
-                    n_fit = n - round(s["val_fraction"] * n)
+                    n_fit = n if s.get("n_val") else n - round(s["val_fraction"] * n)
                     k = len(s["lambdas"][reg]) * len(s["select_seeds"])
                     out += [{**base, "n_fit": n_fit, "phase": "select"}] * k
                 for n in s["n_train"]:

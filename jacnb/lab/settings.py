@@ -55,8 +55,14 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # Selection seeds: "n_select_seeds" seeds from jacnb.lab.gates.selection_seeds(seeds),
     # disjoint from the final seeds. "projection_cell": the (depth, n_train) cell where the
     # projection R_F is trained beside the exact R_F at the same factor (absent: not run).
+    # Validation (fig3-select): a selection run fits on the seed's balanced draw of n_train (what a
+    # final run of that seed draws) and validates on "n_val" further samples of the same balanced
+    # draw from the training pool; "val_fraction" (hold out a fraction of the n_train drawn) only
+    # where the pool has no n_train + n_val balanced draw (paper: CIFAR-10 / MNIST at 50000).
+    # Measured at cpu with a 25 % split of 400 (100 samples): 1-point steps, ties, weight decay at
+    # the grid's lower edge 1e-4, so the cpu grid now starts at 1e-5.
     # cpu (issue 13): 30 epochs, lr /10 at 12 and 24, batch 20 so that every run, selection runs
-    # included, has >= 400 SGD steps (300 fitted samples: 15 x 30 = 450). lr 0.02: measured at
+    # included, has >= 400 SGD steps (400 fitted samples: 20 x 30 = 600). lr 0.02: measured at
     # 0.05, 12 of 18 final JR runs (chosen lambda = 1) and 2 selection runs diverged; none at 0.02.
     "fully_connected": {
         "base": {"width_factor": 1, "momentum": 0.9, "n_proj": 1},
@@ -73,6 +79,7 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                  "lambdas": {"weight_decay": [0.0001, 0.01], "jacobian": [0.01, 1.0]},
                  "select_n_train": [300],
                  "n_select_seeds": 1,
+                 "n_val": 200,
                  "val_fraction": 0.2,
                  "jr_method": "projection",
                  "projection_cell": {"depth": 2, "n_train": 300},
@@ -87,10 +94,11 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                  "lr": 0.02,
                  "lr_drop_every": 12,
                  "batch_size": 20,
-                 "lambdas": {"weight_decay": [0.0001, 0.001, 0.01, 0.1],
+                 "lambdas": {"weight_decay": [1e-05, 0.0001, 0.001, 0.01, 0.1],
                              "jacobian": [0.01, 0.1, 1.0, 10.0, 100.0]},
                  "select_n_train": [400],
                  "n_select_seeds": 2,
+                 "n_val": 2000,
                  "val_fraction": 0.25,
                  "jr_method": "projection",
                  "projection_cell": {"depth": 2, "n_train": 400},
@@ -109,6 +117,7 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                              "jacobian": [0.01, 0.1, 1.0, 10.0]},
                  "select_n_train": None,
                  "n_select_seeds": 1,
+                 "n_val": 5000,
                  "val_fraction": 0.2,
                  "jr_method": "exact",
                  "stack_seeds": "auto"},

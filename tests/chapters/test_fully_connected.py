@@ -164,6 +164,38 @@ def test_selection_runs_never_read_the_test_set(monkeypatch):
         fx.fig3_run(final[0])
 
 
+def test_separate_validation_set_is_disjoint_from_the_fit_set_and_never_the_test_set(monkeypatch):
+    """With ``n_val``: the fit set is the final run's draw of that seed (n_train samples, not a
+    fraction of them) and the validation set n_val further training samples, disjoint from it."""
+    real = fx.get_dataset("digits")
+    monkeypatch.setattr(fx, "get_dataset", lambda name: _NoTestSet(real))
+    s = {**TINY_FC, "n_val": 150}
+    configs = fx.select_configs(s, "digits")
+    assert configs and all(c["n_val"] == 150 and "val_fraction" not in c for c in configs)
+    fit, val = fx.selection_indices(real.y_train, configs[0])
+    assert len(fit) == 100 and len(val) == 150 and not set(fit) & set(val)
+    final_x, _ = fx.balanced_subset(real.x_train, real.y_train, 100, configs[0]["seed"])
+    x_fit, y_fit, x_val, y_val = fx.selection_data(configs[0])
+    assert torch.equal(torch.as_tensor(x_fit), torch.as_tensor(final_x))  # the final run's draw
+    assert torch.equal(torch.as_tensor(x_val), torch.as_tensor(real.x_train[val]))
+    assert np.bincount(np.asarray(y_val)).min() == 15  # class balanced
+    result = fx.select_run(configs[0])
+    assert not any("test" in k for k in result)
+    assert result["n_fit"] == 100 and result["n_val"] == 150 and 0 <= result["val_acc"] <= 1
+    stacked = fx.select_run_stacked(configs[:2])
+    assert [r["n_val"] for r in stacked] == [150, 150]
+    # a pool without a balanced draw of n_train + n_val falls back to the held-out fraction
+    assert fx.validation_keys({**s, "n_val": 10_000}, real, 100) == {"val_fraction": 0.2}
+    assert fx.validation_keys(TINY_FC, real, 100) == {"val_fraction": 0.2}
+
+
+def test_profiles_validate_on_a_separate_set_and_cpu_weight_decay_grid_reaches_1e_5():
+    for profile in ("smoke", "cpu", "paper"):
+        assert fx.settings(profile)["n_val"] > 0
+    cpu = fx.settings("cpu")
+    assert cpu["n_val"] >= 1000 and min(cpu["lambdas"]["weight_decay"]) == pytest.approx(1e-5)
+
+
 # --- panels --------------------------------------------------------------------------------
 
 
