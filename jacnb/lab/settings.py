@@ -95,7 +95,7 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                  "lr_drop_every": 12,
                  "batch_size": 20,
                  "lambdas": {"weight_decay": [1e-05, 0.0001, 0.001, 0.01, 0.1],
-                             "jacobian": [0.01, 0.1, 1.0, 10.0, 100.0]},
+                             "jacobian": [0.001, 0.01, 0.1, 1.0, 10.0, 100.0]},
                  "select_n_train": [400],
                  "n_select_seeds": 2,
                  "n_val": 2000,
