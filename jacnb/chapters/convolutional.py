@@ -68,6 +68,7 @@ from jacnb.lab.claims import claims_of
 from jacnb.lab.datasets import Panel, dataset_label, get_dataset, not_run, plan_panels
 from jacnb.lab.datasets import stand_in_label as panel_stand_in_label
 from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.tables import percent_mean_sd
 from jacnb.lab.verdicts import Verdict
 
 NAME = "04_convolutional"
@@ -554,14 +555,6 @@ def _not_run_figure(text: str) -> Figure:
     return fig
 
 
-def _pm(values: pd.Series) -> str:
-    v = 100 * values.dropna().astype(float)
-    if v.empty:
-        return "n/a"
-    sd = f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else ""
-    return f"{v.mean():.2f}{sd} (n={len(v)})"
-
-
 @dataclass
 class ConvolutionalResult:
     """Tables II and III as run at one profile (:func:`run`)."""
@@ -734,7 +727,7 @@ class ConvolutionalResult:
                             elif len(o) == 0 or not (o["arm"] == reg).any():
                                 cell = "not run at this profile"
                             else:
-                                cell = _pm(o.loc[o["arm"] == reg, "test_acc"])
+                                cell = percent_mean_sd(o.loc[o["arm"] == reg, "test_acc"])
                             row[f"ours: {arm}"] = cell
                         diff = np.nan
                         if len(o):

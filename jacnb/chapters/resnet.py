@@ -55,6 +55,7 @@ from jacnb.lab import settings as lab_settings
 from jacnb.lab.claims import claims_of
 from jacnb.lab.datasets import NOT_RUN, dataset_label, get_dataset, stand_in_label, try_dataset
 from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.tables import percent_mean_sd
 from jacnb.lab.verdicts import Verdict
 
 NAME = "05_resnet"
@@ -244,16 +245,7 @@ def build_and_data(config: Mapping[str, Any]) -> tuple[nn.Module, Any, Any, FitC
         )
         normalize = channel_stats(train[0]) if config["arch"] == "wide_resnet" else None
     torch.manual_seed(int(config["seed"]))
-    if config["arch"] == "wide_resnet":
-        model = build_model(
-            "wide_resnet",
-            depth=config["depth"],
-            widen_factor=config["widen_factor"],
-            n_classes=n_classes,
-            in_channels=in_ch,
-        )
-    else:
-        model = build_model("preact_resnet18", n_classes=n_classes, in_channels=in_ch)
+    model = build_net(config, in_ch, n_classes)
     cfg = FitConfig(
         schedule=[tuple(p) for p in config["schedule"]],
         batch_size=int(config["batch_size"]),
@@ -300,6 +292,20 @@ def configs(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def build_net(config: Mapping[str, Any], in_channels: int, n_classes: int) -> nn.Module:
+    """The config's net from the one model registry: ``wide_resnet`` (Table IV) or
+    ``preact_resnet18`` (Table V)."""
+    if config["arch"] == "wide_resnet":
+        return build_model(
+            "wide_resnet",
+            depth=config["depth"],
+            widen_factor=config["widen_factor"],
+            n_classes=n_classes,
+            in_channels=in_channels,
+        )
+    return build_model("preact_resnet18", n_classes=n_classes, in_channels=in_channels)
+
+
 def _n_classes(config: Mapping[str, Any]) -> tuple[int, int]:
     if config["dataset"] == "imagenet":
         return 3, 1000
@@ -312,16 +318,7 @@ def checkpoint_bytes(config: Mapping[str, Any]) -> int:
     twice (the new checkpoint is written beside the old one before it replaces it), plus 1 MiB
     for curves and metadata."""
     in_ch, n_classes = _n_classes(config)
-    if config["arch"] == "wide_resnet":
-        model = build_model(
-            "wide_resnet",
-            depth=config["depth"],
-            widen_factor=config["widen_factor"],
-            n_classes=n_classes,
-            in_channels=in_ch,
-        )
-    else:
-        model = build_model("preact_resnet18", n_classes=n_classes, in_channels=in_ch)
+    model = build_net(config, in_ch, n_classes)
     n = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
     return int(2 * 2 * 4 * n + 2**20)
 
@@ -431,14 +428,6 @@ def tidy_runs(records: pd.DataFrame | None) -> pd.DataFrame:
     )
     out["gap"] = out["train_acc"] - out["test_acc"]
     return out.reset_index(drop=True)
-
-
-def _pm(values: pd.Series) -> str:
-    v = 100 * values.dropna().astype(float)
-    if v.empty:
-        return "n/a"
-    sd = f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else ""
-    return f"{v.mean():.2f}{sd} (n={len(v)})"
 
 
 def _row4(n: int, augment: Any) -> str:
@@ -565,8 +554,9 @@ class ResnetResult:
                     n, aug = ours_rows[i]
                     o = runs[(runs.n_train == n) & (runs.augment == aug)] if len(runs) else runs
                     row["ours: # train samples"] = _row4(n, aug)
-                    row["ours: ResNet"] = _pm(o.loc[o.arm == "none", "test_acc"])
-                    row["ours: ResNet + Jac. reg."] = _pm(o.loc[o.arm == "jacobian", "test_acc"])
+                    row["ours: ResNet"] = percent_mean_sd(o.loc[o.arm == "none", "test_acc"])
+                    jr = o.loc[o.arm == "jacobian", "test_acc"]
+                    row["ours: ResNet + Jac. reg."] = percent_mean_sd(jr)
                     w = o.pivot_table(index="seed", columns="arm", values="test_acc")
                     d = (
                         (w["jacobian"] - w["none"]).dropna()
@@ -590,7 +580,7 @@ class ResnetResult:
                 row[f"paper: {name}"] = p.loc[setup, col]
             o = runs[(runs.augment == aug) & (runs.regularizer == reg)] if len(runs) else runs
             for col, name in (("train_acc", "Train"), ("test_acc", "Test"), ("gap", "GE")):
-                row[f"ours: {name}"] = _pm(o[col]) if len(o) else "not run"
+                row[f"ours: {name}"] = percent_mean_sd(o[col]) if len(o) else "not run"
             out.append(row)
         return pd.DataFrame(out)
 

@@ -12,22 +12,23 @@ import ast
 import importlib
 import inspect
 import json
+import pkgutil
 from pathlib import Path
 
 import pytest
 
+import jacnb.chapters
+from jacnb import book
 from jacnb.lab.claims import REGISTRY
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+#: notebook -> its chapter module, read from the modules' NAME (every public module of
+#: jacnb.chapters is a chapter)
 MODULES = {
-    "01_theory": "theory",
-    "02_fully_connected": "fully_connected",
-    "03_weight_norm": "weight_norm",
-    "04_convolutional": "convolutional",
-    "05_resnet": "resnet",
-    "06_timing": "timing",
-    "07_low_rank_jacobian": "low_rank_jacobian",
+    importlib.import_module(f"jacnb.chapters.{m.name}").NAME: m.name
+    for m in pkgutil.iter_modules(jacnb.chapters.__path__)
+    if not m.name.startswith("_")
 }
 
 
@@ -38,6 +39,7 @@ def code_cells(path: Path) -> list[str]:
 
 def test_every_notebook_has_its_chapter_module() -> None:
     assert sorted(p.stem for p in NOTEBOOKS) == sorted(MODULES)
+    assert sorted(MODULES) == sorted(book.CHAPTERS)  # and the book executes each of them
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
@@ -56,7 +58,6 @@ def test_notebooks_define_no_functions_or_classes(notebook: Path) -> None:
 @pytest.mark.parametrize("page", sorted(MODULES))
 def test_chapter_interface(page: str) -> None:
     mod = importlib.import_module(f"jacnb.chapters.{MODULES[page]}")
-    assert mod.NAME == page
     for name in ("settings", "configs", "run"):
         assert callable(getattr(mod, name, None)), f"{mod.__name__}.{name} missing"
     params = inspect.signature(mod.run).parameters
