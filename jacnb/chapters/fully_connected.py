@@ -1,5 +1,8 @@
 """Experiments of the fully connected chapter (Sokolic et al. 2017, Sec. VI-A1, Fig. 3).
 
+Notebook: ``notebooks/02_fully_connected.ipynb``
+(``from jacnb.chapters import fully_connected as chapter``).
+
 Fully connected ReLU nets with L = 2, 3, 4 weight layers, hidden width equal to the input
 dimension, softmax output and cross-entropy, trained with weight decay (``sum_l ||W_l||_F^2``)
 or with the Jacobian regularizer ``R_F`` (eq. 49). The factors are chosen on a separate

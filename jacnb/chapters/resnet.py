@@ -1,5 +1,8 @@
 """ResNets with the per-layer Jacobian regularizer (Sokolic et al. 2017, Sec. VI-C).
 
+Notebook: ``notebooks/05_resnet.ipynb``
+(``from jacnb.chapters import resnet as chapter``).
+
 * Table IV -- Wide ResNet 22-5 on CIFAR-10, with and without the per-layer regularizer of
   eq. (52): 2500 and 10000 training samples without augmentation (factor 1) and 50000 with the
   augmentation of [35] (factor 0.1); learning rates

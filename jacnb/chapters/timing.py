@@ -1,5 +1,8 @@
 """Cost of the Jacobian regularizers (Sokolic et al. 2017, Sec. VI-D, Table VI).
 
+Notebook: ``notebooks/06_timing.ipynb``
+(``from jacnb.chapters import timing as chapter``).
+
 Table VI reports seconds per training batch without and with Jacobian regularization: the
 exact regularizer of eq. (49) on the MNIST conv net of Table II and the per-layer regularizer of
 eq. (52) on ResNet-18 at 128x128, on a Titan X with Theano (the figures are in

@@ -1,5 +1,8 @@
 """Experiments of the weight-normalization chapter (Sokolic et al. 2017, Sec. VI-A2, Fig. 4).
 
+Notebook: ``notebooks/03_weight_norm.ipynb``
+(``from jacnb.chapters import weight_norm as chapter``).
+
 Weight-normalized nets (every layer row-normalized, eq. 45), L = 2..5, widths ``k * input_dim``,
 no other regularization; per run the train/test accuracy, the smallest training score
 ``o(s_i)`` (eq. 33), ``max ||J(x)||_2`` over training and test sets, per-layer spectral and

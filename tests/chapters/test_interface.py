@@ -74,3 +74,12 @@ def test_pages_with_claims_publish_their_verdicts(page: str) -> None:
     assert "publish(" in src and ".verdicts()" in src, (
         f"{page} must call jacnb.lab.chapter.publish(result.verdicts(), NAME)"
     )
+
+
+@pytest.mark.parametrize("page", sorted(MODULES))
+def test_notebook_and_module_name_each_other(page: str) -> None:
+    module = MODULES[page]
+    src = "\n".join(code_cells(REPO / "notebooks" / f"{page}.ipynb"))
+    assert f"from jacnb.chapters import {module} as chapter" in src
+    doc = importlib.import_module(f"jacnb.chapters.{module}").__doc__ or ""
+    assert page in doc, f"jacnb.chapters.{module}'s docstring must name notebooks/{page}.ipynb"
