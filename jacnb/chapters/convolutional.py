@@ -546,15 +546,6 @@ def _dataset_name(panel: Panel, ts: Mapping[str, Any]) -> str:
     return dataset_label(panel.dataset) + (f", resized to {side}x{side}" if resized else "")
 
 
-def _not_run_figure(text: str) -> Figure:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8.0, 1.2))
-    ax.axis("off")
-    ax.text(0.5, 0.5, text, ha="center", va="center")
-    return fig
-
-
 @dataclass
 class ConvolutionalResult:
     """Tables II and III as run at one profile (:func:`run`)."""
@@ -888,15 +879,10 @@ class ConvolutionalResult:
     def figure(self, name: str = "Table II") -> Figure:
         """One of :meth:`figures` by name (``"Table II"``, ``"Table III"``, ``"Table II: λ"``,
         ``"Table III: λ"``); a figure saying "not run" where that table did not run."""
-        import matplotlib.pyplot as plt
+        from jacnb.lab.plotting import pick_figure
 
-        figs = self.figures()
-        for other, fig in figs.items():
-            if other != name:
-                plt.close(fig)  # only the one asked for is left open (and shown)
-        if name in figs:
-            return figs[name]
-        return _not_run_figure(f"{name}: not run at this profile (dataset absent)")
+        missing = f"{name}: not run at this profile (dataset absent)"
+        return pick_figure(self.figures(), name, missing)
 
     def settings_table(self) -> pd.DataFrame:
         """Each table's settings at this profile (panels described by :meth:`paper_table`)."""

@@ -645,18 +645,9 @@ class ResnetResult:
     def figure(self, name: str = "Table IV") -> Figure:
         """One of :meth:`figures` (``"Table IV"``, ``"Fig. 5"``); a figure saying "not run"
         where that table did not run."""
-        import matplotlib.pyplot as plt
+        from jacnb.lab.plotting import pick_figure
 
-        figs = self.figures()
-        for other, fig in figs.items():
-            if other != name:
-                plt.close(fig)  # only the one asked for is left open (and shown)
-        if name in figs:
-            return figs[name]
-        fig, ax = plt.subplots(figsize=(8.0, 1.2))
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"{name}: {NOT_RUN}", ha="center", va="center")
-        return fig
+        return pick_figure(self.figures(), name, f"{name}: {NOT_RUN}")
 
     def settings_table(self) -> pd.DataFrame:
         """The settings of Tables IV and V at this profile."""

@@ -69,6 +69,21 @@ def show(fig: Figure, dpi: int = 100) -> None:
     display(Image(buf.getvalue()))
 
 
+def pick_figure(figures: Mapping[str, Figure], name: str, missing: str) -> Figure:
+    """``figures[name]``, closing the others (so a notebook cell shows only the one asked for),
+    or a one-line figure saying ``missing`` when there is none (a table that did not run).
+    The chapters' ``figure(name)`` (notebooks ``04_convolutional``, ``05_resnet``)."""
+    for other, fig in figures.items():
+        if other != name:
+            plt.close(fig)
+    if name in figures:
+        return figures[name]
+    fig, ax = plt.subplots(figsize=(8.0, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, missing, ha="center", va="center")
+    return fig
+
+
 def decision_regions(
     model: nn.Module, x: Tensor, y: Tensor, provenance: str | None = None, grid: int = 300
 ) -> Figure:
