@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -669,13 +669,14 @@ def sweep_frame(recs: pd.DataFrame, lam: float = 0.0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def bridge_frame(recs: pd.DataFrame) -> pd.DataFrame:
-    """With vs without the input-Jacobian regularizer, at each bridge corruption level (the
-    bridge's seed only)."""
-    rows = []
+def bridge_runs(recs: pd.DataFrame) -> Iterator[tuple[float, float, int, Any]]:
+    """``(corruption, lam, seed, record)`` of every bridge run (``lam > 0``) and its
+    unregularized partner: the bridge's seed (the smallest bridged one), each bridged corruption
+    level, every factor on file; pairs not on file are skipped. Used by :func:`bridge_frame` and
+    :func:`bridge_series`."""
     bridged = recs[recs["lam"] > 0]
     if bridged.empty:
-        return pd.DataFrame()
+        return
     seed = int(bridged["seed"].min())
     for corruption in sorted(bridged["corruption"].unique()):
         for lam in sorted(recs["lam"].unique()):
@@ -683,26 +684,34 @@ def bridge_frame(recs: pd.DataFrame) -> pd.DataFrame:
                 rec = _pick(recs, corruption, lam, seed)
             except KeyError:
                 continue
-            a = rec["alignment"]
-            s_f = np.asarray(rec["spectrum_final"])
-            rank = int(rec["rank"])
-            rows.append(
-                {
-                    "corruption": corruption,
-                    "lam": lam,
-                    "||P_I y||/||y|| final J": a["final"]["y"]["info"],
-                    "||P_I y||/||y|| early-stop J": a["best"]["y"]["info"],
-                    "||P_I r0||/||r0|| final J": a["final"]["r0"]["info"],
-                    "top sv final": s_f[0],
-                    f"sv {rank} final": s_f[min(rank, len(s_f)) - 1],
-                    "stable rank final (top k)": float((s_f**2).sum() / s_f[0] ** 2),
-                    "mean ||J_x||_F^2 (input, test)": rec["input_jacobian_fro_sq_test"],
-                    "best test error": rec["best_test_error"],
-                    "best epoch": rec["best_epoch"],
-                    "final test error": rec["final_test_error"],
-                    "dip (final - best)": rec["final_test_error"] - rec["best_test_error"],
-                }
-            )
+            yield corruption, lam, seed, rec
+
+
+def bridge_frame(recs: pd.DataFrame) -> pd.DataFrame:
+    """With vs without the input-Jacobian regularizer, at each bridge corruption level (the
+    bridge's seed only)."""
+    rows = []
+    for corruption, lam, _seed, rec in bridge_runs(recs):
+        a = rec["alignment"]
+        s_f = np.asarray(rec["spectrum_final"])
+        rank = int(rec["rank"])
+        rows.append(
+            {
+                "corruption": corruption,
+                "lam": lam,
+                "||P_I y||/||y|| final J": a["final"]["y"]["info"],
+                "||P_I y||/||y|| early-stop J": a["best"]["y"]["info"],
+                "||P_I r0||/||r0|| final J": a["final"]["r0"]["info"],
+                "top sv final": s_f[0],
+                f"sv {rank} final": s_f[min(rank, len(s_f)) - 1],
+                "stable rank final (top k)": float((s_f**2).sum() / s_f[0] ** 2),
+                "mean ||J_x||_F^2 (input, test)": rec["input_jacobian_fro_sq_test"],
+                "best test error": rec["best_test_error"],
+                "best epoch": rec["best_epoch"],
+                "final test error": rec["final_test_error"],
+                "dip (final - best)": rec["final_test_error"] - rec["best_test_error"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -713,19 +722,10 @@ def bridge_series(
     seed, same corruption), named for the figure's legend."""
     spectra: dict[str, list[float]] = {}
     curves: dict[str, pd.DataFrame] = {}
-    bridged = recs[recs["lam"] > 0]
-    if bridged.empty:
-        return spectra, curves
-    seed = int(bridged["seed"].min())
-    for c in sorted(bridged["corruption"].unique()):
-        for lam in sorted(recs["lam"].unique()):
-            try:
-                rec = _pick(recs, c, lam, seed)
-            except KeyError:
-                continue
-            name = f"{int(100 * c)}% corr., " + (f"lambda={lam:g}" if lam else "no reg.")
-            spectra[name] = list(rec["spectrum_final"])
-            curves[name] = dynamics_frame(recs, c, lam, seed)
+    for c, lam, seed, rec in bridge_runs(recs):
+        name = f"{int(100 * c)}% corr., " + (f"lambda={lam:g}" if lam else "no reg.")
+        spectra[name] = list(rec["spectrum_final"])
+        curves[name] = dynamics_frame(recs, c, lam, seed)
     return spectra, curves
 
 
