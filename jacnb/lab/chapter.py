@@ -19,16 +19,11 @@ from typing import Protocol, runtime_checkable
 import pandas as pd
 
 from jacnb.lab.claims import claims_of
-from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED, Verdict
+from jacnb.lab.scorecard import VERDICT_COLOURS, save_verdicts
+from jacnb.lab.store import default_root
+from jacnb.lab.verdicts import NOT_RUN, Verdict
 
 __all__ = ["ChapterResult", "ClaimsPanel", "publish", "claims_panel"]
-
-_COLOUR = {
-    REPRODUCED: "#1a7f37",
-    NOT_REPRODUCED: "#cf222e",
-    INCONCLUSIVE: "#9a6700",
-    NOT_RUN: "#6e7781",
-}
 
 
 @runtime_checkable
@@ -55,7 +50,7 @@ class ClaimsPanel:
     def _repr_html_(self) -> str:
         rows = []
         for _, r in self.frame.iterrows():
-            colour = _COLOUR.get(r["verdict"], "inherit")
+            colour = VERDICT_COLOURS.get(r["verdict"], "inherit")
             rows.append(
                 f'<tr id="{html.escape(r["anchor"])}">'
                 f"<td><code>{html.escape(r['claim'])}</code><br>{html.escape(r['statement'])}</td>"
@@ -103,9 +98,6 @@ def publish(
 ) -> ClaimsPanel:
     """Store ``verdicts`` for the scorecard (``<store_root>/verdicts/<page>.json``; default the
     result store's root) and return the page's :class:`ClaimsPanel` (display it)."""
-    from jacnb.lab.scorecard import save_verdicts
-    from jacnb.lab.store import default_root
-
     items = list(verdicts)
     panel = claims_panel(page, items)
     save_verdicts(items, default_root() if store_root is None else store_root, page)

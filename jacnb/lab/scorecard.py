@@ -325,7 +325,8 @@ def build(store_root: str | Path, profile: str | None = None, link_prefix: str =
     return Scorecard(frame, counts(frame), registry_digest(), profile)
 
 
-_CSS = {
+#: The colour of each verdict on the scorecard and the chapters' claims panels.
+VERDICT_COLOURS = {
     REPRODUCED: "#1a7f37",
     NOT_REPRODUCED: "#cf222e",
     INCONCLUSIVE: "#9a6700",
@@ -356,7 +357,7 @@ def render_html(card: Scorecard) -> str:
     cols = ("claim", "paper's number", "ours", "dataset", "n seeds", "verdict", "reason")
     rows = []
     for _, r in card.frame.iterrows():
-        colour = _CSS.get(r["verdict"], "inherit")
+        colour = VERDICT_COLOURS.get(r["verdict"], "inherit")
         claim = (
             f'<a href="{_e(r["link"])}"><code>{_e(r["claim"])}</code></a><br>'
             f"{_e(r['statement'])}<br><small>{_e(r['paper'])}, {_e(r['section'])}</small>"
