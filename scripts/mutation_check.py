@@ -34,6 +34,10 @@ BOUNDS = ("jacnb/bounds.py", "jacnb/core/bounds.py")
 JACOBIAN = ("jacnb/jacobian.py", "jacnb/core/jacobian.py")
 REGULARIZERS = ("jacnb/regularizers.py", "jacnb/core/regularizers.py")
 CHECKS = ("jacnb/checks.py", "jacnb/chapters/theory.py")
+SELECTION = ("jacnb/lab/selection.py",)
+GATES = ("jacnb/lab/gates.py",)
+T_SELECTION = ("tests/lab/test_selection.py",)
+T_GATES = ("tests/lab/test_gates.py",)
 T_BOUNDS = ("tests/test_bounds.py", "tests/core/test_bounds.py")
 T_JACOBIAN = ("tests/test_jacobian.py", "tests/core/test_jacobian.py")
 T_REGULARIZERS = ("tests/test_regularizers.py", "tests/core/test_regularizers.py")
@@ -207,6 +211,27 @@ MUTANTS: tuple[Mutant, ...] = (
         '"measured GE": abs(test_err - train_err),',
         '"measured GE": test_err - train_err,',
         ((T_CHECKS, "absolute"),),
+    ),
+    Mutant(
+        "factor choice ignores the regime's training fit",
+        SELECTION,
+        "        if min_train_acc is None or not fits.any():",
+        "        if True:",
+        ((T_SELECTION, "fit"),),
+    ),
+    Mutant(
+        "accuracy ties go to the smallest factor, not the lower validation loss",
+        SELECTION,
+        "        if len(tied) > 1 and loss.notna().all():",
+        "        if False:",
+        ((T_SELECTION, "tie"),),
+    ),
+    Mutant(
+        "a grid's lower edge at 0 counted as an edge (or any bottom edge as interior)",
+        GATES,
+        '    at_floor = g[0] == 0.0 and lam == 0.0',
+        '    at_floor = lam == g[0]',
+        ((T_GATES, "zero"),),
     ),
 )
 

@@ -58,6 +58,7 @@ from jacnb.core.train import (
     TRAIN_KEYS,
     NonFiniteLossError,
     accuracy,
+    cross_entropy_loss,
     pick_device,
     train,
     train_config,
@@ -67,6 +68,8 @@ from jacnb.lab import settings as lab_settings
 from jacnb.lab.claims import claims_of
 from jacnb.lab.datasets import Panel, dataset_label, get_dataset, not_run, plan_panels
 from jacnb.lab.datasets import stand_in_label as panel_stand_in_label
+from jacnb.lab.selection import VAL_METRICS
+from jacnb.lab.selection import choose_lambdas as choose
 from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.tables import percent_mean_sd
 from jacnb.lab.verdicts import Verdict
@@ -224,9 +227,9 @@ def steps_of(n: int, batch_size: int, epochs: int, drop_last: bool) -> int:
 def _fit(
     config: Mapping[str, Any], x: Tensor, y: Tensor, evals: Mapping[str, tuple[Tensor, Tensor]]
 ) -> dict[str, Any]:
-    """Train the run's net on ``(x, y)``; accuracy on every set of ``evals`` (``<name>_acc``),
-    the SGD ``steps`` taken. A non-finite loss stops the run; it is stored as diverged (status
-    ``"diverged"``) with NaN accuracies and the message."""
+    """Train the run's net on ``(x, y)``; accuracy and mean cross-entropy on every set of
+    ``evals`` (``<name>_acc``, ``<name>_loss``), the SGD ``steps`` taken. A non-finite loss stops
+    the run; it is stored as diverged (status ``"diverged"``) with NaN metrics and the message."""
     model = build_model(config, int(x.shape[1]), int(x.shape[-1]))
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     steps = steps_of(len(y), config["batch_size"], config["epochs"], has_bn)
@@ -235,7 +238,7 @@ def _fit(
         res = train(model, x, y, cfg, regularizer=regularizer_from_config(config))
     except NonFiniteLossError as err:
         nan = float("nan")
-        out = {f"{name}_acc": nan for name in evals}
+        out = {f"{name}_{m}": nan for name in evals for m in ("acc", "loss")}
         return {
             **out,
             "train_acc": nan,
@@ -245,10 +248,11 @@ def _fit(
             "device": str(pick_device()),
             "diverged": str(err),
         }
-    out = {
-        f"{name}_acc": accuracy(model, ex.to(res["device"]), ey.to(res["device"]))
-        for name, (ex, ey) in evals.items()
-    }
+    out: dict[str, float] = {}
+    for name, (ex, ey) in evals.items():
+        ex, ey = ex.to(res["device"]), ey.to(res["device"])
+        out[f"{name}_acc"] = accuracy(model, ex, ey)
+        out[f"{name}_loss"] = cross_entropy_loss(model, ex, ey)
     return {
         **out,
         "train_acc": res["train_acc"],
@@ -346,6 +350,7 @@ def select_configs(
             "n_train": n,
             "lam": lam,
             "seed": seed,
+            "val_metrics": VAL_METRICS,
             **({"n_val": ts["n_val"]} if ts.get("n_val") else {"val_fraction": ts["val_fraction"]}),
         }
         for reg in t.selected
@@ -355,52 +360,15 @@ def select_configs(
     ]
 
 
-def choose_lambdas(select: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, regularizer, selection size): the factor with the best mean validation
-    accuracy over the selection seeds. Columns ``lam``, ``lam_grid`` (sorted list),
-    ``chosen_by_tie`` (the best mean was shared; the smallest tied factor is taken),
-    ``selection_seeds`` (list), ``selection_steps`` (fewest steps of a selection run) and
-    ``val_acc`` (``{lam: mean}``). A diverged selection run scores 0. Refuses a frame with
-    test-set columns: the choice must not see test data."""
-    cols = ["dataset", "regularizer", "n_train", "lam", "seed", "val_acc", "steps"]
-    if select.empty:
-        return pd.DataFrame(
-            columns=[
-                "dataset",
-                "regularizer",
-                "n_train",
-                "lam",
-                "lam_grid",
-                "chosen_by_tie",
-                "selection_seeds",
-                "selection_steps",
-                "val_acc",
-            ]
-        )
-    leaked = [c for c in select.columns if c.startswith("test")]
-    if leaked:
-        raise ValueError(f"selection frame has test-set columns {leaked}")
-    df = select[cols].copy()
-    df["val_acc"] = df["val_acc"].fillna(0.0)
-    rows = []
-    for (ds, reg, n), grp in df.groupby(["dataset", "regularizer", "n_train"]):
-        means = grp.groupby("lam")["val_acc"].mean().sort_index()
-        best = means.max()
-        tied = means[np.isclose(means, best, rtol=0.0, atol=1e-12)]
-        rows.append(
-            {
-                "dataset": ds,
-                "regularizer": reg,
-                "n_train": int(n),
-                "lam": float(tied.index[0]),
-                "lam_grid": [float(v) for v in means.index],
-                "chosen_by_tie": bool(len(tied) > 1),
-                "selection_seeds": sorted(int(s) for s in grp["seed"].unique()),
-                "selection_steps": int(grp["steps"].min()),
-                "val_acc": {float(k): float(v) for k, v in means.items()},
-            }
-        )
-    return pd.DataFrame(rows)
+def choose_lambdas(select: pd.DataFrame, table: str = "table2") -> pd.DataFrame:
+    """Per (dataset, regularizer, selection size) of ``table``'s selection runs, the factor
+    chosen by :func:`jacnb.lab.selection.choose_lambdas`: among the factors whose selection
+    nets fit as the table's claims require, the best mean validation accuracy, exact ties broken
+    by validation cross-entropy (a remaining tie: ``chosen_by_tie``). Columns as there (``grid``
+    = ``{lam: mean val_acc}``). Refuses a frame with test-set columns."""
+    fits = {c.gates.min_train_acc for c in claims_of(NAME) if c.id.startswith(f"{table}.")}
+    fit = min((f for f in fits if f is not None), default=None)
+    return choose(select, ["dataset", "regularizer", "n_train"], min_train_acc=fit)
 
 
 def lookup(chosen: pd.DataFrame, dataset: str, reg: str, n: int) -> dict[str, Any]:
@@ -482,7 +450,7 @@ def run_table(
         desc = f"Table {TABLES[table].name} {panel.paper}"
         cfgs = select_configs(ts, table, panel.dataset, spec["n_train"])
         select = run_grid(cfgs, select_run, store, desc=f"{desc}: select lambda", executor=executor)
-        chosen = choose_lambdas(select)
+        chosen = choose_lambdas(select, table)
         fcfgs = final_configs(ts, table, panel.dataset, spec["n_train"], chosen)
         final = run_grid(fcfgs, final_run, store, desc=desc, executor=executor)
         selects.append(select)
@@ -662,10 +630,12 @@ class ConvolutionalResult:
                     "regularizer": r["regularizer"],
                     "n_train": int(r["n_train"]),
                 }
-                for lam, acc in sorted(r["val_acc"].items()):
+                for lam, acc in sorted(r["grid"].items()):
                     row[f"λ={lam:g}"] = round(100 * acc, 2)
                 row.update(
                     chosen=r["lam"],
+                    excluded_no_fit=", ".join(f"{v:g}" for v in r["excluded_unfit"]) or "–",
+                    tie_broken_by_val_loss=r["tie_broken_by_loss"],
                     tie=r["chosen_by_tie"],
                     selection_seeds=", ".join(str(s) for s in r["selection_seeds"]),
                     selection_steps=r["selection_steps"],

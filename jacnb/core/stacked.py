@@ -53,7 +53,13 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, stack_module_state, vjp, vmap
 
 from jacnb.core.regularizers import JacobianRegularizer, WeightDecay
-from jacnb.core.train import DivergedError, NonFiniteLossError, TrainConfig, pick_device
+from jacnb.core.train import (
+    DivergedError,
+    NonFiniteLossError,
+    TrainConfig,
+    cross_entropy_loss,
+    pick_device,
+)
 
 __all__ = ["penalty_fn", "stacked_accuracy", "train_stacked", "weight_names"]
 
@@ -373,8 +379,10 @@ def train_stacked(
                 "device": str(dev),
                 "curves": c,
             }
-            if c["test_acc"]:
+            if c["test_acc"] and x_te is not None and y_te is not None:
                 result["test_acc"] = c["test_acc"][-1]
+                xt, yt = (x_te, y_te) if shared_test else (x_te[row], y_te[row])
+                result["test_loss"] = cross_entropy_loss(models[i], xt, yt)
             out[i] = result
     assert all(r is not None for r in out)
     return out  # type: ignore[return-value]

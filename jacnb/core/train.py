@@ -207,6 +207,22 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> 
     return correct / max(1, x.shape[0])
 
 
+def cross_entropy_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
+    """Mean cross-entropy of ``model`` on ``(x, y)`` (model in eval mode during the pass).
+
+    The continuous companion of :func:`accuracy` on a validation set: the factor selection of
+    :mod:`jacnb.lab.selection` breaks exact accuracy ties with it (notebooks 02 and 04)."""
+    was = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, x.shape[0], batch_size):
+            logits = model(x[s : s + batch_size])
+            total += float(F.cross_entropy(logits, y[s : s + batch_size], reduction="sum"))
+    model.train(was)
+    return total / max(1, x.shape[0])
+
+
 def _loss(kind: str, logits: Tensor, y: Tensor) -> Tensor:
     if kind == "cross_entropy":
         return F.cross_entropy(logits, y)
@@ -329,4 +345,5 @@ def train(
     }
     if curves["test_acc"]:
         result["test_acc"] = curves["test_acc"][-1]
+        result["test_loss"] = cross_entropy_loss(model, x_test, y_test)
     return result

@@ -152,9 +152,11 @@ class GateSpec:
 
     * regime: every compared net reaches ``min_train_acc`` training accuracy (``None``: the paper
       does not train to fit for this claim, or the fit is the claim itself);
-    * factor: every run of a ``tuned_arms`` arm has its lambda interior to its grid, not chosen by
-      a tie, chosen on selection seeds disjoint from the final seeds, with selection runs of at
-      least ``min_steps`` steps;
+    * factor: every run of a ``tuned_arms`` arm has its lambda interior to its grid (a lower
+      edge of 0 is no edge), not chosen by a tie, chosen on selection seeds disjoint from the
+      final seeds, with selection runs of at least ``min_steps`` steps (the choice itself, which
+      only lets factors whose selection nets reach ``min_train_acc`` compete, is
+      :mod:`jacnb.lab.selection`);
     * budget: every run has at least ``min_steps`` SGD steps (timing claims: timed steps);
     * seeds: every cell has at least ``min_seeds`` paired seeds.
     """

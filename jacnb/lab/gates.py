@@ -8,9 +8,11 @@ named as the reason:
    (:attr:`GateSpec.min_train_acc`, 99 % where Sokolic et al. train to fit; Sec. VI-A2 reports
    100 %, one net at 99.6 %);
 2. **factor** -- for every arm whose lambda is chosen on validation data (Sec. VI-A1: "chosen on a
-   separate validation set"), the chosen lambda is interior to its grid, was not chosen by a
-   tie, was chosen on seeds disjoint from the final runs' seeds, in selection runs that meet the
-   step budget;
+   separate validation set"; the rule is :mod:`jacnb.lab.selection`), the chosen lambda is
+   interior to its grid (:func:`edge_reason`: a lower edge of exactly 0, no regularization, has
+   nothing below it and is not an edge), was not chosen by a tie (one that validation
+   cross-entropy could not break), was chosen on seeds disjoint from the final runs' seeds, in
+   selection runs that meet the step budget;
 3. **budget** -- every run has at least :attr:`GateSpec.min_steps` SGD steps;
 4. **seeds** -- every cell has at least :attr:`GateSpec.min_seeds` (3) paired seeds.
 
@@ -31,6 +33,7 @@ column                    meaning
 ``steps``                 SGD steps of the run (if ``gates.min_steps > 0``)
 ``lam``, ``lam_grid``     chosen factor and the grid it was chosen from (tuned arms)
 ``chosen_by_tie``         True when the selection's best validation score was tied (tuned arms)
+                          on accuracy and on cross-entropy (:mod:`jacnb.lab.selection`)
 ``selection_seeds``       the seeds of the selection runs (tuned arms; list of ints)
 ``selection_steps``       SGD steps of the selection runs (tuned arms, if ``min_steps > 0``)
 ========================  =================================================================
@@ -74,6 +77,7 @@ __all__ = [
     "per_seed",
     "cell_table",
     "regime_gate",
+    "edge_reason",
     "factor_gate",
     "budget_gate",
     "seeds_gate",
@@ -445,14 +449,23 @@ def _as_list(value: Any) -> list[Any] | None:
     return None
 
 
-def _interior(lam: float, grid: Sequence[float]) -> str:
-    """'' if ``lam`` is an interior point of ``grid``, else why not."""
+def edge_reason(lam: float, grid: Sequence[float]) -> str:
+    """'' if ``lam`` is an interior point of ``grid``, else why not (the factor gate's rule).
+
+    A factor at a grid's edge may be beaten by one outside the grid, so the choice is not
+    settled. The one exception is a lower edge of exactly ``0`` (no regularization): no factor
+    lies below it, so ``lam == 0`` chosen there is bracketed by the grid like an interior point
+    (issue 13: weight decays below ~1e-4 change no validation prediction, and a grid that
+    starts at 0 ends that regress instead of pushing its lower edge down forever)."""
     g = sorted(float(v) for v in grid)
     if len(g) < 3:
         return f"grid {g} has no interior"
     if not any(math.isclose(lam, v, rel_tol=1e-9, abs_tol=0.0) for v in g):
         return f"lambda {lam:g} is not in its grid"
-    if math.isclose(lam, g[0], rel_tol=1e-9) or math.isclose(lam, g[-1], rel_tol=1e-9):
+    at_floor = g[0] == 0.0 and lam == 0.0
+    if (math.isclose(lam, g[0], rel_tol=1e-9) and not at_floor) or math.isclose(
+        lam, g[-1], rel_tol=1e-9
+    ):
         return f"lambda {lam:g} at the grid's edge [{g[0]:g}, {g[-1]:g}]"
     return ""
 
@@ -478,7 +491,7 @@ def factor_gate(claim: Claim | str, runs: pd.DataFrame) -> GateResult:
         if grid is None:
             problems.append(f"{where}: no lambda grid recorded")
             continue
-        why = _interior(float(r["lam"]), grid)
+        why = edge_reason(float(r["lam"]), grid)
         if why:
             problems.append(f"{where}: {why}")
         if bool(r["chosen_by_tie"]):

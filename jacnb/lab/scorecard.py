@@ -398,7 +398,10 @@ some cell's interval (Bonferroni-widened over the cells) lies on the other side.
 Before that, the runs must pass the gates -- regime (the nets reach the paper's training fit),
 factor (the chosen λ is interior to its grid, not a tie, chosen on seeds disjoint from the final
 runs'), budget (enough SGD steps) -- or the verdict is *inconclusive* with the failed gate as its
-reason. A verdict on a stand-in dataset is shown with the stand-in's name and counted apart.
+reason. A factor is chosen on validation data only, among the factors whose selection nets reach
+the regime's training fit (best mean validation accuracy; exact ties broken by validation
+cross-entropy); a weight-decay grid that starts at 0 (no decay) has no edge below it.
+A verdict on a stand-in dataset is shown with the stand-in's name and counted apart.
 """
 
 

@@ -133,6 +133,8 @@ def test_choice_records_grid_tie_seeds_and_steps():
                     "lam": lam,
                     "seed": seed,
                     "val_acc": acc,
+                    "val_loss": 1.0,
+                    "train_acc": 1.0 if lam < 1.0 else 0.95,
                     "steps": 420 + seed % 2,
                 }
             )
@@ -140,7 +142,8 @@ def test_choice_records_grid_tie_seeds_and_steps():
     (r,) = chosen.to_dict("records")
     assert r["lam"] == 0.1 and r["lam_grid"] == [0.01, 0.1, 1.0] and not r["chosen_by_tie"]
     assert r["selection_seeds"] == [10_000, 10_001] and r["selection_steps"] == 420
-    tied = pd.DataFrame(rows).assign(val_acc=0.5)
+    assert r["excluded_unfit"] == [1.0]  # Table II's claims ask a 99 % fit
+    tied = pd.DataFrame(rows).assign(val_acc=0.5)  # equal losses too: a tie remains
     assert cx.choose_lambdas(tied)["chosen_by_tie"].item()
     with pytest.raises(ValueError, match="test"):
         cx.choose_lambdas(pd.DataFrame(rows).assign(test_acc=0.5))
@@ -208,6 +211,7 @@ def test_selection_reads_validation_data_only(monkeypatch):
     record = cx.select_run(configs[0])
     assert not any("test" in k for k in record)
     assert record["n_fit"] == 80 and record["n_val"] == 20 and 0 <= record["val_acc"] <= 1
+    assert record["val_loss"] > 0  # the tie-breaker of jacnb.lab.selection
     picked = [configs[0], configs[2]]  # one factor of each regularizer
     assert [c["regularizer"] for c in picked] == ["weight_decay", "jacobian"]
     frame = pd.DataFrame([{**picked[0], **record}, {**picked[1], **cx.select_run(picked[1])}])

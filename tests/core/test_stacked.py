@@ -87,6 +87,7 @@ def assert_same_run(m_sep, r_sep, m_stk, r_stk):
     assert r_stk["curves"]["loss"] == pytest.approx(r_sep["curves"]["loss"], rel=1e-12)
     assert r_stk["final_loss"] == pytest.approx(r_sep["final_loss"], rel=1e-12)
     assert (r_stk["train_acc"], r_stk["test_acc"]) == (r_sep["train_acc"], r_sep["test_acc"])
+    assert r_stk["test_loss"] == pytest.approx(r_sep["test_loss"], rel=1e-10)
 
 
 CASES = {

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from jacnb.core.regularizers import JacobianRegularizer
-from jacnb.core.train import NonFiniteLossError, TrainConfig, train
+from jacnb.core.train import NonFiniteLossError, TrainConfig, cross_entropy_loss, train
 from jacnb.lab.settings import PROFILES, get_profile, resolve_profile
 
 
@@ -35,6 +35,25 @@ def test_training_is_deterministic_on_cpu_and_learns():
         assert torch.equal(a, b)
     assert r1["curves"] == r2["curves"]
     assert r1["train_acc"] > 0.8
+
+
+def test_validation_cross_entropy_is_the_mean_over_samples():
+    # reference: the per-sample losses written out (log-softmax by hand), not F.cross_entropy
+    x, y = data()
+    torch.manual_seed(1)
+    m = model()
+    logits = m(x).detach()
+    per_sample = torch.logsumexp(logits, 1) - logits[torch.arange(len(y)), y]
+    expected = float(per_sample.mean())
+    assert cross_entropy_loss(m, x, y, batch_size=7) == pytest.approx(expected, rel=1e-6)
+    # train() reports it on its held-out set, for the model it returns
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.1, seed=0, progress=False)
+    xv, yv = x[:20] + 0.5, y[:20]
+    res = train(m, x, y, cfg, None, xv, yv, device="cpu")
+    logits = m(xv).detach()
+    per_sample = torch.logsumexp(logits, 1) - logits[torch.arange(20), yv]
+    assert res["test_loss"] == pytest.approx(float(per_sample.mean()), rel=1e-6)
+    assert "test_loss" not in train(model(), x, y, cfg, device="cpu")
 
 
 def test_nan_stops_with_clear_error():

@@ -240,6 +240,26 @@ def test_each_gate_forces_inconclusive(change, gate, words):
     assert v.estimate is not None  # the numbers are still shown
 
 
+def test_a_grid_that_starts_at_zero_has_no_edge_below_it():
+    # weight decay 0 (no decay) chosen from a grid starting at 0: nothing lies below, so it is
+    # bracketed like an interior factor; the top edge and a non-zero bottom edge stay edges
+    assert gates.edge_reason(0.0, [0.0, 1e-4, 1e-3]) == ""
+    assert "edge" in gates.edge_reason(1e-5, [1e-5, 1e-4, 1e-3])
+    assert "edge" in gates.edge_reason(1e-3, [0.0, 1e-4, 1e-3])
+    assert "no interior" in gates.edge_reason(0.0, [0.0, 1e-4])
+    runs = fig3_runs()
+    wd = runs["arm"] == "weight_decay"
+    runs["lam"] = runs["lam"].astype(float)
+    runs["lam_grid"] = runs["lam_grid"].astype(object)
+    runs.loc[wd, "lam"] = 0.0
+    runs.loc[wd, "lam_grid"] = pd.Series([[0.0, 0.01, 0.1]] * int(wd.sum()), index=runs.index[wd])
+    assert decide(FIG3, runs).verdict == REPRODUCED
+    runs.loc[wd, "lam_grid"] = pd.Series([[1e-5, 0.01, 0.1]] * int(wd.sum()), index=runs.index[wd])
+    runs.loc[wd, "lam"] = 1e-5
+    v = decide(FIG3, runs)
+    assert v.verdict == INCONCLUSIVE and "edge" in v.reason
+
+
 def test_too_few_seeds_is_inconclusive():
     runs = fig3_runs()
     runs = runs[runs["seed"] < 2]
