@@ -634,6 +634,34 @@ def par_runs(runs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def par_context(runs: pd.DataFrame) -> dict[str, Any]:
+    """What the on-par claim (``fig3.mnist.jr_less_data_on_par``) weighs, from the finished final
+    runs of its panel at the deepest net: ``small``/``large`` (the two largest sizes), the
+    points weight decay gains from the smaller to the larger set (``data_gain``) and the points
+    JR adds to weight decay on the smaller set (``jr_gain``), means over seeds; the claim can
+    hold only where ``jr_gain`` makes up ``data_gain``. Empty without two sizes."""
+    ok, _ = ok_runs(runs)
+    sizes = sorted(ok["n_train"].unique()) if len(ok) else []
+    if len(sizes) < 2:
+        return {}
+    depth = int(ok["depth"].max())
+    at = ok[ok["depth"] == depth]
+    mean = at.groupby(["arm", "n_train"])["test_acc"].mean()
+    small, large = int(sizes[-2]), int(sizes[-1])
+    try:
+        wd_small, wd_large = mean[("weight_decay", small)], mean[("weight_decay", large)]
+        jr_small = mean[("jacobian", small)]
+    except KeyError:
+        return {}
+    return {
+        "depth": depth,
+        "small": small,
+        "large": large,
+        "data_gain": round(100 * float(wd_large - wd_small), 2),
+        "jr_gain": round(100 * float(jr_small - wd_small), 2),
+    }
+
+
 def projection_runs(projection: pd.DataFrame) -> pd.DataFrame:
     """The runs of claim ``book.projection_on_par_with_exact``: ``arm`` = the ``R_F`` estimator."""
     if projection.empty:
@@ -905,7 +933,20 @@ class FullyConnectedResult:
                  + self.projection.get("seconds", pd.Series(dtype=float)).sum()) / 60, 1)),
             "fc_n_reproduced": sum(v.verdict == REPRODUCED for v in self.verdicts()),
             "fc_n_claims": len(self.verdicts()),
+            **{f"fc_par_{k}": None for k in ("depth", "small", "large", "data_gain", "jr_gain")},
+            **{f"fc_par_{k}": v for k, v in self.par_context().items()},
+            "fc_par_verdict": next(
+                (v.verdict for v in self.verdicts() if v.claim == CLAIM_PAR), "not run"
+            ),
         }
+
+    def par_context(self) -> dict[str, Any]:
+        """:func:`par_context` of the MNIST panel's final runs (empty if it did not run)."""
+        runs = self.runs()
+        if runs.empty:
+            return {}
+        mnist = [p.dataset for p in self.panels if p.paper == "MNIST" and p.dataset is not None]
+        return par_context(runs[runs["dataset"].isin(mnist)]) if mnist else {}
 
 
 def run(

@@ -413,6 +413,29 @@ class WeightNormResult:
                     dtype=float)).sum()) / 60, 1),
             "wn_n_reproduced": sum(x.verdict == REPRODUCED for x in v),
             "wn_n_claims": len(v),
+            **self.score_context(),
+            "wn_score_verdict": next(
+                (x.verdict for x in v if x.claim == "fig4.score_grows_with_depth"), "not run"
+            ),
+        }
+
+    def score_context(self) -> dict[str, Any]:
+        """What the score-with-depth claim rests on: the mean smallest training score (unit
+        scale) per depth over widths and seeds (``wn_score_by_depth``, as text), and at the
+        deepest net the mean training accuracy [%] and how many nets left a training sample
+        misclassified (whose smallest score is then negative)."""
+        ok = ok_runs(self.frame)[0]
+        if ok.empty:
+            return {"wn_score_by_depth": None, "wn_deep_depth": None,
+                    "wn_deep_train_acc": None, "wn_deep_unfit": None, "wn_deep_nets": None}
+        by = ok.groupby("depth")["min_score"].mean()
+        deep = ok[ok["depth"] == ok["depth"].max()]
+        return {
+            "wn_score_by_depth": ", ".join(f"L = {d}: {v:.2f}" for d, v in by.items()),
+            "wn_deep_depth": int(ok["depth"].max()),
+            "wn_deep_train_acc": round(100 * float(deep["train_acc"].mean()), 2),
+            "wn_deep_unfit": int((deep["train_acc"] < 1.0).sum()),
+            "wn_deep_nets": len(deep),
         }
 
 

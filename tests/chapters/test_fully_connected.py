@@ -189,11 +189,12 @@ def test_separate_validation_set_is_disjoint_from_the_fit_set_and_never_the_test
     assert fx.validation_keys(TINY_FC, real, 100) == {"val_fraction": 0.2}
 
 
-def test_profiles_validate_on_a_separate_set_and_cpu_weight_decay_grid_reaches_1e_5():
+def test_profiles_validate_on_a_separate_set_and_weight_decay_grids_start_at_zero():
     for profile in ("smoke", "cpu", "paper"):
         assert fx.settings(profile)["n_val"] > 0
-    cpu = fx.settings("cpu")
-    assert cpu["n_val"] >= 1000 and min(cpu["lambdas"]["weight_decay"]) == pytest.approx(1e-5)
+    for profile in ("cpu", "paper"):  # no decay is the floor: the factor gate sees no edge there
+        assert min(fx.settings(profile)["lambdas"]["weight_decay"]) == 0.0
+    assert fx.settings("cpu")["n_val"] >= 1000
 
 
 # --- panels --------------------------------------------------------------------------------
