@@ -57,8 +57,7 @@ from jacnb.core.regularizers import regularizer_from_config
 from jacnb.core.train import (
     TRAIN_KEYS,
     NonFiniteLossError,
-    accuracy,
-    cross_entropy_loss,
+    evaluate,
     pick_device,
     train,
     train_config,
@@ -71,7 +70,7 @@ from jacnb.lab.datasets import stand_in_label as panel_stand_in_label
 from jacnb.lab.selection import VAL_METRICS
 from jacnb.lab.selection import choose_lambdas as choose
 from jacnb.lab.store import ResultStore, run_grid
-from jacnb.lab.tables import percent_mean_sd
+from jacnb.lab.tables import factor_list, percent_mean_sd
 from jacnb.lab.verdicts import Verdict
 
 NAME = "04_convolutional"
@@ -251,8 +250,7 @@ def _fit(
     out: dict[str, float] = {}
     for name, (ex, ey) in evals.items():
         ex, ey = ex.to(res["device"]), ey.to(res["device"])
-        out[f"{name}_acc"] = accuracy(model, ex, ey)
-        out[f"{name}_loss"] = cross_entropy_loss(model, ex, ey)
+        out[f"{name}_acc"], out[f"{name}_loss"] = evaluate(model, ex, ey)
     return {
         **out,
         "train_acc": res["train_acc"],
@@ -634,7 +632,7 @@ class ConvolutionalResult:
                     row[f"λ={lam:g}"] = round(100 * acc, 2)
                 row.update(
                     chosen=r["lam"],
-                    excluded_no_fit=", ".join(f"{v:g}" for v in r["excluded_unfit"]) or "–",
+                    excluded_no_fit=factor_list(r["excluded_unfit"]),
                     tie_broken_by_val_loss=r["tie_broken_by_loss"],
                     tie=r["chosen_by_tie"],
                     selection_seeds=", ".join(str(s) for s in r["selection_seeds"]),

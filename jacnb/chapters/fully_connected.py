@@ -60,6 +60,7 @@ from jacnb.lab.datasets import (  # noqa: F401 - Panel, dataset_label, try_datas
 from jacnb.lab.selection import VAL_METRICS
 from jacnb.lab.selection import choose_lambdas as choose
 from jacnb.lab.store import DIVERGED, OK, ResultStore, canonical, run_grid
+from jacnb.lab.tables import factor_list
 from jacnb.lab.timing import make_step, time_calls
 from jacnb.lab.verdicts import REPRODUCED, Verdict
 
@@ -848,9 +849,7 @@ class FullyConnectedResult:
         wide = wide.round(2)
         ch = self.chosen.set_index(["dataset", "regularizer", "depth", "n_train"])
         wide["chosen λ"] = ch["lam"].map(lambda v: f"{v:g}")
-        wide["excluded: no fit"] = ch["excluded_unfit"].map(
-            lambda v: ", ".join(f"{x:g}" for x in v) or "–"
-        )
+        wide["excluded: no fit"] = ch["excluded_unfit"].map(factor_list)
         wide["tie broken by val. loss"] = ch["tie_broken_by_loss"]
         wide["at grid edge"] = ch["at_grid_edge"]
         wide["tie"] = ch["chosen_by_tie"]

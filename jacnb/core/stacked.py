@@ -53,15 +53,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, stack_module_state, vjp, vmap
 
 from jacnb.core.regularizers import JacobianRegularizer, WeightDecay
-from jacnb.core.train import (
-    DivergedError,
-    NonFiniteLossError,
-    TrainConfig,
-    cross_entropy_loss,
-    pick_device,
-)
+from jacnb.core.train import DivergedError, NonFiniteLossError, TrainConfig, pick_device
 
-__all__ = ["penalty_fn", "stacked_accuracy", "train_stacked", "weight_names"]
+__all__ = ["penalty_fn", "stacked_accuracy", "stacked_evaluate", "train_stacked", "weight_names"]
 
 Params = dict[str, Tensor]
 Penalty = Callable[[Params, Tensor, Tensor | None], tuple[Tensor, Tensor]]
@@ -155,22 +149,36 @@ def _loss(kind: str, logits: Tensor, y: Tensor) -> Tensor:
     raise ValueError(f"unknown loss {kind!r}; valid: cross_entropy, squared")
 
 
-def stacked_accuracy(
+def stacked_evaluate(
     base: nn.Module, params: Params, x: Tensor, y: Tensor, shared: bool, batch_size: int = 1024
-) -> list[float]:
-    """Accuracy of every member: ``x, y`` are ``[S, n, ...]``, or ``[n, ...]`` when ``shared``
-    (one test set for all); batched over samples like :func:`jacnb.core.train.accuracy`."""
+) -> tuple[list[float], list[float]]:
+    """Accuracy and mean cross-entropy of every member in one pass: ``x, y`` are ``[S, n, ...]``,
+    or ``[n, ...]`` when ``shared`` (one test set for all); batched over samples like
+    :func:`jacnb.core.train.evaluate`."""
     n_members = next(iter(params.values())).shape[0]
     axis = 0 if shared else 1
     n = x.shape[axis]
     fwd = vmap(lambda p, xb: functional_call(base, p, (xb,)), in_dims=(0, None if shared else 0))
     correct = torch.zeros(n_members, dtype=torch.long, device=x.device)
+    total = torch.zeros(n_members, dtype=torch.float64, device=x.device)
     with torch.no_grad():
         for s in range(0, n, batch_size):
             xb = x.narrow(axis, s, min(batch_size, n - s))
             yb = y.narrow(axis, s, min(batch_size, n - s))
-            correct += (fwd(params, xb).argmax(-1) == yb).sum(-1)
-    return [c / max(1, n) for c in correct.tolist()]
+            logits = fwd(params, xb)  # [S, b, C]
+            yy = yb.expand(n_members, -1) if shared else yb
+            correct += (logits.argmax(-1) == yy).sum(-1)
+            nll = F.cross_entropy(logits.transpose(1, 2), yy, reduction="none")  # [S, b]
+            total += nll.sum(-1).double()
+    m = max(1, n)
+    return [c / m for c in correct.tolist()], [t / m for t in total.tolist()]
+
+
+def stacked_accuracy(
+    base: nn.Module, params: Params, x: Tensor, y: Tensor, shared: bool, batch_size: int = 1024
+) -> list[float]:
+    """Accuracy of every member (see :func:`stacked_evaluate`)."""
+    return stacked_evaluate(base, params, x, y, shared, batch_size)[0]
 
 
 def _common(configs: Sequence[TrainConfig]) -> TrainConfig:
@@ -268,6 +276,7 @@ def train_stacked(
         {"epoch": [], "loss": [], "train_acc": [], "test_acc": []} for _ in active
     ]
     epoch_loss = [math.nan] * n_members
+    last_test_loss = [math.nan] * n_members
     first_loss = [math.nan] * n_members
     bufs: list[Tensor] | None = None
     epochs = cfg.total_epochs
@@ -355,7 +364,9 @@ def train_stacked(
             train_acc = stacked_accuracy(base, p, xs, ys, shared=False)
             test_acc = None
             if x_te is not None and y_te is not None:
-                test_acc = stacked_accuracy(base, p, x_te, y_te, shared=shared_test)
+                test_acc, test_loss = stacked_evaluate(base, p, x_te, y_te, shared=shared_test)
+                for row, i in enumerate(active):
+                    last_test_loss[i] = test_loss[row]
             for row, i in enumerate(active):
                 c = curves[i]
                 c["epoch"].append(epoch + 1)
@@ -379,10 +390,9 @@ def train_stacked(
                 "device": str(dev),
                 "curves": c,
             }
-            if c["test_acc"] and x_te is not None and y_te is not None:
+            if c["test_acc"]:
                 result["test_acc"] = c["test_acc"][-1]
-                xt, yt = (x_te, y_te) if shared_test else (x_te[row], y_te[row])
-                result["test_loss"] = cross_entropy_loss(models[i], xt, yt)
+                result["test_loss"] = last_test_loss[i]  # the final epoch's evaluation
             out[i] = result
     assert all(r is not None for r in out)
     return out  # type: ignore[return-value]

@@ -195,32 +195,34 @@ def nonfinite_state(model: nn.Module) -> str | None:
     return None
 
 
-def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
-    """Fraction of correctly classified samples (model in eval mode during the pass)."""
+def evaluate(
+    model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024
+) -> tuple[float, float]:
+    """``(accuracy, mean cross-entropy)`` of ``model`` on ``(x, y)`` in one pass (model in eval
+    mode during it). The cross-entropy is the continuous companion of the accuracy on a
+    validation set: the factor selection of :mod:`jacnb.lab.selection` breaks exact accuracy
+    ties with it (notebooks 02 and 04)."""
     was = model.training
     model.eval()
-    correct = 0
+    correct, total = 0, 0.0
     with torch.no_grad():
         for s in range(0, x.shape[0], batch_size):
-            correct += int((model(x[s : s + batch_size]).argmax(1) == y[s : s + batch_size]).sum())
+            logits, yb = model(x[s : s + batch_size]), y[s : s + batch_size]
+            correct += int((logits.argmax(1) == yb).sum())
+            total += float(F.cross_entropy(logits, yb, reduction="sum"))
     model.train(was)
-    return correct / max(1, x.shape[0])
+    n = max(1, x.shape[0])
+    return correct / n, total / n
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
+    """Fraction of correctly classified samples (model in eval mode during the pass)."""
+    return evaluate(model, x, y, batch_size)[0]
 
 
 def cross_entropy_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
-    """Mean cross-entropy of ``model`` on ``(x, y)`` (model in eval mode during the pass).
-
-    The continuous companion of :func:`accuracy` on a validation set: the factor selection of
-    :mod:`jacnb.lab.selection` breaks exact accuracy ties with it (notebooks 02 and 04)."""
-    was = model.training
-    model.eval()
-    total = 0.0
-    with torch.no_grad():
-        for s in range(0, x.shape[0], batch_size):
-            logits = model(x[s : s + batch_size])
-            total += float(F.cross_entropy(logits, y[s : s + batch_size], reduction="sum"))
-    model.train(was)
-    return total / max(1, x.shape[0])
+    """Mean cross-entropy of ``model`` on ``(x, y)`` (see :func:`evaluate`)."""
+    return evaluate(model, x, y, batch_size)[1]
 
 
 def _loss(kind: str, logits: Tensor, y: Tensor) -> Tensor:
@@ -294,6 +296,7 @@ def train(
     curves: dict[str, list[float]] = {"epoch": [], "loss": [], "train_acc": [], "test_acc": []}
     start = time.perf_counter()
     first_loss: float | None = None
+    test_loss = math.nan
     advice = f"lower the learning rate or the regularization factor (lam={config.lam})"
     epochs = config.total_epochs
     bar = tqdm(range(epochs), desc=desc, disable=progress_off(config.progress), mininterval=10.0)
@@ -329,7 +332,8 @@ def train(
             curves["loss"].append(total / batches)
             curves["train_acc"].append(accuracy(model, x_train, y_train))
             if x_test is not None and y_test is not None:
-                curves["test_acc"].append(accuracy(model, x_test, y_test))
+                test_acc, test_loss = evaluate(model, x_test, y_test)
+                curves["test_acc"].append(test_acc)
             bar.set_postfix(
                 loss=f"{total / batches:.4f}",
                 train_acc=f"{curves['train_acc'][-1]:.3f}",
@@ -345,5 +349,5 @@ def train(
     }
     if curves["test_acc"]:
         result["test_acc"] = curves["test_acc"][-1]
-        result["test_loss"] = cross_entropy_loss(model, x_test, y_test)
+        result["test_loss"] = test_loss  # of the last evaluation, the final epoch's
     return result

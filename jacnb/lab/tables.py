@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["percent_mean_sd"]
+__all__ = ["factor_list", "percent_mean_sd"]
 
 
 def percent_mean_sd(values: pd.Series) -> str:
@@ -16,3 +16,9 @@ def percent_mean_sd(values: pd.Series) -> str:
         return "n/a"
     sd = f" ± {v.std(ddof=1):.2f}" if len(v) > 1 else ""
     return f"{v.mean():.2f}{sd} (n={len(v)})"
+
+
+def factor_list(values: list[float]) -> str:
+    """Factors as ``"1, 10, 100"`` (``"–"`` for none): the *excluded: no fit* cells of the
+    factor-choice tables of notebooks ``02_fully_connected`` and ``04_convolutional``."""
+    return ", ".join(f"{v:g}" for v in values) or "–"
