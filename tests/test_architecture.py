@@ -4,7 +4,9 @@
 * ``jacnb.lab`` does not import ``jacnb.chapters``;
 * nothing in ``jacnb`` imports ``benchmarks`` or ``scripts`` (not even through ``importlib``);
 * the modules of ``jacnb`` import each other without a cycle (deferred imports inside functions
-  count too: a cycle is a design smell wherever the import statement sits).
+  count too: a cycle is a design smell wherever the import statement sits);
+* chapters never import each other; a private helper module of ``jacnb.chapters`` (``_x``) serves
+  one chapter only (what two chapters share lives in ``jacnb.lab``).
 """
 
 from __future__ import annotations
@@ -148,3 +150,58 @@ def test_layout_has_the_three_layers():
         assert name in ("jacnb", "jacnb.book", "jacnb.run") or any(
             in_layer(name, layer) for layer in ("core", "lab", "chapters")
         ), f"{name}: put it in jacnb.core, jacnb.lab or jacnb.chapters"
+
+
+def chapter_of(module: str) -> str | None:
+    """The short name of a module of ``jacnb.chapters`` (``None`` outside it): a chapter, or a
+    private helper (``_x``) whose users :func:`chapter_import_breaks` counts."""
+    if not in_layer(module, "chapters") or module == "jacnb.chapters":
+        return None
+    return module.rsplit(".", 1)[1]
+
+
+def chapter_import_breaks(graph: dict[str, set[str]]) -> list[str]:
+    """Chapter-to-chapter imports: a chapter module importing another chapter module, or a
+    private helper module (``jacnb.chapters._x``) imported by more than one chapter (a helper
+    two chapters share belongs in ``jacnb.lab``)."""
+    broken = []
+    users: dict[str, set[str]] = {}
+    for name, deps in graph.items():
+        mine = chapter_of(name)
+        if mine is None:
+            continue
+        for dep in deps:
+            other = chapter_of(dep)
+            if other is None or other == mine:
+                continue
+            if other.startswith("_") and not mine.startswith("_"):
+                users.setdefault(dep, set()).add(name)
+            else:
+                broken.append(f"{name} imports {dep}")
+    broken += [
+        f"{helper} is used by several chapters: {sorted(by)}"
+        for helper, by in sorted(users.items())
+        if len(by) > 1
+    ]
+    return sorted(broken)
+
+
+def test_chapters_do_not_import_each_other():
+    assert not chapter_import_breaks(internal_graph())
+
+
+def test_the_chapter_rule_sees_planted_breaks():
+    graph = {
+        "jacnb.chapters.a": {"jacnb.chapters.b", "jacnb.lab.x"},
+        "jacnb.chapters.b": {"jacnb.chapters._b_plots"},
+        "jacnb.chapters.c": {"jacnb.chapters._b_plots"},
+        "jacnb.chapters._b_plots": {"jacnb.lab.plotting"},
+    }
+    assert chapter_import_breaks(graph) == [
+        "jacnb.chapters._b_plots is used by several chapters: "
+        "['jacnb.chapters.b', 'jacnb.chapters.c']",
+        "jacnb.chapters.a imports jacnb.chapters.b",
+    ]
+    del graph["jacnb.chapters.c"]
+    graph["jacnb.chapters.a"] = {"jacnb.lab.x"}
+    assert chapter_import_breaks(graph) == []

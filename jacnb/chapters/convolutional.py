@@ -14,26 +14,26 @@
   per sample with the batch statistics held fixed (``batch_norm="fixed"``, the default of
   :class:`~jacnb.core.regularizers.JacobianRegularizer`; checked by :func:`bn_jacobian_check`).
 
-Factor selection (issue 13): every factor of a grid is trained on a drawn training set and
+Factor selection: every factor of a grid is trained on a drawn training set and
 scored on held-out training data (``n_val`` further samples of the training split, or
-``val_fraction`` of the drawn set; :func:`selection_data`), with the seeds
+``val_fraction`` of the drawn set; :func:`jacnb.lab.pipeline.selection_split`), with the seeds
 :func:`jacnb.lab.gates.selection_seeds` gives (disjoint from the final seeds); the test sets
-are never read for the choice. Each final run records ``lam``, ``lam_grid``, ``chosen_by_tie``,
-``selection_seeds`` and ``selection_steps``. Every run is one config dict that goes through
-:func:`jacnb.lab.store.run_grid`, so nothing is trained twice and a killed grid resumes.
+are never read for the choice. A final run uses the factor chosen at the nearest selected size
+(:func:`jacnb.lab.pipeline.nearest_choice`) and the runs frame records ``lam``, ``lam_grid``,
+``chosen_by_tie``, ``selection_seeds`` and ``selection_steps``. Every run is one config dict
+that goes through :func:`jacnb.lab.store.run_grid`, so nothing is trained twice and a killed
+grid resumes.
 
-Chapter interface (``PLAN.md``): :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run`
+Chapter interface: :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run`
 -> :class:`ConvolutionalResult` (``frames``, ``figures``, ``paper_table``, ``verdicts``). The
 verdicts come only from :func:`jacnb.lab.gates.decide` on the tidy runs frame
-(:meth:`ConvolutionalResult.runs`) or :func:`jacnb.lab.gates.not_run`. The notebook
-``04_convolutional`` only calls into this module.
+(:meth:`ConvolutionalResult.runs`, through :func:`jacnb.lab.pipeline.decide_panel`) or
+:func:`jacnb.lab.gates.not_run`. The notebook ``04_convolutional`` only calls into this module.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,27 +46,24 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from jacnb.core import models
-from jacnb.core.data import (
-    balanced_subset,
-    balanced_subset_indices,
-    resize_images,
-    train_val_split,
-)
+from jacnb.core.data import balanced_subset, resize_images
 from jacnb.core.jacobian import logits_and_frobenius_sq
 from jacnb.core.regularizers import regularizer_from_config
-from jacnb.core.train import (
-    TRAIN_KEYS,
-    NonFiniteLossError,
-    evaluate,
-    pick_device,
-    train,
-    train_config,
-)
+from jacnb.core.train import TRAIN_KEYS, evaluate, pick_device, train, train_config
 from jacnb.lab import gates, paper
 from jacnb.lab import settings as lab_settings
-from jacnb.lab.claims import claims_of
-from jacnb.lab.datasets import Panel, dataset_label, get_dataset, not_run, plan_panels
-from jacnb.lab.datasets import stand_in_label as panel_stand_in_label
+from jacnb.lab.claims import Claim, claims_of
+from jacnb.lab.datasets import Panel, dataset_label, get_dataset, plan_panels
+from jacnb.lab.pipeline import (
+    assemble_verdicts,
+    choice_provenance,
+    decide_panel,
+    nearest_choice,
+    selection_split,
+    sgd_steps,
+    validation_keys,
+)
+from jacnb.lab.records import RunStatus, diverged_record, is_ok, run_or_diverged, split_ok
 from jacnb.lab.selection import VAL_METRICS
 from jacnb.lab.selection import choose_lambdas as choose
 from jacnb.lab.store import ResultStore, run_grid
@@ -114,10 +111,6 @@ TABLES = {
     ),
 }
 
-#: Every run record that is not ``ok`` (diverged) is left out of means, tables and verdicts.
-OK = "ok"
-
-
 # ---------------------------------------------------------------------------------------------
 # Settings and panels
 # ---------------------------------------------------------------------------------------------
@@ -155,14 +148,11 @@ def plan_table(ts: Mapping[str, Any]) -> list[tuple[Panel, dict[str, Any]]]:
                 break
         assert panel is not None
         if panel.dataset is None:
-            tried = [spec["dataset"], *(spec.get("fallbacks") or [])]
-            panel = Panel(spec["paper"], None, f"{spec['paper']}: not run", not_run(tried))
-        elif panel.dataset == "lared":  # the real LaRED, not a stand-in
-            panel = Panel("LaRED", "lared", "LaRED", panel.note)
+            panel = Panel.absent(spec["paper"], [spec["dataset"], *(spec.get("fallbacks") or [])])
         side = ts.get("image_size")
         if panel.dataset is not None and side and _native_side(panel.dataset) != side:
-            panel = Panel(
-                panel.paper, panel.dataset, f"{panel.label}, resized to {side}x{side}", panel.note
+            panel = Panel.running(
+                panel.paper, panel.dataset, panel.note, label_note=f"resized to {side}x{side}"
             )
         out.append((panel, dict(spec)))
     return out
@@ -216,37 +206,30 @@ def build_model(config: Mapping[str, Any], in_channels: int, side: int) -> nn.Mo
     )
 
 
-def steps_of(n: int, batch_size: int, epochs: int, drop_last: bool) -> int:
-    """SGD steps of :func:`jacnb.core.train.train` on ``n`` samples (its batching rule:
-    the last incomplete batch is dropped for batch-normalized nets when a full one precedes it)."""
-    end = n - n % batch_size if drop_last and n > batch_size else n
-    return int(epochs * math.ceil(end / batch_size))
-
-
 def _fit(
     config: Mapping[str, Any], x: Tensor, y: Tensor, evals: Mapping[str, tuple[Tensor, Tensor]]
 ) -> dict[str, Any]:
     """Train the run's net on ``(x, y)``; accuracy and mean cross-entropy on every set of
     ``evals`` (``<name>_acc``, ``<name>_loss``), the SGD ``steps`` taken. A non-finite loss stops
-    the run; it is stored as diverged (status ``"diverged"``) with NaN metrics and the message."""
+    the run; it is stored as diverged (:func:`jacnb.lab.records.diverged_record`) with NaN metrics
+    and the message."""
     model = build_model(config, int(x.shape[1]), int(x.shape[-1]))
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    steps = steps_of(len(y), config["batch_size"], config["epochs"], has_bn)
+    steps = sgd_steps(len(y), config["batch_size"], config["epochs"], has_bn)
     cfg = train_config(config, eval_every=config["epochs"])  # evaluate once, at the end
-    try:
-        res = train(model, x, y, cfg, regularizer=regularizer_from_config(config))
-    except NonFiniteLossError as err:
+    res = run_or_diverged(train, model, x, y, cfg, regularizer=regularizer_from_config(config))
+    if isinstance(res, BaseException):
         nan = float("nan")
         out = {f"{name}_{m}": nan for name in evals for m in ("acc", "loss")}
-        return {
+        return diverged_record(
+            res,
             **out,
-            "train_acc": nan,
-            "final_loss": nan,
-            "seconds": nan,
-            "steps": steps,
-            "device": str(pick_device()),
-            "diverged": str(err),
-        }
+            train_acc=nan,
+            final_loss=nan,
+            seconds=nan,
+            steps=steps,
+            device=str(pick_device()),
+        )
     out: dict[str, float] = {}
     for name, (ex, ey) in evals.items():
         ex, ey = ex.to(res["device"]), ey.to(res["device"])
@@ -258,34 +241,16 @@ def _fit(
         "seconds": res["seconds"],
         "steps": steps,
         "device": res["device"],
-        "diverged": "",
     }
 
 
 def selection_data(config: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(x_fit, y_fit, x_val, y_val)`` of a selection run, from the training split only.
-
-    With ``n_val`` in the config: the fit set is the run's class-balanced draw of ``n_train``
-    (as a final run of that seed would draw it) and the validation set the ``n_val`` further
-    samples of the same seeded balanced draw of ``n_train + n_val`` (disjoint from the fit set).
-    Without it: ``val_fraction`` of the ``n_train`` drawn samples is held out."""
-    ds = get_dataset(config["dataset"])
+    """``(x_fit, y_fit, x_val, y_val)`` of a selection run, from the training split only
+    (:func:`jacnb.lab.pipeline.selection_split`), at the run's image size."""
     side = config.get("image_size")
-    if config.get("n_val"):
-        n, seed = int(config["n_train"]), int(config["seed"])
-        every = balanced_subset_indices(ds.y_train, n + int(config["n_val"]), seed)
-        fit = balanced_subset_indices(ds.y_train, n, seed)
-        if not np.isin(fit, every).all():
-            raise ValueError("balanced draws are not nested")
-        val = np.setdiff1d(every, fit)
-        return (
-            resize_images(ds.x_train[fit], side),
-            ds.y_train[fit],
-            resize_images(ds.x_train[val], side),
-            ds.y_train[val],
-        )
-    x, y = train_split(config)
-    return train_val_split(x, y, config["val_fraction"], config["seed"])
+    return selection_split(
+        get_dataset(config["dataset"]), config, lambda x: resize_images(x, side)
+    )
 
 
 def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -293,7 +258,7 @@ def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
     held-out validation set (``val_acc``). Reads only the training split of the dataset."""
     x_fit, y_fit, x_val, y_val = selection_data(config)
     res = _fit(config, x_fit, y_fit, {"val": (x_val, y_val)})
-    if res["diverged"]:
+    if RunStatus.of(res.get("status")) is RunStatus.DIVERGED:
         res["val_acc"] = 0.0  # a diverging factor loses the selection
     return {**res, "n_fit": int(len(y_fit)), "n_val": int(len(y_val))}
 
@@ -349,7 +314,7 @@ def select_configs(
             "lam": lam,
             "seed": seed,
             "val_metrics": VAL_METRICS,
-            **({"n_val": ts["n_val"]} if ts.get("n_val") else {"val_fraction": ts["val_fraction"]}),
+            **validation_keys(ts, get_dataset(dataset).y_train, n),
         }
         for reg in t.selected
         for n in select_sizes(ts, n_train)
@@ -370,20 +335,17 @@ def choose_lambdas(select: pd.DataFrame, table: str = "table2") -> pd.DataFrame:
 
 
 def lookup(chosen: pd.DataFrame, dataset: str, reg: str, n: int) -> dict[str, Any]:
-    """The choice that the final runs of size ``n`` use: the one made at ``n``, else at the
-    nearest selection size (in log scale)."""
-    sub = chosen[(chosen["dataset"] == dataset) & (chosen["regularizer"] == reg)]
-    if sub.empty:
-        raise ValueError(f"no factor chosen for {dataset}/{reg}")
-    i = (np.log(sub["n_train"].astype(float)) - math.log(n)).abs().idxmin()
-    row = sub.loc[i]
+    """The choice that the final runs of size ``n`` use
+    (:func:`jacnb.lab.pipeline.nearest_choice`) and its provenance: ``lam``, ``selected_at``,
+    ``lam_grid``, ``chosen_by_tie``, ``selection_seeds``, ``selection_steps``."""
+    row = nearest_choice(chosen, n, dataset=dataset, regularizer=reg)
+    prov = choice_provenance(row)
     return {
-        "lam": float(row["lam"]),
-        "selected_at": int(row["n_train"]),
-        "lam_grid": list(row["lam_grid"]),
-        "chosen_by_tie": bool(row["chosen_by_tie"]),
-        "selection_seeds": list(row["selection_seeds"]),
-        "selection_steps": int(row["selection_steps"]),
+        **prov,
+        "lam_grid": list(prov["lam_grid"]),
+        "chosen_by_tie": bool(prov["chosen_by_tie"]),
+        "selection_seeds": list(prov["selection_seeds"]),
+        "selection_steps": int(prov["selection_steps"]),
     }
 
 
@@ -499,11 +461,6 @@ def _paper_frame(table: str) -> pd.DataFrame:
     return df[["column", "n_train", "regularizer", "accuracy"]]
 
 
-def _is_stand_in(panel: Panel) -> bool:
-    assert panel.dataset is not None
-    return gates.is_stand_in(panel_stand_in_label(panel.dataset, panel.paper))
-
-
 def _dataset_name(panel: Panel, ts: Mapping[str, Any]) -> str:
     """What ran, without the stand-in suffix (:func:`jacnb.lab.gates.decide` adds it)."""
     assert panel.dataset is not None
@@ -567,7 +524,7 @@ class ConvolutionalResult:
                             "selection_seeds": sel.get("selection_seeds"),
                             "selection_steps": sel.get("selection_steps"),
                             "selected_at": sel.get("selected_at"),
-                            "status": r.get("status", OK) or OK,
+                            "status": RunStatus.of(r.get("status")),
                             "seconds": float(r.get("seconds", np.nan)),
                         }
                     )
@@ -609,7 +566,7 @@ class ConvolutionalResult:
         out = {}
         for table, tr in self.tables.items():
             for phase, f in (("selection", tr.select), ("final", tr.final)):
-                n = int((f["status"] != OK).sum()) if len(f) and "status" in f else 0
+                n = split_ok(f)[1]
                 out[f"{table} {phase}"] = n
         return out
 
@@ -658,7 +615,7 @@ class ConvolutionalResult:
             t = TABLES[table]
             base, treat = list(t.regularizers)
             runs = self.runs(table)
-            ok = runs[runs["status"] == OK] if len(runs) else runs
+            ok = split_ok(runs)[0]
             ref = _paper_frame(table)
             for panel, spec in tr.panels:
                 for column, _test_set, _metric in _columns(panel.paper):
@@ -715,7 +672,7 @@ class ConvolutionalResult:
                         "table": TABLES[table].name,
                         "phase": phase,
                         "runs": len(f),
-                        "diverged runs": int((f["status"] != OK).sum()) if "status" in f else 0,
+                        "diverged runs": split_ok(f)[1],
                         "training minutes": round(float(f["seconds"].sum()) / 60, 2),
                     }
                 )
@@ -751,7 +708,7 @@ class ConvolutionalResult:
             t = TABLES[table]
             base, treat = list(t.regularizers)
             runs = self.runs(table)
-            ok = runs[runs["status"] == OK] if len(runs) else runs
+            ok = split_ok(runs)[0]
             for which in ("smallest", "largest"):
                 out[f"{table}_diff_{which}"] = float("nan")
                 out[f"{table}_n_{which}"] = float("nan")
@@ -789,7 +746,7 @@ class ConvolutionalResult:
             runs = self.runs(table)
             if runs.empty:
                 continue
-            ok = runs[runs["status"] == OK].copy()
+            ok = runs[is_ok(runs)].copy()
             ok["test accuracy [%]"] = 100 * ok["test_acc"]
             ok["regularizer"] = ok["arm"].map(t.regularizers)
             ok["training samples"] = ok["n_train"]
@@ -868,40 +825,43 @@ class ConvolutionalResult:
     # --- verdicts ---------------------------------------------------------------------------
 
     def verdicts(self) -> list[Verdict]:
-        """One verdict per claim registered on this page: :func:`jacnb.lab.gates.decide` on the
-        ``ok`` rows of the claim's panel in :meth:`runs` (a stand-in named as such), or
-        :func:`jacnb.lab.gates.not_run` where the panel's dataset is absent. Diverged runs are
-        left out (their seed is then unpaired) and counted in the reason."""
-        out = []
-        for claim in claims_of(NAME):
-            table = claim.id.split(".")[0]
-            tr = self.tables[table]
-            panel = next((p for p, _ in tr.panels if p.paper == claim.dataset), None)
-            if panel is None:
-                out.append(
-                    gates.not_run(claim.id, "not in this profile's panels", profile=self.profile)
-                )
-                continue
-            if panel.dataset is None:
-                out.append(gates.not_run(claim.id, panel.note, profile=self.profile))
-                continue
-            runs = self.runs(table)
-            mine = runs[runs["paper"] == claim.dataset] if len(runs) else runs
-            ok = mine[mine["status"] == OK]
-            cols = list(gates.required_columns(claim.id))
-            v = gates.decide(
-                claim.id,
-                ok[cols],
-                profile=self.profile,
-                dataset=_dataset_name(panel, tr.settings),
-                stand_in=_is_stand_in(panel),
+        """One verdict per claim registered on this page: :func:`jacnb.lab.pipeline.decide_panel`
+        on the rows of the claim's panel in :meth:`runs` -- the table whose panel is the claim's
+        dataset -- (a stand-in named as such; diverged runs left out and counted), or
+        :func:`jacnb.lab.gates.not_run` where the panel did not run or is not in the profile."""
+        return assemble_verdicts(NAME, self._decider)
+
+    def _panel_of(self, claim: Claim) -> tuple[str, Panel] | None:
+        """The table and panel a claim is judged on: the panel of the claim's dataset."""
+        for table, tr in self.tables.items():
+            for panel, _spec in tr.panels:
+                if panel.paper == claim.dataset:
+                    return table, panel
+        return None
+
+    def _decider(self, claim: Claim):
+        found = self._panel_of(claim)
+        if found is None:
+            return lambda c: gates.not_run(
+                c.id, "not in this profile's panels", profile=self.profile
             )
-            n_bad = int((mine["status"] != OK).sum()) if len(mine) else 0
-            if n_bad:
-                note = f"{n_bad} diverged run rows left out"
-                v = dataclasses.replace(v, reason=f"{v.reason}; {note}" if v.reason else note)
-            out.append(v)
-        return out
+        table, panel = found
+
+        def decide(c: Claim) -> Verdict:
+            runs = self.runs(table)
+            mine = runs[runs["paper"] == c.dataset] if len(runs) else runs
+            name = _dataset_name(panel, self.tables[table].settings) if panel.ran else None
+            return decide_panel(
+                c.id,
+                mine,
+                profile=self.profile,
+                panel=panel,
+                dataset=name,
+                columns=gates.required_columns(c.id),
+                left_out_what="run rows",
+            )
+
+        return decide
 
 
 # ---------------------------------------------------------------------------------------------

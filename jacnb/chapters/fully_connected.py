@@ -23,43 +23,42 @@ which claims its runs in the store first). The shared pieces of the weight-norm 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch import Tensor
 
 from jacnb.chapters import _fc_plots
-from jacnb.core.data import Dataset, balanced_subset, balanced_subset_indices, train_val_split
+from jacnb.core.data import Dataset, balanced_subset
 from jacnb.core.models import fully_connected
 from jacnb.core.regularizers import make_regularizer, regularizer_from_config
-from jacnb.core.stacked import train_stacked
-from jacnb.core.train import (
-    TRAIN_KEYS,
-    NonFiniteLossError,
-    TrainConfig,
-    pick_device,
-    train,
-    train_config,
-)
+from jacnb.core.stacked import train_stacked_by_size
+from jacnb.core.train import TRAIN_KEYS, pick_device, train, train_config
 from jacnb.lab import gates
 from jacnb.lab import settings as lab_settings
-from jacnb.lab.claims import claims_of, get_claim
-from jacnb.lab.datasets import (  # noqa: F401 - Panel, dataset_label, try_dataset: re-exported
-    Panel,
-    dataset_label,
-    get_dataset,
-    plan_panels,
-    try_dataset,
+from jacnb.lab.claims import Claim, get_claim
+from jacnb.lab.datasets import Panel, get_dataset, plan_panels
+from jacnb.lab.fc_nets import build_fc, input_dim, project_gpu_hours
+from jacnb.lab.pipeline import (
+    assemble_verdicts,
+    choice_provenance,
+    claims_table,
+    decide_panel,
+    nearest_choice,
+    run_grid_stacked,
+    selection_split,
+    sgd_steps,
+    stack_seeds,
+    validation_keys,
 )
+from jacnb.lab.records import diverged_record, is_ok, run_or_diverged, split_ok
 from jacnb.lab.selection import VAL_METRICS
 from jacnb.lab.selection import choose_lambdas as choose
-from jacnb.lab.store import DIVERGED, OK, ResultStore, canonical, run_grid
+from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.tables import factor_list
 from jacnb.lab.timing import make_step, time_calls
 from jacnb.lab.verdicts import REPRODUCED, Verdict
@@ -93,43 +92,13 @@ def settings(profile: str = "cpu") -> dict[str, Any]:
     return s
 
 
-def _input_dim(ds: Dataset) -> int:
-    return int(math.prod(ds.input_shape))
-
-
-def _build(config: Mapping[str, Any], ds: Dataset, weight_norm: bool) -> nn.Module:
-    torch.manual_seed(config["seed"])
-    return fully_connected(
-        _input_dim(ds), ds.n_classes, config["depth"], config["width"], weight_norm=weight_norm
-    )
-
-
-def steps_per_run(n_fit: int, batch_size: int, epochs: int) -> int:
-    """SGD steps of a run (no batch norm, so the last incomplete batch is kept)."""
-    return int(epochs) * math.ceil(int(n_fit) / int(batch_size))
-
-
-def ok_runs(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The finished runs of a store frame (``status == "ok"``) and how many were left out
-    (diverged runs: stored as such, excluded from every mean, counted)."""
-    if frame.empty or "status" not in frame:
-        return frame, 0
-    ok = frame["status"] == OK
-    return frame[ok].reset_index(drop=True), int((~ok).sum())
-
-
-def _diverged_record(err: BaseException, **extra: Any) -> dict[str, Any]:
-    details = dict(getattr(err, "details", {}) or {})
-    return {**details, **extra, "status": DIVERGED, "reason": str(err)}
-
-
 # ---------------------------------------------------------------------------------------------
 # Validation-based choice of the regularization factor
 # ---------------------------------------------------------------------------------------------
 
 
 def _fig3_base(s: Mapping[str, Any], ds: Dataset) -> dict[str, Any]:
-    width = int(round(s.get("width_factor", 1) * _input_dim(ds)))
+    width = int(round(s.get("width_factor", 1) * input_dim(ds)))
     return {
         "profile": s["profile"],
         "dataset": ds.name,
@@ -165,7 +134,7 @@ def select_configs(s: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
             "lam": lam,
             "seed": seed,
             "val_metrics": VAL_METRICS,
-            **validation_keys(s, ds, n),
+            **validation_keys(s, ds.y_train, n),
         }
         for reg in REGULARIZERS
         for depth in s["depths"]
@@ -175,45 +144,10 @@ def select_configs(s: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
     ]
 
 
-def validation_keys(s: Mapping[str, Any], ds: Dataset, n_train: int) -> dict[str, Any]:
-    """The validation keys of a selection config at size ``n_train``: ``{"n_val": n_val}`` when
-    ``s["n_val"]`` is set and the training pool holds a class-balanced draw of ``n_train + n_val``
-    samples, else ``{"val_fraction": s["val_fraction"]}`` (e.g. the paper's CIFAR-10 at 50000,
-    which is the whole training split)."""
-    n_val = s.get("n_val")
-    if n_val:
-        try:
-            balanced_subset_indices(ds.y_train, int(n_train) + int(n_val), 0)
-        except ValueError:
-            pass
-        else:
-            return {"n_val": int(n_val)}
-    return {"val_fraction": s["val_fraction"]}
-
-
-def selection_indices(y_train: Any, config: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Indices into the training split of the fit and validation sets of an ``n_val`` selection
-    run: the fit set is the seed's class-balanced draw of ``n_train`` (what a final run of that
-    seed draws) and the validation set the ``n_val`` further samples of the same seeded balanced
-    draw of ``n_train + n_val`` (disjoint from the fit set)."""
-    n, seed = int(config["n_train"]), int(config["seed"])
-    every = balanced_subset_indices(y_train, n + int(config["n_val"]), seed)
-    fit = balanced_subset_indices(y_train, n, seed)
-    if not np.isin(fit, every).all():
-        raise ValueError("balanced draws are not nested")
-    return fit, np.setdiff1d(every, fit)
-
-
 def selection_data(config: Mapping[str, Any]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(x_fit, y_fit, x_val, y_val)`` of a selection run, from the training split only: with
-    ``n_val`` in the config see :func:`selection_indices`; without it ``val_fraction`` of the
-    ``n_train`` drawn samples is held out (class stratified)."""
-    ds = get_dataset(config["dataset"])
-    if config.get("n_val"):
-        fit, val = selection_indices(ds.y_train, config)
-        return ds.x_train[fit], ds.y_train[fit], ds.x_train[val], ds.y_train[val]
-    x, y = balanced_subset(ds.x_train, ds.y_train, config["n_train"], config["seed"])
-    return train_val_split(x, y, config["val_fraction"], config["seed"])
+    """``(x_fit, y_fit, x_val, y_val)`` of a selection run, from the training split only
+    (:func:`jacnb.lab.pipeline.selection_split`)."""
+    return selection_split(get_dataset(config["dataset"]), config)
 
 
 def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -222,19 +156,17 @@ def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
     computed)."""
     ds = get_dataset(config["dataset"])
     x_tr, y_tr, x_val, y_val = selection_data(config)
-    model = _build(config, ds, weight_norm=False)
-    try:
-        res: Any = train(
-            model,
-            x_tr,
-            y_tr,
-            train_config(config),
-            regularizer=regularizer_from_config(config),
-            x_test=x_val,
-            y_test=y_val,
-        )
-    except NonFiniteLossError as err:  # a factor that diverges scores zero; the grid goes on
-        res = err
+    model = build_fc(config, ds, weight_norm=False)
+    res = run_or_diverged(  # a factor that diverges scores zero; the grid goes on
+        train,
+        model,
+        x_tr,
+        y_tr,
+        train_config(config),
+        regularizer=regularizer_from_config(config),
+        x_test=x_val,
+        y_test=y_val,
+    )
     return _select_record(config, res, int(x_tr.shape[0]), int(x_val.shape[0]))
 
 
@@ -243,9 +175,9 @@ def _select_record(
 ) -> dict[str, Any]:
     """The stored record of a selection run from its training result (or divergence: stored
     with status ``diverged`` and validation accuracy 0, so a diverging factor is never chosen)."""
-    steps = steps_per_run(n_fit, config["batch_size"], config["epochs"])
+    steps = sgd_steps(n_fit, config["batch_size"], config["epochs"])
     if isinstance(res, BaseException):
-        return _diverged_record(
+        return diverged_record(
             res,
             val_acc=0.0,
             val_loss=float("nan"),
@@ -281,14 +213,9 @@ def choose_lambdas(
 def chosen_row(
     chosen: pd.DataFrame, dataset: str, reg: str, depth: int, n_train: int
 ) -> pd.Series:
-    """The :func:`choose_lambdas` row for a final run; if the selection ran at other sizes only,
-    the one of the nearest selected size (stated on the page)."""
-    sel = chosen[
-        (chosen["dataset"] == dataset) & (chosen["regularizer"] == reg) & (chosen["depth"] == depth)
-    ]
-    if sel.empty:
-        raise KeyError(f"no chosen factor for {dataset}/{reg}/depth {depth}")
-    return sel.iloc[(sel["n_train"] - n_train).abs().argsort().iloc[0]]
+    """The :func:`choose_lambdas` row a final run uses: the one at the selected size nearest to
+    ``n_train`` (:func:`jacnb.lab.pipeline.nearest_choice`; stated on the page)."""
+    return nearest_choice(chosen, n_train, dataset=dataset, regularizer=reg, depth=depth)
 
 
 def lookup_lambda(chosen: pd.DataFrame, dataset: str, reg: str, depth: int, n_train: int) -> float:
@@ -346,177 +273,40 @@ def fig3_run(config: Mapping[str, Any]) -> dict[str, Any]:
     """One final Fig. 3 run: seeded draw of ``n_train`` samples, seeded init, test accuracy."""
     ds = get_dataset(config["dataset"])
     x, y = balanced_subset(ds.x_train, ds.y_train, config["n_train"], config["seed"])
-    model = _build(config, ds, weight_norm=False)
-    try:
-        res: Any = train(
-            model,
-            x,
-            y,
-            train_config(config),
-            regularizer=regularizer_from_config(config),
-            x_test=ds.x_test,
-            y_test=ds.y_test,
-        )
-    except NonFiniteLossError as err:  # stored as status "diverged", excluded from means
-        res = err
+    model = build_fc(config, ds, weight_norm=False)
+    res = run_or_diverged(  # stored as status "diverged", excluded from means
+        train,
+        model,
+        x,
+        y,
+        train_config(config),
+        regularizer=regularizer_from_config(config),
+        x_test=ds.x_test,
+        y_test=ds.y_test,
+    )
     return _fig3_record(config, res)
 
 
 def _fig3_record(config: Mapping[str, Any], res: Mapping[str, Any] | BaseException) -> dict:
     """The stored record of a final Fig. 3 run from its training result (or divergence)."""
-    steps = steps_per_run(config["n_train"], config["batch_size"], config["epochs"])
+    steps = sgd_steps(config["n_train"], config["batch_size"], config["epochs"])
     if isinstance(res, BaseException):
         nan = float("nan")
-        return _diverged_record(res, test_acc=nan, train_acc=nan, steps=steps)
+        return diverged_record(res, test_acc=nan, train_acc=nan, steps=steps)
     return {**{k: v for k, v in res.items() if k != "curves"}, "steps": steps}
 
 
 # ---------------------------------------------------------------------------------------------
-# Seeds trained together (jacnb.core.stacked), with the store's claims
+# Seeds trained together (jacnb.core.stacked; jacnb.lab.pipeline.run_grid_stacked)
 # ---------------------------------------------------------------------------------------------
-
-#: Config keys in which runs trained together may differ.
-STACK_KEYS = ("seed", "lam")
-
-
-def stack_seeds(s: Mapping[str, Any], device: str | torch.device | None = None) -> bool:
-    """Whether the profile trains the seeds of a configuration together (``jacnb.core.stacked``).
-
-    ``s["stack_seeds"]``: ``True``, ``False`` (the default) or ``"auto"`` -- stacked on CUDA
-    only. On this project's 2-core CPU ``benchmarks/stacked_training.py`` measured stacking at
-    0.75-0.97x the speed of separate runs (``cpu`` and paper nets), so ``smoke`` and ``cpu`` train
-    separately; on a GPU a step of these small nets is bound by per-operation launch overhead,
-    which stacking divides by the number of seeds (expected there, not yet measured).
-    """
-    mode = s.get("stack_seeds", False)
-    if mode == "auto":
-        return pick_device(device).type == "cuda"
-    if not isinstance(mode, bool):
-        raise ValueError(f"stack_seeds must be true, false or 'auto', got {mode!r}")
-    return mode
-
-
-def stack_groups(configs: Iterable[Mapping[str, Any]]) -> list[list[dict[str, Any]]]:
-    """Configs grouped by everything but :data:`STACK_KEYS` (and whether ``lam > 0``), in order
-    of first appearance: the runs that one stacked loop can train."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for c in configs:
-        rest = {k: v for k, v in c.items() if k not in STACK_KEYS}
-        key = canonical({**rest, "__reg_on": bool(c.get("lam", 0) > 0)})
-        groups.setdefault(key, []).append(dict(c))
-    return list(groups.values())
-
-
-def _one(run: Any, config: Mapping[str, Any]) -> Any:
-    try:
-        return run(config)
-    except Exception as err:  # noqa: BLE001 - a divergence is a result; anything else is raised
-        if getattr(err, "status", None) != DIVERGED:
-            raise
-        return err
-
-
-def run_grid_stacked(
-    configs: Iterable[Mapping[str, Any]],
-    run: Any,
-    run_group: Any,
-    store: ResultStore | None = None,
-    desc: str = "runs",
-    stack: bool = False,
-    progress: bool = True,
-    executor: Any = None,
-) -> pd.DataFrame:
-    """:func:`jacnb.lab.store.run_grid`, with the missing runs of each :func:`stack_groups` group
-    trained together by ``run_group(configs) -> [record or exception]`` when ``stack``.
-
-    Before a group trains, each of its configs is claimed in the store
-    (:meth:`~jacnb.lab.store.ResultStore.claim`); a config claimed by a live worker elsewhere is
-    left to it (the closing :func:`run_grid` waits for its record), and the claims are released
-    once the group's records are stored. A member that diverged (an exception with ``status ==
-    "diverged"``) is stored with status ``diverged``; any other exception is raised after the
-    group's other records are stored. Stored runs are never retrained, so a group whose other
-    seeds are stored trains only the missing ones (alone: ``run``). The remaining configs (all of
-    them without ``stack``) go through :func:`run_grid` with ``executor``.
-    """
-    store = store or ResultStore()
-    configs = [dict(c) for c in configs]
-    if stack:
-        todo = [c for c in configs if not store.has(c)]
-        groups = stack_groups(todo)
-        bar = tqdm(
-            groups,
-            desc=f"{desc} ({len(configs) - len(todo)} cached, {len(todo)} runs in "
-            f"{len(groups)} stacks)",
-            disable=not progress,
-        )
-        for group in bar:
-            held = []
-            try:
-                mine = []
-                for c in group:
-                    claim = store.claim(c)
-                    if claim is None:  # a live worker trains it; run_grid below waits for it
-                        continue
-                    held.append(claim.__enter__())
-                    if not store.has(c):
-                        mine.append(c)
-                if len(mine) == 1:
-                    results = [_one(run, mine[0])]
-                elif mine:
-                    results = list(run_group(mine))
-                else:
-                    results = []
-                errors = []
-                for config, res in zip(mine, results, strict=True):
-                    if isinstance(res, BaseException):
-                        if getattr(res, "status", None) == DIVERGED:
-                            store.put(config, _diverged_record(res))
-                        else:
-                            errors.append(res)
-                    else:
-                        store.put(config, res)
-                if errors:
-                    raise errors[0]
-            finally:
-                for claim in held:
-                    claim.release()
-    return run_grid(
-        configs, run, store, desc=desc, progress=progress and not stack, executor=executor
-    )
-
-
-def _train_stacked_by_size(
-    models: Sequence[nn.Module],
-    data: Sequence[tuple[Tensor, Tensor]],
-    configs: Sequence[TrainConfig],
-    regularizer: Any,
-    test: Any,
-) -> list[dict[str, Any] | NonFiniteLossError]:
-    """:func:`jacnb.core.stacked.train_stacked` over members with equally many training samples."""
-    out: list[Any] = [None] * len(models)
-    sizes: dict[int, list[int]] = {}
-    for i, (x, _) in enumerate(data):
-        sizes.setdefault(int(x.shape[0]), []).append(i)
-    for idx in sizes.values():
-        sub_test = test if test is None or isinstance(test, tuple) else [test[i] for i in idx]
-        res = train_stacked(
-            [models[i] for i in idx],
-            [data[i] for i in idx],
-            [configs[i] for i in idx],
-            regularizer,
-            sub_test,
-        )
-        for i, r in zip(idx, res, strict=True):
-            out[i] = r
-    return out
 
 
 def select_run_stacked(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """:func:`select_run` for runs differing in seed and factor only, trained together."""
     ds = get_dataset(configs[0]["dataset"])
     splits = [selection_data(c) for c in configs]
-    models = [_build(c, ds, weight_norm=False) for c in configs]
-    results = _train_stacked_by_size(
+    models = [build_fc(c, ds, weight_norm=False) for c in configs]
+    results = train_stacked_by_size(
         models,
         [(s[0], s[1]) for s in splits],
         [train_config(c) for c in configs],
@@ -533,8 +323,8 @@ def fig3_run_stacked(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     """:func:`fig3_run` for the seeds of one configuration, trained together."""
     ds = get_dataset(configs[0]["dataset"])
     data = [balanced_subset(ds.x_train, ds.y_train, c["n_train"], c["seed"]) for c in configs]
-    models = [_build(c, ds, weight_norm=False) for c in configs]
-    results = _train_stacked_by_size(
+    models = [build_fc(c, ds, weight_norm=False) for c in configs]
+    results = train_stacked_by_size(
         models,
         data,
         [train_config(c) for c in configs],
@@ -605,9 +395,6 @@ def run_fig3(
 # Tidy runs frames and the verdicts (jacnb.lab.gates.decide, nothing else)
 # ---------------------------------------------------------------------------------------------
 
-_CHOICE_COLS = ("lam_grid", "chosen_by_tie", "selection_seeds", "selection_steps")
-
-
 def fig3_runs(final: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
     """One row per final run (every status): the config, ``arm`` (= regularizer), the metrics,
     ``steps`` and the factor's provenance (``lam_grid``, ``chosen_by_tie``, ``selection_seeds``,
@@ -617,8 +404,9 @@ def fig3_runs(final: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, r in final.iterrows():
         ch = chosen_row(chosen, r["dataset"], r["regularizer"], int(r["depth"]), r["n_train"])
-        extra = {c: ch[c] for c in _CHOICE_COLS if c in ch}
-        rows.append({**r.to_dict(), "arm": r["regularizer"], "selected_at": ch["n_train"], **extra})
+        prov = choice_provenance(ch)
+        del prov["lam"]  # the run's own factor (the same) stays as stored
+        rows.append({**r.to_dict(), "arm": r["regularizer"], **prov})
     return pd.DataFrame(rows)
 
 
@@ -641,7 +429,7 @@ def par_context(runs: pd.DataFrame) -> dict[str, Any]:
     points weight decay gains from the smaller to the larger set (``data_gain``) and the points
     JR adds to weight decay on the smaller set (``jr_gain``), means over seeds; the claim can
     hold only where ``jr_gain`` makes up ``data_gain``. Empty without two sizes."""
-    ok, _ = ok_runs(runs)
+    ok, _ = split_ok(runs)
     sizes = sorted(ok["n_train"].unique()) if len(ok) else []
     if len(sizes) < 2:
         return {}
@@ -670,32 +458,6 @@ def projection_runs(projection: pd.DataFrame) -> pd.DataFrame:
     return projection.assign(arm=projection["jr_method"])
 
 
-def _with_left_out(v: Verdict, n: int) -> Verdict:
-    if not n:
-        return v
-    note = f"{n} diverged run(s) left out (stored with status 'diverged')"
-    return Verdict(**{**v.as_row(), "reason": "; ".join(x for x in (v.reason, note) if x)})
-
-
-def decide_runs(
-    claim: str, runs: pd.DataFrame, *, profile: str, panel: Panel | None
-) -> Verdict:
-    """``gates.decide`` on the finished runs of ``runs`` (diverged ones left out and counted);
-    ``gates.not_run`` when the panel's dataset is absent. The dataset named is the one used; a
-    stand-in (its panel label says so) is passed as ``stand_in=True``."""
-    if panel is None or panel.dataset is None:
-        why = panel.note if panel is not None else "no panel for this claim at this profile"
-        return gates.not_run(claim, why, profile=profile)
-    ok, left_out = ok_runs(runs)
-    stand_in = gates.is_stand_in(panel.label)
-    return _with_left_out(
-        gates.decide(
-            claim, ok, profile=profile, dataset=dataset_label(panel.dataset), stand_in=stand_in
-        ),
-        left_out,
-    )
-
-
 def verdicts_from_runs(
     runs: pd.DataFrame,
     projection: pd.DataFrame,
@@ -705,33 +467,34 @@ def verdicts_from_runs(
     """One :class:`Verdict` per registered claim of this page, from the tidy runs frames
     (:func:`fig3_runs`, :func:`projection_runs`); the only verdict path of the chapter."""
     by_paper = {p.paper: p for p in panels}
-    out = []
-    for claim in claims_of(NAME):
-        if claim.id in CLAIM_BEATS.values():
-            panel = by_paper.get(claim.dataset)
-            sub = runs[runs["dataset"] == panel.dataset] if panel and panel.dataset else runs
-            out.append(decide_runs(claim.id, sub, profile=profile, panel=panel))
-        elif claim.id == CLAIM_PAR:
-            panel = by_paper.get("MNIST")
-            sub = runs[runs["dataset"] == panel.dataset] if panel and panel.dataset else runs
-            pr = par_runs(sub) if len(sub) else sub
-            if panel is not None and panel.dataset is not None and pr.empty:
-                out.append(gates.not_run(claim.id, "fewer than two training-set sizes at this "
-                                         "profile", profile=profile))
-            else:
-                out.append(decide_runs(claim.id, pr, profile=profile, panel=panel))
-        elif claim.id == CLAIM_PROJ:
-            panel = by_paper.get("MNIST")
-            if projection.empty:
-                out.append(gates.not_run(
-                    claim.id, "the projection cell runs at the smoke and cpu profiles only",
-                    profile=profile))
-            else:
-                out.append(decide_runs(claim.id, projection_runs(projection), profile=profile,
-                                       panel=panel))
-        else:  # pragma: no cover - a claim registered on this page that the chapter ignores
-            raise ValueError(f"claim {claim.id} of page {NAME} has no runs in this chapter")
-    return out
+
+    def panel_runs(paper: str) -> tuple[Panel | None, pd.DataFrame]:
+        panel = by_paper.get(paper)
+        return panel, (runs[runs["dataset"] == panel.dataset] if panel and panel.ran else runs)
+
+    def beats(claim: Claim) -> Verdict:
+        panel, sub = panel_runs(claim.dataset)
+        return decide_panel(claim.id, sub, profile=profile, panel=panel)
+
+    def par(claim: Claim) -> Verdict:
+        panel, sub = panel_runs("MNIST")
+        pr = par_runs(sub) if len(sub) else sub
+        if panel is not None and panel.ran and pr.empty:
+            why = "fewer than two training-set sizes at this profile"
+            return gates.not_run(claim.id, why, profile=profile)
+        return decide_panel(claim.id, pr, profile=profile, panel=panel)
+
+    def projection_claim(claim: Claim) -> Verdict:
+        if projection.empty:
+            why = "the projection cell runs at the smoke and cpu profiles only"
+            return gates.not_run(claim.id, why, profile=profile)
+        return decide_panel(
+            claim.id, projection_runs(projection), profile=profile, panel=by_paper.get("MNIST")
+        )
+
+    deciders = {cid: beats for cid in CLAIM_BEATS.values()}
+    deciders.update({CLAIM_PAR: par, CLAIM_PROJ: projection_claim})
+    return assemble_verdicts(NAME, deciders)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -739,36 +502,10 @@ def verdicts_from_runs(
 # ---------------------------------------------------------------------------------------------
 
 
-def _fmt_ci(claim_id: str, v: Verdict) -> str:
-    if v.estimate is None:
-        return "—"
-    st = get_claim(claim_id).statistic
-    unit = f" {st.unit}" if st.unit else ""
-    est = f"{st.scale * v.estimate:+.2f}"
-    if v.low is None or v.high is None or math.isnan(v.low):
-        return est + unit
-    return f"{est} [{st.scale * v.low:+.2f}, {st.scale * v.high:+.2f}]{unit}"
-
-
 def paper_table_of(verdicts: Sequence[Verdict]) -> pd.DataFrame:
-    """Ours beside the paper, one row per claim: the paper's statement (Figs. 3 and 4 are plots:
-    the paper prints no number, :attr:`Claim.paper_note` says so), our estimate with its 95 %
-    interval (the deciding cell), the seeds and the verdict."""
-    rows = []
-    for v in verdicts:
-        c = get_claim(v.claim)
-        rows.append(
-            {
-                "claim": v.claim,
-                "paper": f"{c.statement} ({c.paper_note})" if c.paper_note else c.statement,
-                "ours": _fmt_ci(v.claim, v),
-                "statistic": c.statistic.description,
-                "seeds": v.n_seeds,
-                "dataset": v.dataset,
-                "verdict": v.verdict,
-            }
-        )
-    return pd.DataFrame(rows).set_index("claim")
+    """Ours beside the paper, one row per claim (:func:`jacnb.lab.pipeline.claims_table`; Fig. 3
+    is a plot: the paper prints no number, :attr:`Claim.paper_note` says so)."""
+    return claims_table(verdicts)
 
 
 @dataclass
@@ -805,7 +542,7 @@ class FullyConnectedResult:
         if not proj.empty:
             proj = proj[proj["jr_method"] != self.settings["jr_method"]]
         return {
-            name: ok_runs(f)[1]
+            name: split_ok(f)[1]
             for name, f in (("selection", self.select), ("final", self.final),
                             ("projection", proj))
         }
@@ -832,7 +569,7 @@ class FullyConnectedResult:
         """Fig. 3 (seaborn): test accuracy against depth, colour = training-set size, solid = JR,
         dashed = weight decay; mean and 95 % t-interval over seeds; one panel per dataset."""
         return _fc_plots.fig3(
-            ok_runs(self.runs())[0], self.panels, REGULARIZERS, self.provenance()
+            split_ok(self.runs())[0], self.panels, REGULARIZERS, self.provenance()
         )
 
     def selection_table(self) -> pd.DataFrame:
@@ -861,7 +598,7 @@ class FullyConnectedResult:
         runs = self.runs()
         if runs.empty:
             return pd.DataFrame()
-        ok, _ = ok_runs(runs)
+        ok, _ = split_ok(runs)
         idx = ["dataset", "n_train", "depth"]
         t = ok.pivot_table(index=idx, columns="arm", values="test_acc", aggfunc="mean") * 100
         t.columns = [f"{REGULARIZERS[c]} [%]" for c in t.columns]
@@ -874,7 +611,7 @@ class FullyConnectedResult:
         done = ok.pivot_table(index=idx, columns="arm", values="seed", aggfunc="count")
         for c in done.columns:
             t[f"seeds {REGULARIZERS[c]}"] = done[c].reindex(t.index).fillna(0).astype(int)
-        t["diverged"] = (runs["status"] != OK).groupby([runs[i] for i in idx]).sum()
+        t["diverged"] = (~is_ok(runs)).groupby([runs[i] for i in idx]).sum()
         return t
 
     def settings_table(self) -> pd.DataFrame:
@@ -917,7 +654,7 @@ class FullyConnectedResult:
     def numbers(self) -> dict[str, Any]:
         """Measured numbers the page glues into its prose."""
         runs = self.runs()
-        ok, _ = ok_runs(runs)
+        ok, _ = split_ok(runs)
         left = self.left_out()
         n_sel = len(self.select)
         return {
@@ -998,48 +735,6 @@ def step_seconds(
         # min: the least disturbed by other load
         out[label] = float(np.min(time_calls(step, dev, repeats=steps, warmup=1)))
     return out
-
-
-def fc_params(in_dim: int, n_classes: int, depth: int, width: int) -> int:
-    """Weights and biases of :func:`jacnb.core.models.fully_connected`."""
-    dims = [in_dim] + [width] * (depth - 1) + [n_classes]
-    return sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=True))
-
-
-def measured_gflops(frame: pd.DataFrame, in_dim: int, n_classes: int) -> pd.DataFrame:
-    """Per stored run: plain-SGD work ``6 * params * samples * epochs`` (GFLOP) and the achieved
-    GFLOP/s on this machine (regularizer overhead included, so JR runs look slower)."""
-    df = frame.copy()
-    n_fit = df["n_fit"] if "n_fit" in df else df["n_train"]
-    work = [
-        6 * fc_params(in_dim, n_classes, int(d), int(w)) * n * e / 1e9
-        for d, w, n, e in zip(df["depth"], df["width"], n_fit, df["epochs"], strict=True)
-    ]
-    df["gflop"] = work
-    df["gflop_per_s"] = df["gflop"] / df["seconds"]
-    return df
-
-
-def project_gpu_hours(
-    workload: Iterable[Mapping[str, Any]],
-    multiplier: Mapping[str, float],
-    n_classes: int = 10,
-    gpu_tflops: float = 10.0,
-) -> dict[str, float]:
-    """Projected GPU-hours of a list of runs ``{in_dim, depth, width, n_fit, epochs,
-    regularizer}``.
-
-    Work = ``6 * params * n_fit * epochs`` FLOPs (forward + backward of plain SGD), times the
-    regularizer's step-cost ``multiplier`` relative to plain SGD (measured on this CPU with
-    :func:`step_seconds`); time = work / ``gpu_tflops`` sustained. An estimate, not a
-    measurement (no GPU here); evaluation passes are not counted.
-    """
-    total, runs = 0.0, 0
-    for r in workload:
-        p = fc_params(r["in_dim"], n_classes, r["depth"], r["width"])
-        total += 6 * p * r["n_fit"] * r["epochs"] * multiplier.get(r["regularizer"], 1.0)
-        runs += 1
-    return {"runs": runs, "pflop": total / 1e15, "gpu_hours": total / (gpu_tflops * 1e12) / 3600}
 
 
 def fig3_workload(s: Mapping[str, Any], in_dims: Mapping[str, int]) -> list[dict]:

@@ -26,7 +26,6 @@ with ``stand_in=True``); a dataset that is not on disk gives :func:`jacnb.lab.ga
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Iterator, Mapping
@@ -53,7 +52,10 @@ from jacnb.core.regularizers import JacobianRegularizer
 from jacnb.core.train import TrainConfig, pick_device, train
 from jacnb.lab import gates
 from jacnb.lab import settings as lab_settings
-from jacnb.lab.claims import claims_of
+from jacnb.lab.claims import Claim
+from jacnb.lab.datasets import Panel, dataset_label
+from jacnb.lab.pipeline import assemble_verdicts, with_left_out
+from jacnb.lab.records import split_ok
 from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.verdicts import Verdict
 
@@ -63,13 +65,7 @@ EXPERIMENT = "low-rank"
 #: Version of the stored record layout (2: ``train_acc``, ``steps``, the learning-rate drop).
 SCHEMA = 2
 #: The dataset of their Sec. 4 (the claims' dataset); any other is a stand-in.
-PAPER_DATASET = "cifar10"
-DATASET_LABELS = {
-    "cifar10": "CIFAR-10",
-    "mnist-10k": "MNIST (10,000 digits)",
-    "mnist": "MNIST",
-    "digits": "scikit-learn digits (8x8)",
-}
+PAPER_DATASET = "CIFAR-10"
 SYNTHETIC = "Gaussian mixture (synthetic)"
 SPECTRUM_CLAIM = "oymak.spectrum_grows_sqrt_n"
 #: The numbers :meth:`LowRankResult.numbers` returns (NaN where not measured), glued into the
@@ -92,11 +88,6 @@ NUMBERS = (
 def settings(profile: str) -> dict[str, Any]:
     """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.settings`)."""
     return lab_settings.settings(SETTINGS_KEY, profile)
-
-
-def dataset_label(name: str) -> str:
-    """A reader's name for a dataset key."""
-    return DATASET_LABELS.get(name, name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,13 +447,6 @@ _QUANTITY = {
     ("r0", "info"): "||P_I r0|| / ||r0||",
     ("r0", "nuisance"): "||P_N r0|| / ||r0||",
 }
-
-
-def ok_runs(recs: pd.DataFrame) -> pd.DataFrame:
-    """The records of runs that finished (``status == "ok"``); diverged runs are left out."""
-    if "status" not in recs.columns:
-        return recs
-    return recs[recs["status"] == "ok"].reset_index(drop=True)
 
 
 def _sel(recs: pd.DataFrame, corruption: float, lam: float = 0.0) -> pd.DataFrame:
@@ -839,16 +823,23 @@ class LowRankResult:
     @property
     def ok(self) -> pd.DataFrame:
         """The runs that finished (status ``ok``)."""
-        return ok_runs(self.records) if self.records is not None else pd.DataFrame()
+        return split_ok(self.records)[0] if self.records is not None else pd.DataFrame()
 
     @property
     def n_diverged(self) -> int:
         """Runs stored as diverged, left out of every table and verdict."""
-        return 0 if self.records is None else int(len(self.records) - len(self.ok))
+        return 0 if self.records is None else split_ok(self.records)[1]
+
+    @property
+    def panel(self) -> Panel:
+        """The paper's CIFAR-10 as this page ran it (a stand-in named as such), or not run."""
+        if self.dataset is None:
+            return Panel(PAPER_DATASET, None, f"{PAPER_DATASET}: not run", self.missing)
+        return Panel.running(PAPER_DATASET, self.dataset, self.source)
 
     @property
     def stand_in(self) -> bool:
-        return self.dataset is not None and self.dataset != PAPER_DATASET
+        return self.panel.stand_in
 
     def runs(self, claim: str) -> pd.DataFrame:
         """The tidy runs frame ``claim`` is judged on (columns ``gates.required_columns``)."""
@@ -942,28 +933,29 @@ class LowRankResult:
         return pd.concat(parts, names=["labels"]) if parts else pd.DataFrame()
 
     def verdicts(self) -> list[Verdict]:
-        """One verdict per registered claim of the page, by :func:`jacnb.lab.gates.decide`."""
-        out = []
-        for claim in claims_of(NAME):
-            if claim.id == SPECTRUM_CLAIM:
-                v = gates.decide(
-                    claim, self.runs(claim.id), profile=self.profile, dataset=SYNTHETIC
-                )
-            elif not self.ran:
-                v = gates.not_run(claim, self.missing, profile=self.profile)
-            else:
-                v = gates.decide(
-                    claim,
-                    self.runs(claim.id),
-                    profile=self.profile,
-                    dataset=dataset_label(str(self.dataset)),
-                    stand_in=self.stand_in,
-                )
-                if self.n_diverged:
-                    note = f"{self.n_diverged} diverged run(s) left out"
-                    v = dataclasses.replace(v, reason="; ".join(x for x in (v.reason, note) if x))
-            out.append(v)
-        return out
+        """One verdict per registered claim of the page, by :func:`jacnb.lab.gates.decide`: the
+        synthetic spectrum claim on Fig. 3's mixture, the training claims on the runs that
+        finished (diverged ones left out and counted), ``not run`` without the dataset."""
+
+        def spectrum(claim: Claim) -> Verdict:
+            return gates.decide(claim, self.runs(claim.id), profile=self.profile, dataset=SYNTHETIC)
+
+        def trained(claim: Claim) -> Verdict:
+            if not self.ran:
+                return gates.not_run(claim, self.missing, profile=self.profile)
+            panel = self.panel
+            v = gates.decide(
+                claim,
+                self.runs(claim.id),
+                profile=self.profile,
+                dataset=dataset_label(str(self.dataset)),
+                stand_in=panel.stand_in,
+            )
+            return with_left_out(v, self.n_diverged)
+
+        return assemble_verdicts(
+            NAME, lambda claim: spectrum if claim.id == SPECTRUM_CLAIM else trained
+        )
 
     def numbers(self) -> dict[str, float]:
         """Measured numbers for the prose (``myst_nb.glue``), means over seeds."""

@@ -30,12 +30,12 @@ no dataset is on disk. The factors are the paper's (no selection), so no factor 
 Datasets: the real ones when present (CIFAR-10 via torchvision's files, ImageNet from a user
 folder in ImageFolder layout, :func:`imagenet_folder`). A profile may list a stand-in after
 the real name; it is then used only when the real one is absent, and is always *labelled* as a
-stand-in (:data:`LABELS`), never by the real dataset's name.
+stand-in (:meth:`ResnetResult.panel`, :func:`jacnb.lab.datasets.stand_in_label`), never by the
+real dataset's name.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import os
@@ -55,8 +55,10 @@ from jacnb.core.distributed import FitConfig, fit
 from jacnb.core.models import build_model
 from jacnb.lab import gates, paper
 from jacnb.lab import settings as lab_settings
-from jacnb.lab.claims import claims_of
-from jacnb.lab.datasets import NOT_RUN, dataset_label, get_dataset, stand_in_label, try_dataset
+from jacnb.lab.claims import Claim
+from jacnb.lab.datasets import NOT_RUN, Panel, dataset_label, get_dataset, try_dataset
+from jacnb.lab.pipeline import assemble_verdicts, decide_panel
+from jacnb.lab.records import RunStatus, is_ok
 from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.tables import percent_mean_sd
 from jacnb.lab.verdicts import Verdict
@@ -64,18 +66,10 @@ from jacnb.lab.verdicts import Verdict
 NAME = "05_resnet"
 SETTINGS_KEY = "resnet"
 
-#: Display names; a stand-in is always named as such.
-LABELS = {
-    "cifar10": stand_in_label("cifar10", "CIFAR-10"),
-    "imagenet": stand_in_label("imagenet", "ImageNet"),
-    "fashion-mnist": stand_in_label("fashion-mnist", "CIFAR-10"),
-    "digits": stand_in_label("digits", "CIFAR-10", "resized"),
-    "mnist-10k": stand_in_label("mnist-10k", "ImageNet", "resized"),
-}
-
-#: The dataset each table's claims are about.
-REAL = {"table4": "cifar10", "table5": "imagenet"}
-OK = "ok"
+#: The paper's dataset of each table (its claims are about it; anything else is a stand-in).
+PAPER = {"table4": "CIFAR-10", "table5": "ImageNet"}
+#: Stand-ins labelled "resized" (their images are scaled to the table's input size).
+RESIZED = ("digits", "mnist-10k")
 
 
 def settings(profile: str = "cpu") -> dict[str, Any]:
@@ -424,7 +418,7 @@ def tidy_runs(records: pd.DataFrame | None) -> pd.DataFrame:
             "epochs": [sum(int(e) for _, e in s) for s in df["schedule"]],
             "lam": df["lam"],
             "dataset": df["dataset"],
-            "status": df["status"] if "status" in df else OK,
+            "status": df["status"] if "status" in df else RunStatus.OK,
             "seconds": df.get("seconds", np.nan),
             "curves": df.get("curves", None),
         }
@@ -454,12 +448,12 @@ class ResnetResult:
         """The tidy runs of ``table`` (``"table4"``/``"table5"``, :func:`tidy_runs`); only the
         runs with status ``ok`` unless ``ok_only=False``."""
         df = tidy_runs(self.records4 if table == "table4" else self.records5)
-        return df[df["status"] == OK].reset_index(drop=True) if ok_only else df
+        return df[is_ok(df)].reset_index(drop=True) if ok_only else df
 
     def diverged(self) -> dict[str, int]:
         """Runs stored as diverged per table (left out of every mean, table and verdict)."""
         return {
-            t: int((self.runs(t, ok_only=False)["status"] != OK).sum())
+            t: int((~is_ok(self.runs(t, ok_only=False))).sum())
             for t in ("table4", "table5")
         }
 
@@ -498,9 +492,18 @@ class ResnetResult:
 
     # --- tables -----------------------------------------------------------------------------
 
-    def label(self, table: str) -> str:
+    def panel(self, table: str) -> Panel:
+        """What ``table`` ran: the paper's dataset, or a stand-in named as such (a resized one
+        says so), or not run (the candidates looked for)."""
         name = self.dataset4 if table == "table4" else self.dataset5
-        return LABELS.get(name, dataset_label(name)) if name else NOT_RUN
+        if name is None:
+            cands = self.settings[table]["candidates"]
+            return Panel(PAPER[table], None, NOT_RUN, f"{NOT_RUN} (looked for {', '.join(cands)})")
+        return Panel.running(PAPER[table], name, label_note="resized" if name in RESIZED else "")
+
+    def label(self, table: str) -> str:
+        """The dataset label of ``table`` (:meth:`panel`)."""
+        return self.panel(table).label
 
     def provenance(self, table: str) -> str:
         """The provenance line of ``table``: dataset, net, sizes, schedule (epochs), factors."""
@@ -661,32 +664,22 @@ class ResnetResult:
     # --- verdicts ---------------------------------------------------------------------------
 
     def verdicts(self) -> list[Verdict]:
-        """One verdict per claim registered on this page: :func:`jacnb.lab.gates.decide` on the
-        table's ``ok`` runs (a stand-in named as such), or :func:`jacnb.lab.gates.not_run` when
-        no candidate dataset is on disk. Diverged runs are counted in the reason."""
-        out = []
-        for claim in claims_of(NAME):
-            table = claim.id.split(".")[0]
-            name = self.dataset4 if table == "table4" else self.dataset5
-            if name is None:
-                cands = self.settings[table]["candidates"]
-                out.append(
-                    gates.not_run(
-                        claim.id, f"{NOT_RUN} (looked for {', '.join(cands)})", profile=self.profile
-                    )
-                )
-                continue
-            runs = self.runs(table)
-            v = gates.decide(
-                claim.id,
-                runs[list(gates.required_columns(claim.id))],
+        """One verdict per claim registered on this page: :func:`jacnb.lab.pipeline.decide_panel`
+        on the runs of the table whose paper dataset is the claim's (a stand-in named as such;
+        diverged runs left out and counted), or :func:`jacnb.lab.gates.not_run` when no
+        candidate dataset is on disk."""
+        table_of = {paper: table for table, paper in PAPER.items()}
+
+        def decider(claim: Claim):
+            table = table_of[claim.dataset]
+            panel = self.panel(table)
+            return lambda c: decide_panel(
+                c.id,
+                self.runs(table, ok_only=False),
                 profile=self.profile,
-                dataset=dataset_label(name),
-                stand_in=name != REAL[table],
+                panel=panel,
+                dataset=dataset_label(str(panel.dataset)) if panel.ran else None,
+                columns=gates.required_columns(c.id),
             )
-            n_bad = self.diverged()[table]
-            if n_bad:
-                note = f"{n_bad} diverged runs left out"
-                v = dataclasses.replace(v, reason=f"{v.reason}; {note}" if v.reason else note)
-            out.append(v)
-        return out
+
+        return assemble_verdicts(NAME, decider)

@@ -16,10 +16,11 @@ this page use it. ``min_score_printed`` is the paper's printed ``√2 (f_y − f
 it); the figure shows both axes, the claims are judged on ``min_score`` (a positive factor
 changes no slope's sign).
 
-Interface (PLAN.md, issue 10): :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run` ->
+Interface: :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run` ->
 :class:`WeightNormResult` (``frames()``, ``figure()``, ``bounds_figure()``, ``paper_table()``,
-``verdicts()``: every ``fig4.*`` claim through :func:`jacnb.lab.gates.decide`). The net builder,
-stacked grids and cost arithmetic are shared with :mod:`jacnb.chapters.fully_connected`.
+``verdicts()``: every ``fig4.*`` claim through :func:`jacnb.lab.gates.decide`). The net builder
+and cost arithmetic are :mod:`jacnb.lab.fc_nets`' (shared with Fig. 3's page), the stacked grids
+and verdicts :mod:`jacnb.lab.pipeline`'s.
 """
 
 from __future__ import annotations
@@ -33,27 +34,24 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from jacnb.chapters import _fc_plots
-from jacnb.chapters.fully_connected import (
-    _build,
-    _input_dim,
-    _train_stacked_by_size,
-    decide_runs,
-    measured_gflops,
-    ok_runs,
-    paper_table_of,
-    project_gpu_hours,
-    run_grid_stacked,
-    stack_seeds,
-    steps_per_run,
-)
+from jacnb.chapters import _weight_norm_plots
 from jacnb.core import bounds
 from jacnb.core.data import Dataset, balanced_subset
 from jacnb.core.jacobian import spectral_norm
+from jacnb.core.stacked import train_stacked_by_size
 from jacnb.core.train import TRAIN_KEYS, NonFiniteLossError, accuracy, train, train_config
 from jacnb.lab import settings as lab_settings
-from jacnb.lab.claims import claims_of
-from jacnb.lab.datasets import Panel, get_dataset, stand_in_label, try_dataset
+from jacnb.lab.datasets import Panel, get_dataset, try_dataset
+from jacnb.lab.fc_nets import build_fc, input_dim, measured_gflops, project_gpu_hours
+from jacnb.lab.pipeline import (
+    assemble_verdicts,
+    claims_table,
+    decide_panel,
+    run_grid_stacked,
+    sgd_steps,
+    stack_seeds,
+)
+from jacnb.lab.records import split_ok
 from jacnb.lab.store import ResultStore
 from jacnb.lab.verdicts import REPRODUCED, Verdict
 
@@ -75,7 +73,7 @@ def configs(s: Mapping[str, Any]) -> list[dict[str, Any]]:
 def fig4_configs(s: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
     """Every ``(depth, width factor, seed)`` of Fig. 4 at settings ``s`` on ``dataset``."""
     ds = get_dataset(dataset)
-    dim = _input_dim(ds)
+    dim = input_dim(ds)
     return [
         {
             "experiment": EXP_FIG4,
@@ -165,7 +163,7 @@ def fig4_run(config: Mapping[str, Any]) -> dict[str, Any]:
     divergence is raised (:class:`jacnb.core.train.DivergedError`) and stored as such."""
     ds = get_dataset(config["dataset"])
     x, y = balanced_subset(ds.x_train, ds.y_train, config["n_train"], config["seed"])
-    model = _build(config, ds, weight_norm=True)
+    model = build_fc(config, ds, weight_norm=True)
     res = train(model, x, y, train_config(config, lam=0.0))
     return _fig4_record(config, ds, model, x, y, res)
 
@@ -177,9 +175,9 @@ def fig4_run_stacked(
     computed per trained model. A diverged seed's entry is its error (stored as diverged)."""
     ds = get_dataset(configs[0]["dataset"])
     data = [balanced_subset(ds.x_train, ds.y_train, c["n_train"], c["seed"]) for c in configs]
-    models = [_build(c, ds, weight_norm=True) for c in configs]
+    models = [build_fc(c, ds, weight_norm=True) for c in configs]
     cfgs = [train_config(c, lam=0.0) for c in configs]
-    results = _train_stacked_by_size(models, data, cfgs, None, None)
+    results = train_stacked_by_size(models, data, cfgs, None, None)
     return [
         r if isinstance(r, NonFiniteLossError) else _fig4_record(c, ds, m, x, y, r)
         for c, m, (x, y), r in zip(configs, models, data, results, strict=True)
@@ -199,7 +197,7 @@ def _fig4_record(
     metrics = weight_norm_metrics(model, x, y, ds.x_test, ds.y_test, config["n_margin"])
     return {
         **metrics,
-        "steps": steps_per_run(config["n_train"], config["batch_size"], config["epochs"]),
+        "steps": sgd_steps(config["n_train"], config["batch_size"], config["epochs"]),
         "seconds": res["seconds"],
         "eval_seconds": time.perf_counter() - t0,
         "device": res["device"],
@@ -233,7 +231,7 @@ def run_fig4(
     executor: Any = None,
 ) -> pd.DataFrame:
     """The Fig. 4 grid (cached in the store; every status); seeds trained together where
-    :func:`~jacnb.chapters.fully_connected.stack_seeds` says so."""
+    :func:`jacnb.lab.pipeline.stack_seeds` says so."""
     return run_grid_stacked(
         fig4_configs(s, dataset),
         fig4_run,
@@ -248,7 +246,7 @@ def run_fig4(
 def layer_norms_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (depth, width, layer): mean ``||W_l||_2`` and ``||W_l||_F`` over finished seeds."""
     rows = []
-    for _, r in ok_runs(frame)[0].iterrows():
+    for _, r in split_ok(frame)[0].iterrows():
         for i, (s, f) in enumerate(zip(r["spectral"], r["frobenius"], strict=True), start=1):
             rows.append(
                 {
@@ -287,13 +285,15 @@ def panel_of(s: Mapping[str, Any]) -> Panel:
     name = s["dataset"]
     if try_dataset(name) is None:
         return Panel("MNIST", None, "MNIST: not run", f"not run: dataset absent ({name})")
-    return Panel("MNIST", name, stand_in_label(name, "MNIST"), get_dataset(name).source)
+    return Panel.running("MNIST", name, get_dataset(name).source)
 
 
 def verdicts_from_runs(runs: pd.DataFrame, panel: Panel, profile: str) -> list[Verdict]:
     """One :class:`Verdict` per ``fig4.*`` claim, :func:`jacnb.lab.gates.decide` on the tidy
     runs frame (diverged runs left out and counted); the only verdict path of the chapter."""
-    return [decide_runs(c.id, runs, profile=profile, panel=panel) for c in claims_of(NAME)]
+    return assemble_verdicts(
+        NAME, lambda _claim: lambda c: decide_panel(c.id, runs, profile=profile, panel=panel)
+    )
 
 
 @dataclass
@@ -311,7 +311,7 @@ class WeightNormResult:
         return self.frame
 
     def frames(self) -> dict[str, pd.DataFrame]:
-        ok = ok_runs(self.frame)[0]
+        ok = split_ok(self.frame)[0]
         return {
             "runs": self.frame,
             "layer_norms": layer_norms_table(self.frame) if len(ok) else pd.DataFrame(),
@@ -319,7 +319,7 @@ class WeightNormResult:
 
     def left_out(self) -> int:
         """Diverged runs (stored as such, excluded from means, tables and verdicts)."""
-        return ok_runs(self.frame)[1]
+        return split_ok(self.frame)[1]
 
     def verdicts(self) -> list[Verdict]:
         if self._verdicts is None:
@@ -327,7 +327,7 @@ class WeightNormResult:
         return list(self._verdicts)
 
     def paper_table(self) -> pd.DataFrame:
-        return paper_table_of(self.verdicts())
+        return claims_table(self.verdicts())
 
     def provenance(self) -> str:
         s = self.settings
@@ -339,16 +339,16 @@ class WeightNormResult:
     def figure(self):
         """Fig. 4 (a)-(d) against width, one line per depth, mean and 95 % t-interval over seeds
         (seaborn); panel (b) on the unit score with the printed √2 scale as right axis."""
-        return _fc_plots.fig4(ok_runs(self.frame)[0], self.provenance())
+        return _weight_norm_plots.fig4(split_ok(self.frame)[0], self.provenance())
 
     def bounds_figure(self):
         """Products of layer norms and margin bounds beside the measured margin, against depth."""
-        return _fc_plots.bounds_vs_depth(ok_runs(self.frame)[0], self.provenance())
+        return _weight_norm_plots.bounds_vs_depth(split_ok(self.frame)[0], self.provenance())
 
     def table(self) -> pd.DataFrame:
         """Means over finished seeds per (depth, width factor): Fig. 4's quantities, widths as
         columns."""
-        ok = ok_runs(self.frame)[0]
+        ok = split_ok(self.frame)[0]
         if ok.empty:
             return pd.DataFrame()
         cols = ["train_acc", "test_acc", "min_score", "min_score_printed", "max_J_train",
@@ -360,7 +360,7 @@ class WeightNormResult:
         return t.round(4)
 
     def bounds_table(self) -> pd.DataFrame:
-        ok = ok_runs(self.frame)[0]
+        ok = split_ok(self.frame)[0]
         if ok.empty:
             return pd.DataFrame()
         cols = ["measured_margin_median", "gamma_localJ_median", "gamma_supJ_median",
@@ -373,7 +373,7 @@ class WeightNormResult:
 
     def width_table(self, metric: str = "test_acc") -> pd.DataFrame:
         """Mean ``metric`` over finished seeds: depth as rows, the width factors as columns."""
-        ok = ok_runs(self.frame)[0]
+        ok = split_ok(self.frame)[0]
         if ok.empty:
             return pd.DataFrame()
         t = ok.pivot_table(index="depth", columns="width_factor", values=metric, aggfunc="mean")
@@ -385,13 +385,13 @@ class WeightNormResult:
         and the projected cost of the ``paper`` profile: ``6 x params`` FLOPs per sample and
         epoch of plain SGD at an *assumed* 10 TFLOP/s of one GPU, and at the GFLOP/s achieved
         here (median over runs): estimates, not measurements."""
-        ok = ok_runs(self.frame)[0]
+        ok = split_ok(self.frame)[0]
         if ok.empty:
             return pd.DataFrame(), {}
         t = self.width_table("seconds").round(1)
         t.columns = [f"{c} [s/run]" for c in t.columns]
         ds = get_dataset(self.panel.dataset)
-        dim = _input_dim(ds)
+        dim = input_dim(ds)
         achieved = float(measured_gflops(ok, dim, ds.n_classes)["gflop_per_s"].median())
         proj = project_gpu_hours(fig4_workload(settings("paper"), 784), {}, gpu_tflops=10.0)
         proj["achieved_gflop_per_s"] = achieved
@@ -400,7 +400,7 @@ class WeightNormResult:
 
     def numbers(self) -> dict[str, Any]:
         """Measured numbers the page glues into its prose."""
-        ok = ok_runs(self.frame)[0]
+        ok = split_ok(self.frame)[0]
         v = self.verdicts()
         return {
             "wn_n_runs": len(self.frame),
@@ -424,7 +424,7 @@ class WeightNormResult:
         scale) per depth over widths and seeds (``wn_score_by_depth``, as text), and at the
         deepest net the mean training accuracy [%] and how many nets left a training sample
         misclassified (whose smallest score is then negative)."""
-        ok = ok_runs(self.frame)[0]
+        ok = split_ok(self.frame)[0]
         if ok.empty:
             return {"wn_score_by_depth": None, "wn_deep_depth": None,
                     "wn_deep_train_acc": None, "wn_deep_unfit": None, "wn_deep_nets": None}

@@ -55,7 +55,14 @@ from torch.func import functional_call, grad, stack_module_state, vjp, vmap
 from jacnb.core.regularizers import JacobianRegularizer, WeightDecay
 from jacnb.core.train import DivergedError, NonFiniteLossError, TrainConfig, pick_device
 
-__all__ = ["penalty_fn", "stacked_accuracy", "stacked_evaluate", "train_stacked", "weight_names"]
+__all__ = [
+    "penalty_fn",
+    "stacked_accuracy",
+    "stacked_evaluate",
+    "train_stacked",
+    "train_stacked_by_size",
+    "weight_names",
+]
 
 Params = dict[str, Tensor]
 Penalty = Callable[[Params, Tensor, Tensor | None], tuple[Tensor, Tensor]]
@@ -396,3 +403,31 @@ def train_stacked(
             out[i] = result
     assert all(r is not None for r in out)
     return out  # type: ignore[return-value]
+
+
+def train_stacked_by_size(
+    models: Sequence[nn.Module],
+    data: Sequence[tuple[Tensor, Tensor]],
+    configs: Sequence[TrainConfig],
+    regularizer: Any = None,
+    test: Sequence[tuple[Tensor, Tensor]] | tuple[Tensor, Tensor] | None = None,
+) -> list[dict[str, Any] | NonFiniteLossError]:
+    """:func:`train_stacked` over the members grouped by their number of training samples (one
+    vmapped loop per size: the members of one loop share the batch schedule), results in the
+    members' order."""
+    out: list[Any] = [None] * len(models)
+    sizes: dict[int, list[int]] = {}
+    for i, (x, _) in enumerate(data):
+        sizes.setdefault(int(x.shape[0]), []).append(i)
+    for idx in sizes.values():
+        sub_test = test if test is None or isinstance(test, tuple) else [test[i] for i in idx]
+        res = train_stacked(
+            [models[i] for i in idx],
+            [data[i] for i in idx],
+            [configs[i] for i in idx],
+            regularizer,
+            sub_test,
+        )
+        for i, r in zip(idx, res, strict=True):
+            out[i] = r
+    return out

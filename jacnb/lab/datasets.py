@@ -29,8 +29,15 @@ LABELS: dict[str, str] = {
     "lared": "LaRED",
 }
 
-#: Panel titles of the datasets the paper uses; anything else is labelled as what it is.
-PAPER_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "imagenet": "ImageNet", "lared": "LaRED"}
+#: The paper dataset each local dataset *is* (``mnist-10k`` is 10,000 real MNIST digits); a
+#: dataset run for a paper dataset it is not is a stand-in (:func:`is_stand_in_for`).
+PAPER_NAMES = {
+    "mnist": "MNIST",
+    "mnist-10k": "MNIST",
+    "cifar10": "CIFAR-10",
+    "imagenet": "ImageNet",
+    "lared": "LaRED",
+}
 
 _CACHE: dict[str, Dataset] = {}
 
@@ -60,14 +67,23 @@ def dataset_label(name: str) -> str:
     return LABELS.get(name, name)
 
 
+def is_stand_in_for(name: str, paper: str) -> bool:
+    """Whether running ``name`` for the paper's ``paper`` dataset is a stand-in."""
+    return PAPER_NAMES.get(name) != paper
+
+
+def with_stand_in(label: str, paper: str) -> str:
+    """``label`` marked as standing in for ``paper``: ``"<label> (stand-in for <paper>)"``. The one
+    spelling of a stand-in, in panel titles and verdicts alike."""
+    return f"{label} (stand-in for {paper})"
+
+
 def stand_in_label(name: str, paper: str, note: str = "") -> str:
-    """The label of ``name`` running in place of the paper's ``paper``: its own name, with
-    "(stand-in for <paper>)" unless it is the paper's dataset; ``note`` (e.g. "resized") goes
-    after the name."""
+    """The label of ``name`` running in place of the paper's ``paper``: its own name
+    (:func:`dataset_label`), ``note`` (e.g. "resized") after it, marked by :func:`with_stand_in`
+    when it is a stand-in (:func:`is_stand_in_for`). The one label function of every chapter."""
     label = dataset_label(name) + (f", {note}" if note else "")
-    if PAPER_NAMES.get(name) != paper and not dataset_label(name).startswith(paper):
-        label = f"{label} (stand-in for {paper})"
-    return label
+    return with_stand_in(label, paper) if is_stand_in_for(name, paper) else label
 
 
 def not_run(tried: Sequence[str] | None = None) -> str:
@@ -80,13 +96,33 @@ class Panel:
     """One panel of a figure: the dataset the paper used, and what runs in its place.
 
     ``dataset`` is ``None`` when the panel is not run. ``label`` never calls a stand-in by the
-    name of the dataset it stands in for.
+    name of the dataset it stands in for; ``stand_in`` says whether it is one (read this, never
+    the label).
     """
 
     paper: str
     dataset: str | None
     label: str
     note: str
+    stand_in: bool = False
+
+    @classmethod
+    def running(cls, paper: str, name: str, note: str = "", label_note: str = "") -> Panel:
+        """The panel of the paper's ``paper`` dataset run on ``name`` (labelled by
+        :func:`stand_in_label` with ``label_note``); ``note``: where the data came from."""
+        return cls(
+            paper, name, stand_in_label(name, paper, label_note), note, is_stand_in_for(name, paper)
+        )
+
+    @classmethod
+    def absent(cls, paper: str, tried: Sequence[str] = ()) -> Panel:
+        """The panel of ``paper`` when none of the datasets ``tried`` is on disk."""
+        return cls(paper, None, f"{paper}: not run", not_run(list(tried)))
+
+    @property
+    def ran(self) -> bool:
+        """Whether the panel runs (its dataset is on disk)."""
+        return self.dataset is not None
 
 
 def plan_panels(settings: Mapping[str, Any]) -> list[Panel]:
@@ -101,7 +137,7 @@ def plan_panels(settings: Mapping[str, Any]) -> list[Panel]:
         for name in (spec["dataset"], spec.get("fallback")):
             if name is None or try_dataset(name) is None:
                 continue
-            out.append(Panel(paper, name, stand_in_label(name, paper), get_dataset(name).source))
+            out.append(Panel.running(paper, name, get_dataset(name).source))
             break
         else:
             tried = [n for n in (spec["dataset"], spec.get("fallback")) if n]

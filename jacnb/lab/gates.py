@@ -66,6 +66,7 @@ from jacnb.lab.claims import (
     Claim,
     get_claim,
 )
+from jacnb.lab.datasets import with_stand_in
 from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED, Verdict
 
 __all__ = [
@@ -85,7 +86,6 @@ __all__ = [
     "decide",
     "not_run",
     "stand_in_label",
-    "is_stand_in",
     "selection_seeds",
     "check_disjoint",
 ]
@@ -93,7 +93,6 @@ __all__ = [
 #: Selection runs use seeds from here on; final runs use small seeds (0, 1, 2, ...).
 SELECTION_SEED_BASE = 10_000
 
-_STAND_IN = "(stand-in for "
 
 
 @dataclass(frozen=True)
@@ -123,13 +122,10 @@ def registered(claim: Claim | str) -> Claim:
 
 
 def stand_in_label(used: str, paper_dataset: str) -> str:
-    """How a stand-in is named: ``"Fashion-MNIST (stand-in for CIFAR-10)"``."""
-    return f"{used} {_STAND_IN}{paper_dataset})"
-
-
-def is_stand_in(dataset_label: str) -> bool:
-    """Whether a verdict's dataset label names a stand-in (see :func:`stand_in_label`)."""
-    return _STAND_IN in dataset_label
+    """How a stand-in is named: ``"Fashion-MNIST (stand-in for CIFAR-10)"``
+    (:func:`jacnb.lab.datasets.with_stand_in`, the one spelling). A verdict says whether it is
+    on a stand-in by :attr:`Verdict.stand_in`, never by its label."""
+    return with_stand_in(used, paper_dataset)
 
 
 def selection_seeds(final_seeds: Iterable[int], n: int | None = None) -> tuple[int, ...]:
@@ -622,10 +618,20 @@ def _evidence(claim: Claim, cells: pd.DataFrame, decisive: str | None) -> str:
     return head + ". " + "; ".join(parts)
 
 
-def not_run(claim: Claim | str, reason: str, *, profile: str = "", dataset: str = "") -> Verdict:
+def not_run(
+    claim: Claim | str,
+    reason: str,
+    *,
+    profile: str = "",
+    dataset: str = "",
+    stand_in: bool = False,
+) -> Verdict:
     """The verdict of a claim whose runs did not happen (dataset absent, not at this profile)."""
     c = registered(claim)
-    return Verdict(c.id, NOT_RUN, "no runs", reason=reason, dataset=dataset, profile=profile)
+    return Verdict(
+        c.id, NOT_RUN, "no runs", reason=reason, dataset=dataset, profile=profile,
+        stand_in=stand_in,
+    )
 
 
 def decide(
@@ -659,7 +665,8 @@ def decide(
     df = prepare_runs(c, runs)
     if df.empty:
         return not_run(
-            c, "no runs in the claim's cells at this profile", profile=profile, dataset=label
+            c, "no runs in the claim's cells at this profile", profile=profile, dataset=label,
+            stand_in=stand_in,
         )
     cells = cell_table(c, df)
     gates = check_gates(c, df, cells)
@@ -669,7 +676,8 @@ def decide(
     if cells.empty:
         ev = "no seed with both arms" if c.statistic.arms else "no seed with a statistic"
         return Verdict(
-            c.id, INCONCLUSIVE, ev, reason="; ".join(reasons), dataset=label, profile=profile
+            c.id, INCONCLUSIVE, ev, reason="; ".join(reasons), dataset=label, profile=profile,
+            stand_in=stand_in,
         )
 
     outcomes = cells["outcome"]
@@ -735,4 +743,5 @@ def decide(
         high=_natural(c, float(pick["high"])),
         n_seeds=int(cells["n"].min()),
         seeds_needed=needed,
+        stand_in=stand_in,
     )

@@ -7,7 +7,7 @@ book's CSS, ``book/_static/jacnb.css``) stays sharp."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -67,6 +67,20 @@ def show(fig: Figure, dpi: int = 100) -> None:
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     display(Image(buf.getvalue()))
+
+
+def t_errorbar(values: Sequence[float]) -> tuple[float, float]:
+    """Seaborn ``errorbar=`` callable: the 95 % Student-t interval of the mean over seeds (the
+    interval :mod:`jacnb.lab.gates` uses); the mean itself for a single seed."""
+    from jacnb.lab.stats import t_interval
+
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        m = float(x.mean()) if x.size else float("nan")
+        return m, m
+    iv = t_interval(x, 0.95)
+    return iv.low, iv.high
 
 
 def pick_figure(figures: Mapping[str, Figure], name: str, missing: str) -> Figure:

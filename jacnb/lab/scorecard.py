@@ -34,7 +34,6 @@ import pandas as pd
 
 from jacnb.lab import paper as _paper
 from jacnb.lab.claims import LOG_RATIO, REGISTRY, Claim, get_claim, registry_digest
-from jacnb.lab.gates import is_stand_in
 from jacnb.lab.store import write_atomic
 from jacnb.lab.verdicts import (
     INCONCLUSIVE,
@@ -274,7 +273,7 @@ def scorecard_frame(
                 "interval": interval,
                 "profile": v.profile,
                 "dataset": v.dataset,
-                "stand-in": is_stand_in(v.dataset),
+                "stand-in": v.stand_in,
                 "n seeds": v.n_seeds,
                 "seeds needed": v.seeds_needed,
                 "verdict": v.verdict,

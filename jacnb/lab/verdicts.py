@@ -39,6 +39,7 @@ class Verdict:
     high: float | None = None
     n_seeds: int | None = None
     seeds_needed: int | None = None  # when the interval straddles: seeds a decisive verdict needs
+    stand_in: bool = False  # decided on a stand-in dataset (counted apart on the scorecard)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:

@@ -13,8 +13,9 @@ import torch
 
 from jacnb.chapters import fully_connected as fx
 from jacnb.core.train import DivergedError
-from jacnb.lab import datasets, gates
+from jacnb.lab import datasets, fc_nets, gates, pipeline
 from jacnb.lab.claims import claims_of
+from jacnb.lab.records import split_ok
 from jacnb.lab.store import ResultStore, config_key, run_grid
 from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
@@ -172,7 +173,8 @@ def test_separate_validation_set_is_disjoint_from_the_fit_set_and_never_the_test
     s = {**TINY_FC, "n_val": 150}
     configs = fx.select_configs(s, "digits")
     assert configs and all(c["n_val"] == 150 and "val_fraction" not in c for c in configs)
-    fit, val = fx.selection_indices(real.y_train, configs[0])
+    c0 = configs[0]
+    fit, val = pipeline.selection_indices(real.y_train, c0["n_train"], c0["n_val"], c0["seed"])
     assert len(fit) == 100 and len(val) == 150 and not set(fit) & set(val)
     final_x, _ = fx.balanced_subset(real.x_train, real.y_train, 100, configs[0]["seed"])
     x_fit, y_fit, x_val, y_val = fx.selection_data(configs[0])
@@ -185,8 +187,9 @@ def test_separate_validation_set_is_disjoint_from_the_fit_set_and_never_the_test
     stacked = fx.select_run_stacked(configs[:2])
     assert [r["n_val"] for r in stacked] == [150, 150]
     # a pool without a balanced draw of n_train + n_val falls back to the held-out fraction
-    assert fx.validation_keys({**s, "n_val": 10_000}, real, 100) == {"val_fraction": 0.2}
-    assert fx.validation_keys(TINY_FC, real, 100) == {"val_fraction": 0.2}
+    y = real.y_train
+    assert pipeline.validation_keys({**s, "n_val": 10_000}, y, 100) == {"val_fraction": 0.2}
+    assert pipeline.validation_keys(TINY_FC, y, 100) == {"val_fraction": 0.2}
 
 
 def test_profiles_validate_on_a_separate_set_and_weight_decay_grids_start_at_zero():
@@ -219,7 +222,7 @@ def test_stand_in_is_never_called_cifar10(monkeypatch):
 
 
 def test_projected_cost_arithmetic():
-    assert fx.fc_params(784, 10, 2, 784) == 623_290  # models.fully_connected docstring
+    assert fc_nets.fc_params(784, 10, 2, 784) == 623_290  # models.fully_connected docstring
     work = [
         {
             "in_dim": 784,
@@ -230,7 +233,7 @@ def test_projected_cost_arithmetic():
             "regularizer": "jacobian",
         }
     ]
-    proj = fx.project_gpu_hours(work, {"jacobian": 2.0}, gpu_tflops=1.0)
+    proj = fc_nets.project_gpu_hours(work, {"jacobian": 2.0}, gpu_tflops=1.0)
     flops = 6 * 623_290 * 1000 * 10 * 2.0
     assert proj["runs"] == 1 and proj["gpu_hours"] == pytest.approx(flops / 1e12 / 3600)
     paper = {
@@ -286,13 +289,15 @@ def test_stacked_fig3_grids_write_the_records_separate_runs_write(tmp_path, one_
         calls.append(len(configs))
         return fx.select_run_stacked(configs)
 
-    fx.run_grid_stacked(select, fx.select_run, group, stk, stack=True, progress=False)
+    pipeline.run_grid_stacked(select, fx.select_run, group, stk, stack=True, progress=False)
     assert calls == [2, 2]  # per regularizer: its two factors (one selection seed) together
     _assert_records_match(_records(stk, select), _records(sep, select))
     chosen = fx.choose_lambdas(sep.frame(fx.EXP_SELECT))
     final = fx.fig3_configs(TINY_FC, "digits", chosen)
     run_grid(final, fx.fig3_run, sep, progress=False)
-    fx.run_grid_stacked(final, fx.fig3_run, fx.fig3_run_stacked, stk, stack=True, progress=False)
+    pipeline.run_grid_stacked(
+        final, fx.fig3_run, fx.fig3_run_stacked, stk, stack=True, progress=False
+    )
     _assert_records_match(_records(stk, final), _records(sep, final))
 
 
@@ -321,31 +326,31 @@ def test_stacked_grid_trains_only_the_missing_seeds(tmp_path, one_thread):
         groups.append([c["seed"] for c in cfgs])
         return fx.fig3_run_stacked(cfgs)
 
-    frame = fx.run_grid_stacked(configs, run, run_group, store, stack=True, progress=False)
+    frame = pipeline.run_grid_stacked(configs, run, run_group, store, stack=True, progress=False)
     assert len(frame) == len(configs) and frame["key"].is_unique
     assert sorted(groups) == [[0, 2], [0, 2]]  # n_train 100: seeds 0 and 2 together
     assert sorted(single) == [("jacobian", 200, 0), ("weight_decay", 200, 0)]  # alone
     assert {config_key(c): store.path(c).read_text() for c in done} == before  # not retrained
     single.clear()
     groups.clear()
-    fx.run_grid_stacked(configs, run, run_group, store, stack=True, progress=False)
+    pipeline.run_grid_stacked(configs, run, run_group, store, stack=True, progress=False)
     assert single == [] and groups == []
 
 
 def test_stack_seeds_setting_and_groups():
-    assert fx.stack_seeds({}) is False
-    assert fx.stack_seeds({"stack_seeds": True}) is True
-    assert fx.stack_seeds({"stack_seeds": "auto"}, device="cpu") is False
-    assert fx.stack_seeds({"stack_seeds": "auto"}, device="cuda") is True
+    assert pipeline.stack_seeds({}) is False
+    assert pipeline.stack_seeds({"stack_seeds": True}) is True
+    assert pipeline.stack_seeds({"stack_seeds": "auto"}, device="cpu") is False
+    assert pipeline.stack_seeds({"stack_seeds": "auto"}, device="cuda") is True
     with pytest.raises(ValueError, match="stack_seeds"):
-        fx.stack_seeds({"stack_seeds": "yes"})
+        pipeline.stack_seeds({"stack_seeds": "yes"})
     configs = [
         {"depth": 2, "seed": 0, "lam": 0.1},
         {"depth": 3, "seed": 0, "lam": 0.1},
         {"depth": 2, "seed": 1, "lam": 1.0},
         {"depth": 2, "seed": 1, "lam": 0.0},
     ]
-    groups = fx.stack_groups(configs)
+    groups = pipeline.stack_groups(configs)
     assert [[(c["depth"], c["seed"], c["lam"]) for c in g] for g in groups] == [
         [(2, 0, 0.1), (2, 1, 1.0)],
         [(3, 0, 0.1)],
@@ -448,7 +453,7 @@ def test_a_tie_or_a_diverged_run_withholds_the_verdict():
     assert _decided(tied, proj)["fig3.mnist.jr_beats_wd"] == INCONCLUSIVE
     runs.loc[runs.index[0], "status"] = "diverged"  # left out: its cell keeps 3 paired seeds
     panel = fx.Panel("MNIST", "mnist", "MNIST", "")
-    v = fx.decide_runs("fig3.mnist.jr_beats_wd", runs, profile="test", panel=panel)
+    v = pipeline.decide_panel("fig3.mnist.jr_beats_wd", runs, profile="test", panel=panel)
     assert v.verdict == REPRODUCED and "1 diverged run(s) left out" in v.reason
 
 
@@ -472,12 +477,12 @@ def test_stacked_grid_skips_configs_claimed_by_live_workers_and_stores_divergenc
                 for c in cfgs]
 
     left: list[dict] = []
-    monkeypatch.setattr(fx, "run_grid", lambda cfgs, *a, **k: left.extend(
+    monkeypatch.setattr(pipeline, "run_grid", lambda cfgs, *a, **k: left.extend(
         c for c in cfgs if not store.has(c)))
-    fx.run_grid_stacked(configs, fx.fig3_run, run_group, store, stack=True, progress=False)
+    pipeline.run_grid_stacked(configs, fx.fig3_run, run_group, store, stack=True, progress=False)
     held.release()
     assert not store.has(busy) and left == [busy]  # left to its worker, waited for by run_grid
     assert len(trained) == len(configs) - 1
     statuses = {c["seed"]: store.record(c)["status"] for c in configs[3:]}
     assert statuses == {0: "ok", 1: "ok", 2: "diverged"}
-    assert store.frame(fx.EXP_FIG3).pipe(fx.ok_runs)[1] == 4  # seed 2 of each of the 4 groups
+    assert store.frame(fx.EXP_FIG3).pipe(split_ok)[1] == 4  # seed 2 of each of the 4 groups

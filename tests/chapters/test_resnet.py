@@ -16,8 +16,9 @@ from jacnb.chapters import resnet as rx
 from jacnb.core.distributed import FitConfig, fit
 from jacnb.core.models import wide_resnet
 from jacnb.core.regularizers import CONV_LAYERS, LINEAR_LAYERS, PerLayerJacobianRegularizer
-from jacnb.lab import gates
+from jacnb.lab import datasets, gates
 from jacnb.lab.claims import claims_of
+from jacnb.lab.records import left_out_note
 from jacnb.lab.settings import get_profile
 from jacnb.lab.store import ResultStore
 from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
@@ -65,10 +66,15 @@ def test_configs_follow_the_paper_settings(profile: str) -> None:
 
 
 def test_stand_ins_are_never_named_as_the_real_dataset() -> None:
-    for name, label in rx.LABELS.items():
-        if name not in ("cifar10", "imagenet"):
-            assert "stand-in" in label, name
-        assert name in ("cifar10", "imagenet") or "CIFAR-10 " not in label.split("(")[0]
+    s = rx.settings("cpu")
+    for table, paper in rx.PAPER.items():
+        for name in ("cifar10", "imagenet", "fashion-mnist", "digits", "mnist-10k"):
+            result = rx.ResnetResult("cpu", s, name, name, None, None)
+            panel = result.panel(table)
+            real = datasets.PAPER_NAMES.get(name) == paper
+            assert panel.stand_in is not real, (table, name)
+            assert ("stand-in" in panel.label) is not real, panel.label
+            assert real or paper not in panel.label.split("(")[0], panel.label
     assert rx.pick_dataset(["imagenet"]) is None or rx.imagenet_root().exists()
 
 
@@ -175,7 +181,7 @@ def test_diverged_runs_are_left_out_and_counted_and_gates_bite() -> None:
     result.records4.loc[0, "status"] = "diverged"
     assert result.diverged()["table4"] == 1 and len(result.runs("table4")) == 23
     v = {x.claim: x for x in result.verdicts()}["table4.jr_helps_resnet"]
-    assert "1 diverged runs left out" in v.reason
+    assert left_out_note(1) in v.reason
     result.records4["steps"] = 100  # a short schedule: the budget gate makes it inconclusive
     v = {x.claim: x for x in result.verdicts()}["table4.jr_helps_resnet"]
     assert v.verdict == INCONCLUSIVE and "gate budget" in v.reason

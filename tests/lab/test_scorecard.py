@@ -43,6 +43,7 @@ def verdicts_fc() -> list[Verdict]:
             profile="cpu",
             reason="stand-in: counted apart",
             dataset="Fashion-MNIST (stand-in for CIFAR-10)",
+            stand_in=True,
             estimate=-0.02,
             low=-0.03,
             high=-0.01,
