@@ -24,22 +24,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from jacnb.lab.settings import get_profile, resolve_profile
+from jacnb.chapters import chapter_modules
+from jacnb.lab.settings import resolve_profile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO_ROOT / "notebooks"
 BOOK = REPO_ROOT / "book"
 
-#: Notebooks in book order -> the experiment whose settings they read from ``jacnb.lab.settings``.
-CHAPTERS: dict[str, str] = {
-    "01_theory": "theory",
-    "02_fully_connected": "fully_connected",
-    "03_weight_norm": "weight_norm",
-    "04_convolutional": "convolutional",
-    "05_resnet": "resnet",
-    "06_timing": "timing",
-    "07_low_rank_jacobian": "low_rank",
-}
+#: Notebooks in book order -> their chapter module (:func:`jacnb.chapters.chapter_modules`).
+CHAPTERS = chapter_modules()
 
 #: Datasets that ``jacnb.core.prepare`` can fetch without internet.
 OFFLINE_DATASETS = ("mnist-10k", "fashion-mnist", "digits")
@@ -47,7 +40,7 @@ OFFLINE_DATASETS = ("mnist-10k", "fashion-mnist", "digits")
 
 def datasets_needed(chapter: str, profile: str) -> list[str]:
     """The datasets a chapter reads at ``profile`` (its settings' ``dataset``/``datasets``)."""
-    settings = get_profile(CHAPTERS[chapter], profile)
+    settings = CHAPTERS[chapter].settings(profile)
     names = settings.get("datasets", [settings["dataset"]] if "dataset" in settings else [])
     return list(names)
 

@@ -33,7 +33,6 @@ import torch.distributed as dist
 
 from jacnb.chapters import resnet as rx
 from jacnb.core.distributed import checkpoint_peak_bytes, init_from_env, rank_and_world
-from jacnb.lab.settings import get_profile
 from jacnb.lab.store import ResultStore
 
 
@@ -49,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     device = init_from_env()
     rank, world = rank_and_world()
-    settings = get_profile("resnet", args.profile)
+    settings = rx.settings(args.profile)
     settings["bf16"] = args.bf16
     key = f"table{args.table}"
     name = rx.pick_dataset(settings[key]["candidates"])

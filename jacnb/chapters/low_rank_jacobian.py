@@ -60,7 +60,6 @@ from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.verdicts import Verdict
 
 NAME = "07_low_rank_jacobian"
-SETTINGS_KEY = "low_rank"
 EXPERIMENT = "low-rank"
 #: Version of the stored record layout (2: ``train_acc``, ``steps``, the learning-rate drop).
 SCHEMA = 2
@@ -85,9 +84,66 @@ NUMBERS = (
 )
 
 
-def settings(profile: str) -> dict[str, Any]:
-    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.settings`)."""
-    return lab_settings.settings(SETTINGS_KEY, profile)
+@dataclass(frozen=True)
+class Settings:
+    """The chapter at the ``cpu`` profile (:data:`OVERRIDES`: the other profiles' changes).
+
+    ``seeds``: training seeds of the corruption sweep (the bridge runs use the first);
+    ``fig3_seeds``: mixture draws of Fig. 3; ``lr_drop_noisy``: epoch at which corrupted-label
+    runs divide the learning rate by 10 (their 800-epoch runs: 760; ``None``: no drop);
+    ``n_spectrum``: singular values kept for the histogram (their Fig. 4: the top 1000). ``cpu``:
+    the corrupted runs train until they fit their noisy labels (>= 99 % train accuracy, >= 1000
+    SGD steps: 300 samples, batch 32, 160 epochs = 1600 steps), three seeds, corruption
+    0 / 50 / 100 %.
+    """
+
+    lr: float = 0.1
+    momentum: float = 0.0
+    bridge_lam: float = 0.1
+    lr_drop_noisy: int | None = None
+    fig3_classes: int = 4
+    fig3_clusters: int = 3
+    fig3_sigma: float = 0.1
+    fig3_per_class: tuple[int, ...] = (30, 60)
+    dataset: str = "mnist-10k"
+    datasets: tuple[str, ...] = ("mnist-10k",)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    fig3_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    n_train: int = 300
+    n_test: int = 300
+    arch: str = "mlp"
+    width: int = 128
+    out_scale: float = 0.5
+    batch_size: int = 32
+    epochs_clean: int = 100
+    epochs_noisy: int = 160
+    n_checkpoints: int = 12
+    rank: int = 50
+    n_spectrum: int = 50
+    svd_iters: int = 4
+    corruptions: tuple[float, ...] = (0.0, 0.5, 1.0)
+    bridge_corruptions: tuple[float, ...] = (0.5,)
+    bench_n: int = 100
+    fig3_dim: int = 20
+    fig3_hidden: int = 200
+
+
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "smoke": dict(dataset="digits", datasets=("digits",), seeds=(0,), fig3_seeds=(0, 1, 2),
+                  n_train=100, n_test=100, width=32, batch_size=50, epochs_clean=10,
+                  epochs_noisy=20, n_checkpoints=6, rank=10, n_spectrum=20, svd_iters=3,
+                  corruptions=(0.0, 0.5), bench_n=30, fig3_dim=10, fig3_hidden=100),
+    "paper": dict(dataset="cifar10", datasets=("cifar10",), n_train=50000, n_test=10000,
+                  arch="resnet20", width=0, out_scale=0.1, batch_size=128, epochs_clean=400,
+                  epochs_noisy=800, lr_drop_noisy=760, n_checkpoints=24, n_spectrum=1000,
+                  corruptions=(0.0, 0.25, 0.5, 0.75, 1.0), bridge_corruptions=(0.0, 0.5),
+                  bench_n=500),
+}
+
+
+def settings(profile: str = "cpu") -> dict[str, Any]:
+    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.resolve`)."""
+    return lab_settings.resolve(Settings(), OVERRIDES, profile)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1013,7 +1069,6 @@ def run(
 __all__: list[str] = [
     "EXPERIMENT",
     "NAME",
-    "SETTINGS_KEY",
     "LowRankResult",
     "alignment_frame",
     "alignment_runs",

@@ -40,7 +40,7 @@ import functools
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +59,12 @@ from jacnb.lab.claims import Claim
 from jacnb.lab.datasets import NOT_RUN, Panel, dataset_label, get_dataset, try_dataset
 from jacnb.lab.pipeline import assemble_verdicts, decide_panel
 from jacnb.lab.records import RunStatus, is_ok
+from jacnb.lab.settings import ABSENT
 from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.tables import percent_mean_sd
 from jacnb.lab.verdicts import Verdict
 
 NAME = "05_resnet"
-SETTINGS_KEY = "resnet"
 
 #: The paper's dataset of each table (its claims are about it; anything else is a stand-in).
 PAPER = {"table4": "CIFAR-10", "table5": "ImageNet"}
@@ -72,9 +72,119 @@ PAPER = {"table4": "CIFAR-10", "table5": "ImageNet"}
 RESIZED = ("digits", "mnist-10k")
 
 
+def _rows(sizes: tuple[int, int, int]) -> tuple[dict[str, Any], ...]:
+    """Table IV's rows: the two smaller sets without augmentation (factor 1), the largest with
+    it (factor 0.1), as in the paper."""
+    a, b, c = sizes
+    return (
+        {"n_train": a, "augment": "none", "lam": 1.0},
+        {"n_train": b, "augment": "none", "lam": 1.0},
+        {"n_train": c, "augment": "cifar", "lam": 0.1},
+    )
+
+
+@dataclass(frozen=True)
+class Table4Settings:
+    """Table IV (Wide ResNet) at ``cpu``: the first of ``candidates`` on disk runs (a stand-in
+    labelled as such); ``schedule``: ``[(lr, epochs), ...]`` phases."""
+
+    candidates: tuple[str, ...] = ("cifar10", "fashion-mnist")
+    depth: int = 10
+    widen_factor: int = 2
+    image_size: int = 32
+    rows: tuple[dict[str, Any], ...] = _rows((500, 1000, 2000))
+    n_test: int | None = 2000
+    schedule: tuple[tuple[float, int], ...] = ((0.01, 1), (0.05, 3), (0.005, 3), (0.0005, 1))
+    batch_size: int = 128
+    weight_decay: float = 0.0005
+    nesterov: bool = True
+
+
+@dataclass(frozen=True)
+class Table5Settings:
+    """Table V and Fig. 5 (pre-activation ResNet-18) at ``cpu``: ``image_size`` then a random
+    ``crop``; ``train_eval_n``: training samples the training accuracy is measured on (absent:
+    all)."""
+
+    candidates: tuple[str, ...] = ("imagenet", "mnist-10k")
+    image_size: int = 32
+    crop: int = 28
+    n_train: int | None = 1000
+    n_test: int | None = 1000
+    schedule: tuple[tuple[float, int], ...] = ((0.1, 3), (0.01, 2), (0.001, 1))
+    batch_size: int = 64
+    lam: float = 1.0
+    weight_decay: float = 0.0001
+    train_eval_n: Any = ABSENT
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Tables IV, V and Fig. 5 at the ``cpu`` profile (:data:`OVERRIDES`: the other
+    profiles')."""
+
+    seeds: tuple[int, ...] = (0,)
+    datasets: tuple[str, ...] = ("cifar10", "fashion-mnist", "imagenet", "mnist-10k")
+    table4: Table4Settings = Table4Settings()
+    table5: Table5Settings = Table5Settings()
+
+
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "smoke": dict(
+        datasets=("fashion-mnist", "digits", "mnist-10k"),
+        table4=replace(
+            Table4Settings(),
+            candidates=("fashion-mnist", "digits"),
+            widen_factor=1,
+            image_size=16,
+            rows=(
+                {"n_train": 60, "augment": "none", "lam": 1.0},
+                {"n_train": 120, "augment": "cifar", "lam": 0.1},
+            ),
+            n_test=100,
+            schedule=((0.05, 1),),
+            batch_size=60,
+        ),
+        table5=replace(
+            Table5Settings(),
+            candidates=("mnist-10k",),
+            image_size=16,
+            crop=14,
+            n_train=20,
+            n_test=20,
+            schedule=((0.1, 1), (0.01, 1)),
+            batch_size=10,
+        ),
+    ),
+    "paper": dict(
+        datasets=("cifar10", "imagenet"),
+        table4=replace(
+            Table4Settings(),
+            candidates=("cifar10",),
+            depth=22,
+            widen_factor=5,
+            rows=_rows((2500, 10000, 50000)),
+            n_test=None,
+            schedule=((0.01, 5), (0.05, 20), (0.005, 40), (0.0005, 40), (5e-05, 20)),
+        ),
+        table5=replace(
+            Table5Settings(),
+            candidates=("imagenet",),
+            image_size=128,
+            crop=112,
+            n_train=None,
+            n_test=None,
+            schedule=((0.1, 30), (0.01, 30), (0.001, 30)),
+            batch_size=256,
+            train_eval_n=50000,
+        ),
+    ),
+}
+
+
 def settings(profile: str = "cpu") -> dict[str, Any]:
-    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.settings`)."""
-    return lab_settings.settings(SETTINGS_KEY, profile)
+    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.resolve`)."""
+    return lab_settings.resolve(Settings(), OVERRIDES, profile)
 
 
 # ---------------------------------------------------------------------------------------------

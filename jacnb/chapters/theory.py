@@ -38,7 +38,6 @@ from jacnb.core.jacobian import (
 from jacnb.lab.verdicts import Verdict
 
 NAME = "01_theory"
-SETTINGS_KEY = "theory"
 
 
 def theorem3(
@@ -417,24 +416,74 @@ def ge_bound_on_data(
     return pd.DataFrame(rows)
 
 
-def settings(profile: str) -> dict[str, Any]:
-    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.settings`)."""
+@dataclass(frozen=True)
+class ToyProblem:
+    """The 2-D problem of Fig. 2 and its net (the same at every profile)."""
+
+    n_classes: int = 2
+    clusters_per_class: int = 2
+    dim: int = 2
+    sigma: float = 0.25
+    n_train: int = 400
+    n_test: int = 400
+    width: int = 32
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 0.05
+    lr_drop_every: int = 50
+
+
+@dataclass(frozen=True)
+class CubeProblem:
+    """The cube-manifold data and net of the generalization-error check (Thm. 5, eqs. 8, 12):
+    ``n_classes`` classes on ``k``-dimensional cubes in ``dim`` dimensions; the net (depth,
+    width) trains with the chapter's epochs and learning-rate drops."""
+
+    n_classes: int = 3
+    k: int = 2
+    dim: int = 10
+    n_test: int = 1000
+    depth: int = 3
+    width: int = 64
+    batch_size: int = 32
+    lr: float = 0.05
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The chapter's settings (``cpu`` values; :data:`OVERRIDES` per other profile): the net
+    under test (``depth``, ``width``) trained on ``n_train`` samples, its checks on ``n_eval``
+    of them (``n_pairs`` pairs for Thm. 3, ``ball_samples`` per ball for the margin bounds)."""
+
+    depth: int = 3
+    seeds: tuple[int, ...] = (0,)
+    dataset: str = "mnist-10k"
+    n_train: int = 2000
+    n_eval: int = 200
+    width: int = 256
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.05
+    lr_drop_every: int = 20
+    n_pairs: int = 64
+    ball_samples: int = 16
+    toy: ToyProblem = ToyProblem()
+    cube: CubeProblem = CubeProblem()
+
+
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "smoke": dict(dataset="digits", n_train=300, n_eval=40, width=64, epochs=15, batch_size=64,
+                  lr_drop_every=10, n_pairs=8, ball_samples=4),
+    "paper": dict(dataset="mnist", n_train=5000, n_eval=1000, width=784, epochs=120, lr=0.1,
+                  lr_drop_every=40, n_pairs=256, ball_samples=32),
+}
+
+
+def settings(profile: str = "cpu") -> dict[str, Any]:
+    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.resolve`)."""
     from jacnb.lab import settings as lab_settings
 
-    return lab_settings.settings(SETTINGS_KEY, profile)
-
-
-#: The 2-D toy problem of Fig. 2 (fixed at every profile).
-TOY = {
-    "n_classes": 2,
-    "clusters_per_class": 2,
-    "dim": 2,
-    "sigma": 0.25,
-    "n_train": 400,
-    "n_test": 400,
-    "width": 32,
-    "epochs": 100,
-}
+    return lab_settings.resolve(Settings(), OVERRIDES, profile)
 
 
 def configs(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -448,8 +497,8 @@ def configs(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
             "experiment": "theory-fig2",
             "profile": prof,
             "seed": seed,
-            "width": TOY["width"],
-            "epochs": TOY["epochs"],
+            "width": settings["toy"]["width"],
+            "epochs": settings["toy"]["epochs"],
             "dataset": "gaussian-mixture",
         },
         {
@@ -613,29 +662,30 @@ def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> The
     seed = s["seeds"][0]
     toy_cfg, net_cfg, cube_cfg = configs(s)
 
+    tp, cp = s["toy"], s["cube"]
     toy = load_dataset(
         "gaussian-mixture",
-        n_classes=TOY["n_classes"],
-        clusters_per_class=TOY["clusters_per_class"],
-        dim=TOY["dim"],
-        sigma=TOY["sigma"],
-        n_train=TOY["n_train"],
-        n_test=TOY["n_test"],
+        n_classes=tp["n_classes"],
+        clusters_per_class=tp["clusters_per_class"],
+        dim=tp["dim"],
+        sigma=tp["sigma"],
+        n_train=tp["n_train"],
+        n_test=tp["n_test"],
         seed=seed,
     )
     toy_cfg = {**toy_cfg, "dataset": toy.name}
     torch.manual_seed(seed)
     toy_net, toy_res = trained_model(
         toy_cfg,
-        lambda: fully_connected(2, 2, depth=2, width=TOY["width"]),
+        lambda: fully_connected(tp["dim"], tp["n_classes"], depth=2, width=tp["width"]),
         _fit(
             toy.x_train,
             toy.y_train,
             TrainConfig(
-                epochs=TOY["epochs"],
-                batch_size=32,
-                lr=0.05,
-                lr_drop_every=50,
+                epochs=tp["epochs"],
+                batch_size=tp["batch_size"],
+                lr=tp["lr"],
+                lr_drop_every=tp["lr_drop_every"],
                 seed=seed,
                 progress=False,
             ),
@@ -678,19 +728,25 @@ def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> The
     x_hull = x_tr.double().flatten(1)
 
     cube = load_dataset(
-        "cube-manifold", n_classes=3, k=2, dim=10, n_train=s["n_train"], n_test=1000, seed=seed
+        "cube-manifold",
+        n_classes=cp["n_classes"],
+        k=cp["k"],
+        dim=cp["dim"],
+        n_train=s["n_train"],
+        n_test=cp["n_test"],
+        seed=seed,
     )
     torch.manual_seed(seed)
     cube_net, _ = trained_model(
         cube_cfg,
-        lambda: fully_connected(10, 3, depth=3, width=64),
+        lambda: fully_connected(cp["dim"], cp["n_classes"], depth=cp["depth"], width=cp["width"]),
         _fit(
             cube.x_train,
             cube.y_train,
             TrainConfig(
                 epochs=s["epochs"],
-                batch_size=32,
-                lr=0.05,
+                batch_size=cp["batch_size"],
+                lr=cp["lr"],
                 seed=seed,
                 lr_drop_every=s["lr_drop_every"],
                 progress=False,
@@ -723,7 +779,7 @@ def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> The
             cube.y_train,
             cube.x_test.double(),
             cube.y_test,
-            k=2,
+            k=cp["k"],
             c_m=cube.meta["c_m"],
         ),
     }
@@ -732,7 +788,7 @@ def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> The
         "x": toy.x_train,
         "y": toy.y_train,
         "provenance": provenance(
-            {"profile": s["profile"], "n_train": TOY["n_train"], "seeds": [seed]}, toy.source
+            {"profile": s["profile"], "n_train": tp["n_train"], "seeds": [seed]}, toy.source
         ),
     }
     return TheoryResult(

@@ -57,12 +57,12 @@ from jacnb.lab import gates, paper
 from jacnb.lab import settings as lab_settings
 from jacnb.lab import timing as timers
 from jacnb.lab.claims import claims_of
+from jacnb.lab.settings import ABSENT
 from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.timing import make_step, step_regularizer, time_interleaved
 from jacnb.lab.verdicts import Verdict
 
 NAME = "06_timing"
-SETTINGS_KEY = "timing"
 
 #: Version of the stored record layout; records of other versions are ignored (3: repetitions,
 #: the fully connected net).
@@ -382,9 +382,68 @@ def timing_configs(settings: Mapping[str, Any], device: torch.device) -> list[di
     return out
 
 
-def settings(profile: str) -> dict[str, Any]:
-    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.settings`)."""
-    return lab_settings.settings(SETTINGS_KEY, profile)
+@dataclass(frozen=True)
+class Settings:
+    """Table VI at the ``cpu`` profile (:data:`OVERRIDES`: the other profiles' changes).
+
+    The top-level values apply to every device; a ``cpu``/``cuda`` block (:func:`device_settings`)
+    overrides them for the rows timed on that device. ``mnist_batch``/``resnet_batch``: training
+    batch of the MNIST nets (conv net of Table II, fully connected net of Fig. 3) / ResNet-18
+    (input ``3 x resnet_size^2``); ``repeats`` timed steps per regularizer and repetition after
+    ``warmup`` untimed ones, in ``rounds`` interleaved blocks (rounds = repeats: one step per
+    regularizer in turn); ``repetitions``: how often that is done -- each repetition is one
+    "seed" of the cost claims (>= 3 repetitions of >= 20 timed steps decide them);
+    ``resnet_repeats``/``resnet_repetitions``: the same for ResNet-18, which no claim is judged
+    on (its row is Table VI's per-layer figure). ``threads``: torch CPU threads (``None``:
+    torch's default); one thread at smoke/cpu: on a shared 2-core machine a 2-thread step stalls
+    whenever another process takes a core. ``cpu``: MNIST batch 32 and ResNet-18 at 64x64 keep
+    the page within its share of the 45-minute cpu book (the ratios, not the seconds, are
+    compared with the paper). Fig. 4's cost: max ``||J(x)||_2`` over ``fig4_n`` images, the
+    naive per-sample loop timed on ``naive_n`` of them and extrapolated.
+    """
+
+    datasets: tuple[str, ...] = ("mnist-10k",)
+    seeds: tuple[int, ...] = (0,)
+    mnist_batch: int = 32
+    resnet_batch: int = 16
+    resnet_size: int = 64
+    repeats: int = 20
+    repetitions: int = 3
+    resnet_repeats: int = 5
+    resnet_repetitions: int = 1
+    warmup: int = 2
+    rounds: int = 20
+    threads: int | None = 1
+    fig4_n: int = 10000
+    naive_n: int = 200
+    cpu: Any = ABSENT
+    cuda: Any = ABSENT
+
+
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "smoke": dict(mnist_batch=16, resnet_batch=2, resnet_size=16, repeats=2, repetitions=2,
+                  resnet_repeats=1, warmup=1, rounds=2, fig4_n=300, naive_n=10),
+    "paper": dict(
+        mnist_batch=128,
+        resnet_batch=256,
+        resnet_size=128,
+        repeats=30,
+        repetitions=5,
+        resnet_repeats=30,
+        resnet_repetitions=3,
+        warmup=5,
+        rounds=30,
+        threads=None,
+        naive_n=10000,
+        cpu={"resnet_batch": 16, "repeats": 20, "repetitions": 3, "resnet_repeats": 10,
+             "resnet_repetitions": 1, "warmup": 2, "rounds": 20, "naive_n": 1000},
+    ),
+}
+
+
+def settings(profile: str = "cpu") -> dict[str, Any]:
+    """The chapter's settings at ``profile`` (:func:`jacnb.lab.settings.resolve`)."""
+    return lab_settings.resolve(Settings(), OVERRIDES, profile)
 
 
 def configs(settings: Mapping[str, Any]) -> list[dict[str, Any]]:

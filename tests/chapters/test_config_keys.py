@@ -52,7 +52,10 @@ def keys(configs):
 @pytest.mark.parametrize("name", sorted(MODULES))
 @pytest.mark.parametrize("profile", PROFILES)
 def test_settings_hash_as_before(name, profile):
-    assert config_key(MODULES[name].settings(profile)) == FIXTURE["settings"][f"{name}/{profile}"]
+    got = MODULES[name].settings(profile)
+    if name == "theory":  # added since (Fig. 2 and the cube net, fixed before): not in the keys
+        del got["toy"], got["cube"]
+    assert config_key(got) == FIXTURE["settings"][f"{name}/{profile}"]
 
 
 @pytest.mark.parametrize("name", ["theory", "low_rank", "resnet", "weight_norm",

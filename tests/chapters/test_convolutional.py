@@ -20,7 +20,7 @@ from jacnb.core.regularizers import JacobianRegularizer
 from jacnb.lab import datasets, gates, pipeline
 from jacnb.lab.claims import claims_of
 from jacnb.lab.datasets import Panel
-from jacnb.lab.settings import PROFILES, get_profile
+from jacnb.lab.settings import PROFILES
 from jacnb.lab.store import ResultStore, config_key, run_grid
 from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
@@ -74,7 +74,7 @@ def test_profiles_have_both_tables_and_the_papers_settings():
             assert ts["profile"] == profile and ts["panels"]
             assert "select_seeds" not in ts  # selection seeds come from gates.selection_seeds
             assert set(cx.select_seeds(ts)).isdisjoint(ts["seeds"])
-    paper = get_profile("convolutional", "paper")
+    paper = cx.settings("paper")
     t2, t3 = paper["table2"], paper["table3"]
     assert (t2["epochs"], t2["lr"], t2["lr_drop_every"], t2["batch_size"]) == (120, 0.01, 40, 128)
     assert (t3["epochs"], t3["lr"], t3["lr_drop_every"], t3["batch_size"]) == (75, 0.1, 25, 64)
@@ -85,7 +85,7 @@ def test_profiles_have_both_tables_and_the_papers_settings():
     assert all(not p["fallbacks"] for p in t2["panels"] + t3["panels"])
     # cpu Table II in the paper's regime (issue 13): 3 seeds, >= 400 steps per run, selection
     # runs included, the paper's optimizer (lr 0.01, momentum 0.9, two /10 drops)
-    cpu = get_profile("convolutional", "cpu")["table2"]
+    cpu = cx.settings("cpu")["table2"]
     assert (cpu["panels"][0]["dataset"], cpu["panels"][0]["n_train"]) == ("mnist-10k", [1000, 2500])
     assert len(cpu["seeds"]) >= 3 and (cpu["lr"], cpu["momentum"]) == (0.01, 0.9)
     n_fit = min(cpu["select_n_train"])  # n_val further samples validate (selection_data)

@@ -19,7 +19,6 @@ from jacnb.core.regularizers import CONV_LAYERS, LINEAR_LAYERS, PerLayerJacobian
 from jacnb.lab import datasets, gates
 from jacnb.lab.claims import claims_of
 from jacnb.lab.records import left_out_note
-from jacnb.lab.settings import get_profile
 from jacnb.lab.store import ResultStore
 from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
@@ -43,7 +42,7 @@ def test_per_layer_on_preact_blocks_is_the_sum_over_layers() -> None:
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_configs_follow_the_paper_settings(profile: str) -> None:
-    s = get_profile("resnet", profile)
+    s = rx.settings(profile)
     t4, t5 = rx.table4_configs(s, "x"), rx.table5_configs(s, "y")
     assert len(t4) == 2 * len(s["table4"]["rows"]) * len(s["seeds"])
     assert len(t5) == 4 * len(s["seeds"])
@@ -163,7 +162,7 @@ def _records(sign: float) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _result(sign: float) -> rx.ResnetResult:
     r4, r5 = _records(sign)
-    return rx.ResnetResult("paper", get_profile("resnet", "paper"), "cifar10", "imagenet", r4, r5)
+    return rx.ResnetResult("paper", rx.settings("paper"), "cifar10", "imagenet", r4, r5)
 
 
 def test_a_planted_effect_is_reproduced_and_its_reverse_is_not() -> None:
@@ -185,7 +184,7 @@ def test_diverged_runs_are_left_out_and_counted_and_gates_bite() -> None:
     result.records4["steps"] = 100  # a short schedule: the budget gate makes it inconclusive
     v = {x.claim: x for x in result.verdicts()}["table4.jr_helps_resnet"]
     assert v.verdict == INCONCLUSIVE and "gate budget" in v.reason
-    none = rx.ResnetResult("cpu", get_profile("resnet", "cpu"), None, None, None, None)
+    none = rx.ResnetResult("cpu", rx.settings("cpu"), None, None, None, None)
     assert {v.verdict for v in none.verdicts()} == {NOT_RUN}
 
 
@@ -200,7 +199,7 @@ def test_tables_and_figures_beside_the_paper() -> None:
     figs = result.figures()
     assert set(figs) == {"Table IV", "Fig. 5"}
     assert result.numbers()["table5_ge_diff_no_aug"] == pytest.approx(-22.0)  # -20 train, +2 test
-    assert rx.checkpoint_bytes(rx.table4_configs(get_profile("resnet", "smoke"), "digits")[0]) > 0
+    assert rx.checkpoint_bytes(rx.table4_configs(rx.settings("smoke"), "digits")[0]) > 0
 
 
 def test_imagenet_folder_loader_trains(tmp_path: Path) -> None:

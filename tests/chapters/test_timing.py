@@ -10,7 +10,6 @@ import torch
 from jacnb.chapters import timing
 from jacnb.lab import gates, paper
 from jacnb.lab.claims import claims_of
-from jacnb.lab.settings import get_profile
 from jacnb.lab.store import ResultStore
 from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
@@ -161,7 +160,7 @@ def test_paper_claims_come_from_jacnb_paper() -> None:
 
 
 def test_device_settings_override_per_device() -> None:
-    s = get_profile("timing", "paper")
+    s = timing.settings("paper")
     cpu = timing.device_settings(s, torch.device("cpu"))
     cuda = timing.device_settings(s, torch.device("cuda"))
     assert cpu["resnet_batch"] < cuda["resnet_batch"] == 256
@@ -253,7 +252,7 @@ def _planted(exact: float, per_layer: float, projection: float) -> pd.DataFrame:
 
 
 def test_planted_costs_are_reproduced_and_reversed_ones_not() -> None:
-    s = get_profile("timing", "cpu")
+    s = timing.settings("cpu")
     good = timing.TimingResult(s, _planted(10.0, 2.0, 1.0), pd.DataFrame())
     assert {v.verdict for v in good.verdicts()} == {REPRODUCED}
     bad = timing.TimingResult(s, _planted(0.5, 20.0, 9.0), pd.DataFrame())

@@ -8,7 +8,7 @@ from torch import nn
 
 from jacnb.core.regularizers import JacobianRegularizer
 from jacnb.core.train import NonFiniteLossError, TrainConfig, cross_entropy_loss, train
-from jacnb.lab.settings import PROFILES, get_profile, resolve_profile
+from jacnb.lab.settings import PROFILES, resolve_profile
 
 
 def data():
@@ -85,10 +85,6 @@ def test_profiles():
         resolve_profile("fast")
     expected = "paper" if torch.cuda.is_available() else "cpu"
     assert resolve_profile("auto") == expected
-    smoke = get_profile("theory", "smoke")
-    assert smoke["profile"] == "smoke" and smoke["dataset"] == "digits"
-    with pytest.raises(ValueError, match="experiment"):
-        get_profile("nope", "smoke")
 
 
 def test_final_batch_of_one_is_dropped_for_batch_norm_models():
