@@ -21,7 +21,6 @@ the targets are printed next to the numbers.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import statistics
@@ -39,7 +38,7 @@ from jacnb.core.train import pick_device
 from jacnb.lab.timing import (
     default_threads,
     load_note,
-    make_step,
+    regularizer_steps,
     step_regularizer,
     sync,
     time_interleaved,
@@ -151,9 +150,8 @@ def benchmark(
     torch.manual_seed(seed)
     base = NETS[net]().to(device)
     x, y = make_batch(batch, device, seed)
-    steps = {}
-    for name in regularizers:
-        steps[name] = make_step(copy.deepcopy(base), row_regularizer(name), x, y, lam=lam)
+    steps = regularizer_steps(base, {name: row_regularizer(name) for name in regularizers}, x, y,
+                              lam=lam)
     times = time_interleaved(steps, device, repeats=repeats, warmup=warmup, rounds=rounds)
     medians = {name: statistics.median(t) for name, t in times.items()}
     peaks = {name: peak_memory_mb(step, device) for name, step in steps.items()}

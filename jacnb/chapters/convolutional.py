@@ -607,6 +607,46 @@ def _dataset_name(panel: Panel, ts: Mapping[str, Any]) -> str:
     return dataset_label(panel.dataset) + (f", resized to {side}x{side}" if resized else "")
 
 
+#: The two arms of a table's row as the paper-vs-ours table names them.
+_ARM_NAMES = ("baseline", "+ JR")
+
+
+def _paper_cells(t: Table, p: pd.Series) -> dict[str, Any]:
+    """The paper's accuracy per arm at one (column, size) and the difference (points)."""
+    base, treat = list(t.regularizers)
+    arms = zip((base, treat), _ARM_NAMES, strict=True)
+    out: dict[str, Any] = {f"paper: {arm}": p.get(reg, np.nan) for reg, arm in arms}
+    out["paper: diff"] = round(p[treat] - p[base], 2) if len(p) == 2 else np.nan
+    return out
+
+
+def _our_cells(t: Table, panel: Panel, o: pd.DataFrame) -> dict[str, Any]:
+    """Our cells at one (column, size) from its finished runs ``o``: the dataset as run, mean ±
+    sd per arm (or why there is none), the mean paired difference (points), the chosen
+    factors."""
+    base, treat = list(t.regularizers)
+    out: dict[str, Any] = {"ours: dataset": panel.label if panel.ran else panel.note}
+    for reg, arm in zip((base, treat), _ARM_NAMES, strict=True):
+        if not panel.ran:
+            cell = "not run"
+        elif len(o) == 0 or not (o["arm"] == reg).any():
+            cell = "not run at this profile"
+        else:
+            cell = percent_mean_sd(o.loc[o["arm"] == reg, "test_acc"])
+        out[f"ours: {arm}"] = cell
+    diff = np.nan
+    if len(o):
+        w = o.pivot_table(index="seed", columns="arm", values="test_acc")
+        if base in w and treat in w:
+            d = (w[treat] - w[base]).dropna()
+            diff = round(100 * d.mean(), 2) if len(d) else np.nan
+    out["ours: diff"] = diff
+    for reg, arm in zip((base, treat), _ARM_NAMES, strict=True):
+        lam = o.loc[o["arm"] == reg, "lam"] if len(o) else pd.Series()
+        out[f"ours: λ {arm}"] = f"{lam.iloc[0]:g}" if len(lam) and reg in t.selected else "-"
+    return out
+
+
 @dataclass
 class ConvolutionalResult:
     """Tables II and III as run at one profile (:func:`run`)."""
@@ -751,51 +791,24 @@ class ConvolutionalResult:
         rows = []
         for table, tr in self.tables.items():
             t = TABLES[table]
-            base, treat = list(t.regularizers)
-            runs = self.runs(table)
-            ok = split_ok(runs)[0]
+            ok = split_ok(self.runs(table))[0]
             ref = _paper_frame(table)
             for panel, spec in tr.panels:
                 for column, _test_set, _metric in _columns(panel.paper):
                     p_sizes = set(ref.loc[ref["column"] == column, "n_train"])
                     for n in sorted(p_sizes | set(spec["n_train"])):
                         p = ref[(ref["column"] == column) & (ref["n_train"] == n)]
-                        p = p.set_index("regularizer")["accuracy"]
-                        row: dict[str, Any] = {
-                            "table": t.name,
-                            "column": column,
-                            "n_train": n,
-                            "baseline": t.regularizers[base],
-                        }
-                        for reg, arm in ((base, "baseline"), (treat, "+ JR")):
-                            row[f"paper: {arm}"] = p.get(reg, np.nan)
-                        row["paper: diff"] = round(p[treat] - p[base], 2) if len(p) == 2 else np.nan
-                        if panel.dataset is None:
-                            row["ours: dataset"] = panel.note
-                        else:
-                            row["ours: dataset"] = panel.label
                         o = ok[(ok["column"] == column) & (ok["n_train"] == n)] if len(ok) else ok
-                        for reg, arm in ((base, "baseline"), (treat, "+ JR")):
-                            if panel.dataset is None:
-                                cell = "not run"
-                            elif len(o) == 0 or not (o["arm"] == reg).any():
-                                cell = "not run at this profile"
-                            else:
-                                cell = percent_mean_sd(o.loc[o["arm"] == reg, "test_acc"])
-                            row[f"ours: {arm}"] = cell
-                        diff = np.nan
-                        if len(o):
-                            w = o.pivot_table(index="seed", columns="arm", values="test_acc")
-                            if base in w and treat in w:
-                                d = (w[treat] - w[base]).dropna()
-                                diff = round(100 * d.mean(), 2) if len(d) else np.nan
-                        row["ours: diff"] = diff
-                        for reg, arm in ((base, "baseline"), (treat, "+ JR")):
-                            lam = o.loc[o["arm"] == reg, "lam"] if len(o) else pd.Series()
-                            row[f"ours: λ {arm}"] = (
-                                f"{lam.iloc[0]:g}" if len(lam) and reg in t.selected else "-"
-                            )
-                        rows.append(row)
+                        rows.append(
+                            {
+                                "table": t.name,
+                                "column": column,
+                                "n_train": n,
+                                "baseline": t.regularizers[list(t.regularizers)[0]],
+                                **_paper_cells(t, p.set_index("regularizer")["accuracy"]),
+                                **_our_cells(t, panel, o),
+                            }
+                        )
         return pd.DataFrame(rows)
 
     def cost(self) -> pd.DataFrame:

@@ -13,12 +13,12 @@ the chosen factor over seeds (a seed fixes the draw of the training set and the 
 One more cell trains the projection estimate of ``R_F`` beside the exact ``R_F`` at the same
 factor (the book's claim ``book.projection_on_par_with_exact``).
 
-Interface (PLAN.md, issue 10): :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run` ->
-:class:`FullyConnectedResult` with ``frames()``, ``figure()``, ``paper_table()`` and
-``verdicts()`` (every registered claim of the page through :func:`jacnb.lab.gates.decide`).
-Every run goes through :func:`jacnb.lab.store.run_grid` (stacked seeds: :func:`run_grid_stacked`,
-which claims its runs in the store first). The shared pieces of the weight-norm chapter
-(:mod:`jacnb.chapters.weight_norm`: net builder, stacked grids, cost arithmetic) live here.
+Interface: :data:`NAME`, :class:`Settings` (:data:`OVERRIDES`), :func:`settings`, :func:`configs`,
+:func:`run` -> :class:`FullyConnectedResult` with ``frames()``, ``figure()``, ``paper_table()``
+and ``verdicts()`` (every registered claim of the page through :func:`jacnb.lab.gates.decide`).
+The shared steps -- selection data, the factor at a final run's size, grids (stacked or not)
+through the store, run status, verdicts -- are :mod:`jacnb.lab.pipeline`'s and
+:mod:`jacnb.lab.records`'; the net and its cost arithmetic :mod:`jacnb.lab.fc_nets`'.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from jacnb.lab.selection import choose_lambdas as choose
 from jacnb.lab.settings import ABSENT
 from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.tables import factor_list
-from jacnb.lab.timing import make_step, time_calls
+from jacnb.lab.timing import regularizer_steps, time_interleaved
 from jacnb.lab.verdicts import REPRODUCED, Verdict
 
 NAME = "02_fully_connected"
@@ -814,23 +814,24 @@ def step_seconds(
     steps: int = 5,
     weight_norm: bool = False,
 ) -> dict[str, float]:
-    """Seconds of one SGD step (:func:`jacnb.lab.timing.make_step`, the training loop's step;
-    fastest of ``steps``; batch ``batch_size``, width ``in_dim``) per
-    regularizer ``{label: {"name": ..., **kwargs}}`` (``"none"``: plain SGD), on this machine."""
+    """Seconds of one SGD step (:func:`jacnb.lab.timing.regularizer_steps`, the training
+    loop's step, each regularizer on a copy of the same net; timed interleaved by
+    :func:`jacnb.lab.timing.time_interleaved`, the fastest of ``steps``: the least disturbed by
+    other load; batch ``batch_size``, width ``in_dim``) per regularizer
+    ``{label: {"name": ..., **kwargs}}`` (``"none"``: plain SGD), on this machine."""
     dev = pick_device()
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(batch_size, in_dim, generator=gen).to(dev)
     y = torch.randint(n_classes, (batch_size,), generator=gen).to(dev)
-    out = {}
+    regs = {}
     for label, spec in regularizers.items():
         spec = dict(spec)
-        reg = make_regularizer(spec.pop("name"), **spec)
-        torch.manual_seed(0)
-        model = fully_connected(in_dim, n_classes, depth, weight_norm=weight_norm).to(dev)
-        step = make_step(model, reg, x, y, lam=1e-3, lr=1e-3)
-        # min: the least disturbed by other load
-        out[label] = float(np.min(time_calls(step, dev, repeats=steps, warmup=1)))
-    return out
+        regs[label] = make_regularizer(spec.pop("name"), **spec)
+    torch.manual_seed(0)
+    base = fully_connected(in_dim, n_classes, depth, weight_norm=weight_norm).to(dev)
+    steps_ = regularizer_steps(base, regs, x, y, lam=1e-3, lr=1e-3)
+    times = time_interleaved(steps_, dev, repeats=steps, warmup=1, rounds=steps)
+    return {label: float(np.min(t)) for label, t in times.items()}
 
 
 def fig3_workload(s: Mapping[str, Any], in_dims: Mapping[str, int]) -> list[dict]:

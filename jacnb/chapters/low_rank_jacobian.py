@@ -330,12 +330,108 @@ def lr_drop_epoch(config: Mapping[str, Any]) -> int | None:
     return int(drop) if drop is not None and float(config["corruption"]) > 0 else None
 
 
+#: A training segment (between two checkpoints) of seed ``s`` starting at epoch ``e`` shuffles with
+#: seed ``s * SEGMENT_SEED_STRIDE + e``: every segment of every run its own stream (a prime
+#: stride larger than any epoch count keeps two runs' segments apart).
+SEGMENT_SEED_STRIDE = 100_003
+#: "Never" as an epoch count: a segment neither drops its learning rate inside nor evaluates
+#: (the learning-rate drop and the evaluations happen between segments).
+NEVER = 10**9
+#: Test samples over which the input-Jacobian norm ``||J(x)||_F^2`` of the bridge is averaged.
+JACOBIAN_SAMPLES = 200
+#: Rows of the parameter Jacobian formed at once (memory bound of the spectrum routines).
+SPECTRUM_CHUNK = 512
+
+
+def _checkpoints(config: Mapping[str, Any], epochs: int, drop: int | None) -> list[int]:
+    """The epochs at which a run is evaluated (:func:`checkpoint_epochs`), with one at the
+    learning-rate drop so that every training segment keeps one learning rate."""
+    marks = checkpoint_epochs(epochs, int(config["n_checkpoints"]))
+    if drop is not None and 0 < drop < epochs:
+        marks = sorted({*marks, drop})
+    return marks
+
+
+def _train_segment(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    config: Mapping[str, Any],
+    start: int,
+    end: int,
+    drop: int | None,
+    reg: Any,
+    dev: torch.device,
+) -> float:
+    """Train epochs ``start..end`` (squared loss, as their Sec. 4; the learning rate /10 from
+    ``drop`` on); returns the seconds it took."""
+    res = train(
+        model,
+        x,
+        y,
+        TrainConfig(
+            epochs=end - start,
+            batch_size=int(config["batch_size"]),
+            lr=float(config["lr"]) * (0.1 if drop is not None and start >= drop else 1.0),
+            lr_drop_every=NEVER,
+            momentum=float(config["momentum"]),
+            lam=float(config.get("lam", 0.0)),
+            seed=int(config["seed"]) * SEGMENT_SEED_STRIDE + start,
+            loss="squared",
+            eval_every=NEVER,
+            progress=False,
+        ),
+        regularizer=reg,
+        device=dev,
+    )
+    return float(res["seconds"])
+
+
+def _dynamics_rows(
+    snaps: list[dict[str, Any]], spectra: Mapping[str, tuple[Spectrum, Spectrum]], rank: int
+) -> list[dict[str, Any]]:
+    """Per checkpoint: the errors and the energy of the train / test residual on the
+    information and nuisance spaces (top ``rank`` left singular vectors) of the initial and
+    final Jacobians (their Fig. 6)."""
+    keys = ("epoch", "train_error", "train_error_clean_labels", "test_error")
+    dyn = []
+    for snap in snaps:
+        row = {k: snap[k] for k in keys}
+        for which, (sp_tr, sp_te) in spectra.items():
+            i_tr, n_tr = project_energy(sp_tr.u[:, :rank], snap["r_train"])
+            i_te, n_te = project_energy(sp_te.u[:, :rank], snap["r_test"])
+            row.update(
+                {
+                    f"train_info_{which}": i_tr,
+                    f"train_nuis_{which}": n_tr,
+                    f"test_info_{which}": i_te,
+                    f"test_nuis_{which}": n_te,
+                }
+            )
+        dyn.append(row)
+    return dyn
+
+
+def _input_jacobian_fro_sq(model: nn.Module, x: Tensor, arch: str) -> float:
+    """Mean ``||J(x)||_F^2`` of the logits over the first :data:`JACOBIAN_SAMPLES` rows of ``x``
+    (the bridge to the Jacobian regularizer; the MLP only, NaN otherwise)."""
+    if arch != "mlp":
+        return float("nan")
+    with torch.no_grad():
+        jac = torch.func.vmap(torch.func.jacrev(lambda xi: model(xi.unsqueeze(0)).squeeze(0)))
+        return float(jac(x[:JACOBIAN_SAMPLES]).pow(2).sum((1, 2)).mean())
+
+
 def run_lowrank(config: Mapping[str, Any]) -> dict[str, Any]:
     """One run (see module doc). Labels ``y`` are the (possibly corrupted) one-hot training
     labels; test labels are clean. The early-stopping Jacobian is taken at the checkpoint of
     lowest test error (their Table 2 uses epoch 50, their best). ``train_acc`` is the final
     accuracy on the labels trained on (corrupted ones included), ``steps`` the SGD steps; a
-    corrupted run divides its learning rate by 10 at ``config["lr_drop_noisy"]`` if set."""
+    corrupted run divides its learning rate by 10 at ``config["lr_drop_noisy"]`` if set.
+
+    Longer than most functions (about 90 lines): it is one run's record, each step of which
+    (data, initial spectra, training segments with a snapshot each, final and early-stopping
+    spectra, alignment tables) feeds the next; the steps themselves are helpers."""
     dev = pick_device()
     t_start = time.perf_counter()
     ds = load_dataset(config["dataset"])
@@ -349,10 +445,7 @@ def run_lowrank(config: Mapping[str, Any]) -> dict[str, Any]:
     model = build_net(config, ds.input_shape, c).to(dev).eval()
     epochs = int(config["epochs_noisy"] if config["corruption"] > 0 else config["epochs_clean"])
     drop = lr_drop_epoch(config)
-    marks = checkpoint_epochs(epochs, int(config["n_checkpoints"]))
-    if drop is not None and 0 < drop < epochs:  # a checkpoint at the drop: segments keep one lr
-        marks = sorted({*marks, drop})
-    per_epoch = math.ceil(x_tr.shape[0] / int(config["batch_size"]))
+    marks = _checkpoints(config, epochs, drop)
     reg = None
     if config.get("lam", 0.0) > 0:
         reg = JacobianRegularizer(method="exact", output=config.get("reg_output", "logits"))
@@ -360,59 +453,28 @@ def run_lowrank(config: Mapping[str, Any]) -> dict[str, Any]:
 
     def spectrum(x: Tensor, k: int) -> tuple[Spectrum, float]:
         t0 = time.perf_counter()
-        spec = top_singular(
-            ParameterJacobian(model, x, chunk_size=512), k, "randomized", n_iter=iters, seed=seed
-        )
+        op = ParameterJacobian(model, x, chunk_size=SPECTRUM_CHUNK)
+        spec = top_singular(op, k, "randomized", n_iter=iters, seed=seed)
         return spec, time.perf_counter() - t0
 
     spec0_tr, t_svd = spectrum(x_tr, max(rank, n_spec))
     spec0_te, _ = spectrum(x_te, rank)
     snaps: list[dict[str, Any]] = []
     states: dict[int, dict[str, Tensor]] = {}
-    r0_tr = None
-    done = 0
-    train_seconds = 0.0
+    done, train_seconds = 0, 0.0
     for mark in marks:
         if mark > done:
-            res = train(
-                model,
-                x_tr,
-                y_tr.to(dev),
-                TrainConfig(
-                    epochs=mark - done,
-                    batch_size=int(config["batch_size"]),
-                    lr=float(config["lr"]) * (0.1 if drop is not None and done >= drop else 1.0),
-                    lr_drop_every=10**9,
-                    momentum=float(config["momentum"]),
-                    lam=float(config.get("lam", 0.0)),
-                    seed=seed * 100_003 + done,
-                    loss="squared",
-                    eval_every=10**9,
-                    progress=False,
-                ),
-                regularizer=reg,
-                device=dev,
-            )
-            train_seconds += res["seconds"]
+            train_seconds += _train_segment(model, x_tr, y_tr.to(dev), config, done, mark, drop,
+                                            reg, dev)
             done = mark
         model.eval()
         r_tr, err_tr = _errors(model, x_tr, y_tr.to(dev), ys_tr)
         r_te, err_te = _errors(model, x_te, y_te.to(dev), ys_te)
         with torch.no_grad():
             err_clean = float((model(x_tr).argmax(1).cpu() != y_clean).float().mean())
-        if r0_tr is None:
-            r0_tr = r_tr.cpu()
         states[mark] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        snaps.append(
-            {
-                "epoch": mark,
-                "train_error": err_tr,
-                "train_error_clean_labels": err_clean,
-                "test_error": err_te,
-                "r_train": r_tr.cpu(),
-                "r_test": r_te.cpu(),
-            }
-        )
+        snaps.append({"epoch": mark, "train_error": err_tr, "train_error_clean_labels": err_clean,
+                      "test_error": err_te, "r_train": r_tr.cpu(), "r_test": r_te.cpu()})
     best = min(snaps, key=lambda s: (s["test_error"], s["epoch"]))
     spec_f_tr, _ = spectrum(x_tr, max(rank, n_spec))
     spec_f_te, _ = spectrum(x_te, rank)
@@ -423,48 +485,7 @@ def run_lowrank(config: Mapping[str, Any]) -> dict[str, Any]:
         model.load_state_dict(final_state)
     else:
         spec_b_tr = spec_f_tr
-    vectors = {"y": ys_tr, "r0": r0_tr}
-    alignment = {
-        "initial": _split_rows(spec0_tr, vectors, rank),
-        "final": _split_rows(spec_f_tr, vectors, rank),
-        "best": _split_rows(spec_b_tr, vectors, rank),
-    }
-    # test-set label alignment (the test Jacobian's own spaces)
-    test_alignment = {
-        "initial": information_split(spec0_te, ys_te, rank=rank),
-        "final": information_split(spec_f_te, ys_te, rank=rank),
-    }
-    dyn = []
-    for s in snaps:
-        row = {k: s[k] for k in ("epoch", "train_error", "train_error_clean_labels", "test_error")}
-        for which, sp_tr, sp_te in (
-            ("initial", spec0_tr, spec0_te),
-            ("final", spec_f_tr, spec_f_te),
-        ):
-            i_tr, n_tr = project_energy(sp_tr.u[:, :rank], s["r_train"])
-            i_te, n_te = project_energy(sp_te.u[:, :rank], s["r_test"])
-            row.update(
-                {
-                    f"train_info_{which}": i_tr,
-                    f"train_nuis_{which}": n_tr,
-                    f"test_info_{which}": i_te,
-                    f"test_nuis_{which}": n_te,
-                }
-            )
-        dyn.append(row)
-    with torch.no_grad():
-        jnorm = (
-            float(
-                torch.func.vmap(torch.func.jacrev(lambda xi: model(xi.unsqueeze(0)).squeeze(0)))(
-                    x_te[:200]
-                )
-                .pow(2)
-                .sum((1, 2))
-                .mean()
-            )
-            if config["arch"] == "mlp"
-            else float("nan")
-        )
+    vectors = {"y": ys_tr, "r0": snaps[0]["r_train"]}
     return {
         "n_classes": c,
         "p": sum(p.numel() for p in model.parameters()),
@@ -476,15 +497,25 @@ def run_lowrank(config: Mapping[str, Any]) -> dict[str, Any]:
         "final_test_error": snaps[-1]["test_error"],
         "final_train_error": snaps[-1]["train_error"],
         "train_acc": 1.0 - snaps[-1]["train_error"],
-        "steps": epochs * per_epoch,
+        "steps": epochs * math.ceil(x_tr.shape[0] / int(config["batch_size"])),
         "lr_drop_epoch": drop,
-        "alignment": alignment,
-        "test_alignment": test_alignment,
-        "dynamics": dyn,
+        "alignment": {
+            "initial": _split_rows(spec0_tr, vectors, rank),
+            "final": _split_rows(spec_f_tr, vectors, rank),
+            "best": _split_rows(spec_b_tr, vectors, rank),
+        },
+        # test-set label alignment (the test Jacobian's own spaces)
+        "test_alignment": {
+            "initial": information_split(spec0_te, ys_te, rank=rank),
+            "final": information_split(spec_f_te, ys_te, rank=rank),
+        },
+        "dynamics": _dynamics_rows(
+            snaps, {"initial": (spec0_tr, spec0_te), "final": (spec_f_tr, spec_f_te)}, rank
+        ),
         "spectrum_initial": spec0_tr.s.tolist(),
         "spectrum_final": spec_f_tr.s.tolist(),
         "spectrum_best": spec_b_tr.s.tolist(),
-        "input_jacobian_fro_sq_test": jnorm,
+        "input_jacobian_fro_sq_test": _input_jacobian_fro_sq(model, x_te, config["arch"]),
         "svd_seconds": t_svd,
         "train_seconds": train_seconds,
         "seconds": time.perf_counter() - t_start,

@@ -16,7 +16,7 @@ The per-layer regularizer is :class:`jacnb.core.regularizers.PerLayerJacobianReg
 its default ``batch_norm="fixed"``: ``g^l`` per sample with the batch statistics held fixed
 (eq. 52 is per sample); ``"coupled"`` would differentiate the training forward pass as it is.
 
-Chapter interface (``PLAN.md``): :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run`
+Chapter interface: :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run`
 -> :class:`ResnetResult` (``frames``, ``figures``, ``paper_table``, ``verdicts``). Every run is
 one config dict (:func:`table4_configs`, :func:`table5_configs`) trained by :func:`run_config`
 through :func:`jacnb.core.distributed.fit`, which checkpoints every epoch beside the result-store

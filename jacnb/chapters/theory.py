@@ -646,23 +646,14 @@ def _fit(
     return fit
 
 
-def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> TheoryResult:
-    """Train (or load from the store) the chapter's three nets and run every check. The nets
-    are kept as weights by :func:`jacnb.lab.store.trained_model` (a check needs the model, not
-    only metrics), so ``executor`` is accepted for the common interface and not used."""
-    from jacnb.core.data import balanced_subset, load_dataset
-    from jacnb.core.models import fully_connected, tiny_resnet
+def _toy_net(s: Mapping[str, Any], store: Any) -> tuple[Any, nn.Module, dict[str, Any]]:
+    """Fig. 2's 2-D problem and its net, trained (or loaded) through the store."""
+    from jacnb.core.data import load_dataset
+    from jacnb.core.models import fully_connected
     from jacnb.core.train import TrainConfig
-    from jacnb.lab.settings import provenance
-    from jacnb.lab.store import ResultStore, trained_model
+    from jacnb.lab.store import trained_model
 
-    del executor
-    s = settings(profile)
-    store = store or ResultStore()
-    seed = s["seeds"][0]
-    toy_cfg, net_cfg, cube_cfg = configs(s)
-
-    tp, cp = s["toy"], s["cube"]
+    tp, seed = s["toy"], s["seeds"][0]
     toy = load_dataset(
         "gaussian-mixture",
         n_classes=tp["n_classes"],
@@ -673,60 +664,51 @@ def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> The
         n_test=tp["n_test"],
         seed=seed,
     )
-    toy_cfg = {**toy_cfg, "dataset": toy.name}
+    cfg = TrainConfig(epochs=tp["epochs"], batch_size=tp["batch_size"], lr=tp["lr"],
+                      lr_drop_every=tp["lr_drop_every"], seed=seed, progress=False)
     torch.manual_seed(seed)
-    toy_net, toy_res = trained_model(
-        toy_cfg,
+    net, res = trained_model(
+        {**configs(s)[0], "dataset": toy.name},
         lambda: fully_connected(tp["dim"], tp["n_classes"], depth=2, width=tp["width"]),
-        _fit(
-            toy.x_train,
-            toy.y_train,
-            TrainConfig(
-                epochs=tp["epochs"],
-                batch_size=tp["batch_size"],
-                lr=tp["lr"],
-                lr_drop_every=tp["lr_drop_every"],
-                seed=seed,
-                progress=False,
-            ),
-            toy.x_test,
-            toy.y_test,
-            "Fig. 2 net",
-            device="cpu",
-        ),
+        _fit(toy.x_train, toy.y_train, cfg, toy.x_test, toy.y_test, "Fig. 2 net", device="cpu"),
         store,
     )
+    return toy, net, res
 
+
+def _net_under_test(s: Mapping[str, Any], store: Any) -> tuple[Any, Tensor, Tensor, nn.Module,
+                                                                 dict[str, Any]]:
+    """The profile's dataset, the seed's balanced draw of ``n_train`` of it and the net under
+    test trained on it (or loaded) through the store."""
+    from jacnb.core.data import balanced_subset, load_dataset
+    from jacnb.core.models import fully_connected
+    from jacnb.core.train import TrainConfig
+    from jacnb.lab.store import trained_model
+
+    seed = s["seeds"][0]
     ds = load_dataset(s["dataset"])
     x_tr, y_tr = balanced_subset(ds.x_train, ds.y_train, s["n_train"], seed)
     n_in = x_tr[0].numel()
-    net_cfg = {**net_cfg, "dataset": ds.name}
+    cfg = TrainConfig(epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
+                      lr_drop_every=s["lr_drop_every"], seed=seed, progress=False)
     torch.manual_seed(seed)
     net, res = trained_model(
-        net_cfg,
+        {**configs(s)[1], "dataset": ds.name},
         lambda: fully_connected(n_in, ds.n_classes, depth=s["depth"], width=s["width"]),
-        _fit(
-            x_tr,
-            y_tr,
-            TrainConfig(
-                epochs=s["epochs"],
-                batch_size=s["batch_size"],
-                lr=s["lr"],
-                lr_drop_every=s["lr_drop_every"],
-                seed=seed,
-                progress=False,
-            ),
-            ds.x_test,
-            ds.y_test,
-            "theory net",
-        ),
+        _fit(x_tr, y_tr, cfg, ds.x_test, ds.y_test, "theory net"),
         store,
     )
-    net = net.double().eval()
-    x_eval = x_tr[: s["n_eval"]].double().flatten(1)
-    y_eval = y_tr[: s["n_eval"]]
-    x_hull = x_tr.double().flatten(1)
+    return ds, x_tr, y_tr, net, res
 
+
+def _cube_net(s: Mapping[str, Any], store: Any) -> tuple[Any, nn.Module]:
+    """The cube-manifold data and the net of the generalization-error check (float64)."""
+    from jacnb.core.data import load_dataset
+    from jacnb.core.models import fully_connected
+    from jacnb.core.train import TrainConfig
+    from jacnb.lab.store import trained_model
+
+    cp, seed = s["cube"], s["seeds"][0]
     cube = load_dataset(
         "cube-manifold",
         n_classes=cp["n_classes"],
@@ -736,29 +718,37 @@ def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> The
         n_test=cp["n_test"],
         seed=seed,
     )
+    cfg = TrainConfig(epochs=s["epochs"], batch_size=cp["batch_size"], lr=cp["lr"], seed=seed,
+                      lr_drop_every=s["lr_drop_every"], progress=False)
     torch.manual_seed(seed)
-    cube_net, _ = trained_model(
-        cube_cfg,
+    net, _ = trained_model(
+        configs(s)[2],
         lambda: fully_connected(cp["dim"], cp["n_classes"], depth=cp["depth"], width=cp["width"]),
-        _fit(
-            cube.x_train,
-            cube.y_train,
-            TrainConfig(
-                epochs=s["epochs"],
-                batch_size=cp["batch_size"],
-                lr=cp["lr"],
-                seed=seed,
-                lr_drop_every=s["lr_drop_every"],
-                progress=False,
-            ),
-            cube.x_test,
-            cube.y_test,
-            "cube net",
-            device="cpu",
-        ),
+        _fit(cube.x_train, cube.y_train, cfg, cube.x_test, cube.y_test, "cube net", device="cpu"),
         store,
     )
-    cube_net = cube_net.double()
+    return cube, net.double()
+
+
+def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> TheoryResult:
+    """Train (or load from the store) the chapter's three nets and run every check. The nets
+    are kept as weights by :func:`jacnb.lab.store.trained_model` (a check needs the model, not
+    only metrics), so ``executor`` is accepted for the common interface and not used."""
+    from jacnb.core.models import tiny_resnet
+    from jacnb.lab.settings import provenance
+    from jacnb.lab.store import ResultStore
+
+    del executor
+    s = settings(profile)
+    store = store or ResultStore()
+    seed = s["seeds"][0]
+    toy, toy_net, toy_res = _toy_net(s, store)
+    ds, x_tr, y_tr, net, res = _net_under_test(s, store)
+    net = net.double().eval()
+    x_eval = x_tr[: s["n_eval"]].double().flatten(1)
+    y_eval = y_tr[: s["n_eval"]]
+    x_hull = x_tr.double().flatten(1)
+    cube, cube_net = _cube_net(s, store)
 
     torch.manual_seed(seed)
     tiny = tiny_resnet(in_features=4, width=6, n_blocks=4, n_classes=3).double()
@@ -779,7 +769,7 @@ def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> The
             cube.y_train,
             cube.x_test.double(),
             cube.y_test,
-            k=cp["k"],
+            k=s["cube"]["k"],
             c_m=cube.meta["c_m"],
         ),
     }
@@ -788,7 +778,8 @@ def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> The
         "x": toy.x_train,
         "y": toy.y_train,
         "provenance": provenance(
-            {"profile": s["profile"], "n_train": tp["n_train"], "seeds": [seed]}, toy.source
+            {"profile": s["profile"], "n_train": s["toy"]["n_train"], "seeds": [seed]},
+            toy.source,
         ),
     }
     return TheoryResult(

@@ -32,7 +32,6 @@ method (:func:`jacnb.core.jacobian.max_spectral_norm`) and by a naive per-sample
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import os
@@ -59,7 +58,7 @@ from jacnb.lab import timing as timers
 from jacnb.lab.claims import claims_of
 from jacnb.lab.settings import ABSENT
 from jacnb.lab.store import ResultStore, run_grid
-from jacnb.lab.timing import make_step, step_regularizer, time_interleaved
+from jacnb.lab.timing import regularizer_steps, step_regularizer, time_interleaved
 from jacnb.lab.verdicts import Verdict
 
 NAME = "06_timing"
@@ -69,23 +68,34 @@ NAME = "06_timing"
 SCHEMA = 3
 
 
-#: Table VI rows -> the row label of :func:`jacnb.lab.timing.step_regularizer`.
-REGULARIZERS = {
-    "none": "none",
-    "weight_decay": "weight_decay",
-    "exact": "exact_class_loop",
-    "projection_1": "projection_1",
-    "projection_4": "projection_4",
-    "per_layer": "per_layer",
+@dataclass(frozen=True)
+class TimedRegularizer:
+    """One row of Table VI: the regularizer timed (``step``: a row of
+    :data:`jacnb.lab.timing.STEP_REGULARIZERS`, i.e. a :mod:`jacnb.core.regularizers` name and
+    its arguments), its label on the page, and its arm in the claims (:mod:`jacnb.lab.claims`)."""
+
+    step: str
+    label: str
+    arm: str
+
+
+#: Table VI's rows, in order (the one map from a row to what it times, shows and is judged as).
+ROWS: dict[str, TimedRegularizer] = {
+    "none": TimedRegularizer("none", "no reg.", "none"),
+    "weight_decay": TimedRegularizer("weight_decay", "weight decay", "weight_decay"),
+    "exact": TimedRegularizer("exact_class_loop", "Jac. reg., exact (49)", "exact"),
+    "projection_1": TimedRegularizer(
+        "projection_1", "Jac. reg., projection (49), n_proj=1", "projection"
+    ),
+    "projection_4": TimedRegularizer(
+        "projection_4", "Jac. reg., projection (49), n_proj=4", "projection_4"
+    ),
+    "per_layer": TimedRegularizer("per_layer", "Jac. reg., per-layer (52)", "per_layer"),
 }
-LABELS = {
-    "none": "no reg.",
-    "weight_decay": "weight decay",
-    "exact": "Jac. reg., exact (49)",
-    "projection_1": "Jac. reg., projection (49), n_proj=1",
-    "projection_4": "Jac. reg., projection (49), n_proj=4",
-    "per_layer": "Jac. reg., per-layer (52)",
-}
+#: Row -> what it times, its label, its arm (views of :data:`ROWS`).
+REGULARIZERS = {r: t.step for r, t in ROWS.items()}
+LABELS = {r: t.label for r, t in ROWS.items()}
+ARMS = {r: t.arm for r, t in ROWS.items()}
 NETS = ("mnist_convnet", "mnist_fc", "resnet18")
 NET_LABELS = {
     "mnist_convnet": "MNIST conv net (Table II), 1x28x28, 10 classes",
@@ -95,15 +105,6 @@ NET_LABELS = {
 #: Table VI's rows (``paper.table6().dataset``) -> the net and regularizer of ours they match.
 PAPER_ROWS = {"MNIST": ("mnist_convnet", "exact"), "ImageNet": ("resnet18", "per_layer")}
 PAPER_SOURCE = "paper (Table VI): Titan X, Theano"
-#: The arm (claim vocabulary, :mod:`jacnb.lab.claims`) of each timed regularizer.
-ARMS = {
-    "none": "none",
-    "weight_decay": "weight_decay",
-    "exact": "exact",
-    "projection_1": "projection",
-    "projection_4": "projection_4",
-    "per_layer": "per_layer",
-}
 #: The net each registered claim of the page is judged on.
 CLAIM_NETS = {
     "table6.exact_adds_cost": "mnist_convnet",
@@ -295,10 +296,9 @@ def table6_rows(
     """
     device = torch.device(device)
     base, x, y, regs = _net_and_batch(net, batch, size, device, seed)
-    steps = {
-        r: make_step(copy.deepcopy(base), step_regularizer(REGULARIZERS[r]), x, y, lam=lam)
-        for r in regs
-    }
+    steps = regularizer_steps(
+        base, {r: step_regularizer(REGULARIZERS[r]) for r in regs}, x, y, lam=lam
+    )
     mems = {
         r: step_memory(steps[r], device)
         if memory

@@ -1002,6 +1002,9 @@ def load_lared(
         DatasetMissingError: if ``root`` does not exist or holds no frames in this layout.
         ValueError: if there are not more than ``n_train_subjects`` subjects, or a depth image
             has no mask.
+
+    One function for the one on-disk layout it reads (walk, decode, mask, crop, split); its
+    steps are short and in reading order.
     """
     root = Path(root)
     if not root.is_dir():

@@ -425,6 +425,10 @@ def fit(
     ``test_top5``, ``ge`` (= train - test, top-1, as in Table V), ``curves`` (per epoch:
     ``epoch``, ``loss``, ``lr``, ``train_top1``, ``train_top5``, ``test_top1``, ``test_top5``),
     ``seconds``, ``sec_per_batch``, ``resumed_from``, ``device``, ``world_size``.
+
+    Long on purpose: resume, the DDP/autocast epoch loop and the per-epoch checkpoint share the
+    loop's state (optimizer, scheduler, scaler, curves); splitting them would pass that state
+    around for no reader's gain.
     """
     rank, world = rank_and_world()
     dev = pick_device(device)

@@ -215,6 +215,10 @@ def train_stacked(
     :func:`jacnb.core.train.train` returns (``seconds``: the loop's wall time divided by ``S``), or
     the :class:`~jacnb.core.train.NonFiniteLossError` it would have raised. Finished models are
     trained in place (moved to the device); a diverged one is left as it was.
+
+    One long loop on purpose: the epoch / batch / evaluation structure must mirror
+    :func:`jacnb.core.train.train` line by line (the test compares them member by member), which
+    reads more directly in one place than split across helpers.
     """
     n_members = len(models)
     if not (n_members == len(data) == len(configs)) or n_members == 0:

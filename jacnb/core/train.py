@@ -302,7 +302,10 @@ def train(
     ``x_test``/``y_test``: a held-out set evaluated every ``eval_every`` epochs (both or
     neither, with as many labels as samples, not empty: an empty set has no accuracy, and a
     ``test_acc`` of 0.0 from it would be reported as a result). The training set must not be
-    empty either."""
+    empty either.
+
+    The book's one training loop, kept in one function (the stacked loop of
+    :func:`jacnb.core.stacked.train_stacked` mirrors it line by line)."""
     if (x_test is None) != (y_test is None):
         raise ValueError("train() needs both x_test and y_test, or neither")
     if x_train.shape[0] == 0 or x_train.shape[0] != y_train.shape[0]:

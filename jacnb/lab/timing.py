@@ -8,12 +8,14 @@ in ``benchmarks/`` (which import them from here; the package never imports a ben
 * :func:`time_interleaved` -- several steps timed in interleaved blocks (slow drifts of a shared
   machine then hit every step alike);
 * :func:`make_step` -- one SGD step of the book's training loop as a closure;
+* :func:`regularizer_steps` -- one such step per regularizer, each on a copy of the same model;
 * :func:`step_regularizer` -- the regularizer behind a Table VI row label;
 * :func:`load_note` -- a warning when other processes compete for the cores.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -125,6 +127,23 @@ def make_step(
         return training_step(model, x, y, optimizer, "cross_entropy", reg, lam if reg else 0.0)
 
     return step
+
+
+def regularizer_steps(
+    base: nn.Module,
+    regularizers: Mapping[str, Callable[[nn.Module, Tensor], Tensor] | None],
+    x: Tensor,
+    y: Tensor,
+    lam: float = 0.1,
+    lr: float = 0.01,
+) -> dict[str, Callable[[], float]]:
+    """One :func:`make_step` per regularizer (label -> regularizer, ``None``: the plain step),
+    each on its own copy of the same initial ``base`` model with its own optimizer: what
+    :func:`time_interleaved` times for Table VI, Fig. 3's cost and ``benchmarks/``."""
+    return {
+        label: make_step(copy.deepcopy(base), reg, x, y, lam=lam, lr=lr)
+        for label, reg in regularizers.items()
+    }
 
 
 def default_threads() -> int:
