@@ -53,7 +53,7 @@ from jacnb.core.train import TRAIN_KEYS, evaluate, pick_device, train, train_con
 from jacnb.lab import gates, paper
 from jacnb.lab import settings as lab_settings
 from jacnb.lab.claims import Claim, claims_of
-from jacnb.lab.datasets import Panel, dataset_label, get_dataset, plan_panels
+from jacnb.lab.datasets import Panel, dataset_label, get_dataset, plan_panel
 from jacnb.lab.pipeline import (
     assemble_verdicts,
     choice_provenance,
@@ -116,16 +116,16 @@ TABLES = {
 # ---------------------------------------------------------------------------------------------
 
 
-def _panel(paper: str, dataset: str, n_train: tuple[int, ...], fallbacks=()) -> dict[str, Any]:
-    return {"paper": paper, "dataset": dataset, "fallbacks": list(fallbacks), "n_train": n_train}
+def _panel(paper: str, dataset: str, n_train: tuple[int, ...], stand_ins=()) -> dict[str, Any]:
+    return {"paper": paper, "candidates": [dataset, *stand_ins], "n_train": n_train}
 
 
 @dataclass(frozen=True)
 class TableSettings:
     """One table's settings (defaults: Table II at ``cpu``).
 
-    A panel runs ``dataset`` if it is on disk, else the first of ``fallbacks`` that is (labelled
-    "X (stand-in for Y)"), else it says "not run: dataset absent". ``image_size``: inputs resized
+    A panel runs the first of its ``candidates`` that is on disk (a stand-in labelled "X
+    (stand-in for Y)"), else it says "not run: dataset absent". ``image_size``: inputs resized
     to this square side (``None``: native size). ``n_test``: class-balanced test subset
     (``None``: the whole test set). Factors are chosen on validation data with
     ``n_select_seeds`` seeds from :func:`jacnb.lab.gates.selection_seeds` (disjoint from
@@ -267,30 +267,19 @@ def table_settings(settings: Mapping[str, Any], table: str) -> dict[str, Any]:
 def plan_table(ts: Mapping[str, Any]) -> list[tuple[Panel, dict[str, Any]]]:
     """Resolve every panel spec of a table against the disk: ``[(panel, spec)]``.
 
-    A spec ``{"paper", "dataset", "fallbacks", "n_train"}`` runs ``dataset`` if it loads, else
-    the first fallback that does, labelled "X (stand-in for Y)" by
-    :func:`jacnb.lab.datasets.plan_panels`, else it is "not run: dataset absent". LaRED
-    is
-    never stood in for. Resized inputs say so in the label.
+    A spec ``{"paper", "candidates", "n_train"}`` runs the first candidate on disk
+    (:func:`jacnb.lab.datasets.plan_panel`: a stand-in labelled "X (stand-in for Y)"), else it is
+    "not run: dataset absent". LaRED is never stood in for. Resized inputs say so in the label.
     """
     out = []
+    side = ts.get("image_size")
     for spec in ts["panels"]:
-        if spec["paper"] == "LaRED" and spec.get("fallbacks"):
+        if spec["paper"] == "LaRED" and len(spec["candidates"]) > 1:
             raise ValueError("LaRED has no stand-in: its columns run LaRED or say 'not run'")
-        candidates = list(spec.get("fallbacks") or []) or [None]
-        panel = None
-        for fallback in candidates:
-            one = {"paper": spec["paper"], "dataset": spec["dataset"], "fallback": fallback}
-            panel = plan_panels({"panels": [one]})[0]
-            if panel.dataset is not None:
-                break
-        assert panel is not None
-        if panel.dataset is None:
-            panel = Panel.absent(spec["paper"], [spec["dataset"], *(spec.get("fallbacks") or [])])
-        side = ts.get("image_size")
-        if panel.dataset is not None and side and _native_side(panel.dataset) != side:
+        panel = plan_panel(spec["paper"], spec["candidates"])
+        if panel.ran and side and _native_side(str(panel.dataset)) != side:
             panel = Panel.running(
-                panel.paper, panel.dataset, panel.note, label_note=f"resized to {side}x{side}"
+                panel.paper, str(panel.dataset), panel.note, label_note=f"resized to {side}x{side}"
             )
         out.append((panel, dict(spec)))
     return out

@@ -85,8 +85,8 @@ CLAIM_PROJ = "book.projection_on_par_with_exact"
 
 def _panels(mnist: str) -> tuple[dict[str, Any], ...]:
     return (
-        {"paper": "MNIST", "dataset": mnist, "fallback": None},
-        {"paper": "CIFAR-10", "dataset": "cifar10", "fallback": None},
+        {"paper": "MNIST", "candidates": [mnist]},
+        {"paper": "CIFAR-10", "candidates": ["cifar10"]},
     )
 
 

@@ -125,21 +125,17 @@ class Panel:
         return self.dataset is not None
 
 
-def plan_panels(settings: Mapping[str, Any]) -> list[Panel]:
-    """Resolve ``settings["panels"]`` (``[{"paper", "dataset", "fallback"}]``) against the disk.
+def plan_panel(paper: str, candidates: Sequence[str], label_note: str = "") -> Panel:
+    """The panel of the paper's ``paper`` dataset: the first of ``candidates`` whose files are on
+    disk runs (labelled by :func:`stand_in_label`, with ``label_note``), else the panel is "not
+    run: dataset absent" naming the datasets tried. ``candidates`` is the one spelling of "this
+    dataset, else these stand-ins" in every chapter's settings."""
+    for name in candidates:
+        if try_dataset(name) is not None:
+            return Panel.running(paper, name, get_dataset(name).source, label_note)
+    return Panel.absent(paper, candidates)
 
-    A panel runs its ``dataset`` if it loads, else its ``fallback`` (labelled "X (stand-in for
-    Y)"), else it is "not run: dataset absent".
-    """
-    out = []
-    for spec in settings["panels"]:
-        paper = spec["paper"]
-        for name in (spec["dataset"], spec.get("fallback")):
-            if name is None or try_dataset(name) is None:
-                continue
-            out.append(Panel.running(paper, name, get_dataset(name).source))
-            break
-        else:
-            tried = [n for n in (spec["dataset"], spec.get("fallback")) if n]
-            out.append(Panel(paper, None, f"{paper}: not run", f"{NOT_RUN} {tried}"))
-    return out
+
+def plan_panels(settings: Mapping[str, Any]) -> list[Panel]:
+    """:func:`plan_panel` of every ``settings["panels"]`` spec (``{"paper", "candidates"}``)."""
+    return [plan_panel(spec["paper"], spec["candidates"]) for spec in settings["panels"]]

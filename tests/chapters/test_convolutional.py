@@ -26,7 +26,7 @@ from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
 TINY = {
     "profile": "test",
-    "panels": [{"paper": "MNIST", "dataset": "digits", "fallbacks": [], "n_train": [100, 200]}],
+    "panels": [{"paper": "MNIST", "candidates": ["digits"], "n_train": [100, 200]}],
     "image_size": None,
     "n_test": None,
     "seeds": [0, 1],
@@ -82,7 +82,7 @@ def test_profiles_have_both_tables_and_the_papers_settings():
         [2000, 5000, 10000, 50000]
     ]
     assert t3["panels"][0]["n_train"] == [2500, 10000, 50000]
-    assert all(not p["fallbacks"] for p in t2["panels"] + t3["panels"])
+    assert all(len(p["candidates"]) == 1 for p in t2["panels"] + t3["panels"])
     # cpu Table II in the paper's regime (issue 13): 3 seeds, >= 400 steps per run, selection
     # runs included, the paper's optimizer (lr 0.01, momentum 0.9, two /10 drops)
     cpu = cx.settings("cpu")["table2"]
@@ -156,9 +156,9 @@ def test_panels_label_stand_ins_and_absent_datasets(monkeypatch, tmp_path):
         **TINY,
         "image_size": 16,
         "panels": [
-            {"paper": "CIFAR-10", "dataset": "cifar10", "fallbacks": ["fashion-mnist", "digits"]},
-            {"paper": "LaRED", "dataset": "lared", "fallbacks": []},
-            {"paper": "CIFAR-10", "dataset": "cifar10", "fallbacks": []},
+            {"paper": "CIFAR-10", "candidates": ["cifar10", "fashion-mnist", "digits"]},
+            {"paper": "LaRED", "candidates": ["lared"]},
+            {"paper": "CIFAR-10", "candidates": ["cifar10"]},
         ],
     }
     try:

@@ -21,7 +21,7 @@ from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
 TINY_FC = {
     "profile": "test",
-    "panels": [{"paper": "MNIST", "dataset": "digits", "fallback": None}],
+    "panels": [{"paper": "MNIST", "candidates": ["digits"]}],
     "n_train": [100, 200],
     "depths": [2],
     "width_factor": 1,
@@ -207,14 +207,14 @@ def test_stand_in_is_never_called_cifar10(monkeypatch):
     real = fx.get_dataset("digits")
     monkeypatch.setattr(datasets, "try_dataset", lambda n: None if n == "cifar10" else real)
     monkeypatch.setattr(datasets, "get_dataset", lambda n: real)
-    spec = {"panels": [{"paper": "CIFAR-10", "dataset": "cifar10", "fallback": "fashion-mnist"}]}
+    spec = {"panels": [{"paper": "CIFAR-10", "candidates": ["cifar10", "fashion-mnist"]}]}
     (panel,) = fx.plan_panels(spec)
     assert panel.dataset == "fashion-mnist"
     assert panel.label == "Fashion-MNIST (stand-in for CIFAR-10)"
-    spec["panels"][0]["fallback"] = None
+    spec["panels"][0]["candidates"] = ["cifar10"]
     (panel,) = fx.plan_panels(spec)
     assert panel.dataset is None and "not run: dataset absent" in panel.note
-    spec = {"panels": [{"paper": "MNIST", "dataset": "mnist-10k", "fallback": None}]}
+    spec = {"panels": [{"paper": "MNIST", "candidates": ["mnist-10k"]}]}
     assert fx.plan_panels(spec)[0].label.startswith("MNIST")
 
 

@@ -124,8 +124,8 @@ def test_every_chapter_labels_its_stand_ins_with_the_one_function(monkeypatch):
     monkeypatch.setattr(datasets, "with_stand_in", one)
     monkeypatch.setattr(gates, "with_stand_in", one)
     paper = "CIFAR-10"
-    fc = datasets.plan_panels({"panels": [{"paper": paper, "dataset": "digits", "fallback": None}]})
-    spec = {"paper": paper, "dataset": "digits", "fallbacks": [], "n_train": [50]}
+    fc = datasets.plan_panels({"panels": [{"paper": paper, "candidates": ["digits"]}]})
+    spec = {"paper": paper, "candidates": ["digits"], "n_train": [50]}
     conv = [p for p, _ in cx.plan_table({"panels": [spec], "image_size": None})]
     wn = [wx.panel_of({"dataset": "digits"})]
     res = rx.ResnetResult("cpu", rx.settings("cpu"), "digits", "digits", None, None)
