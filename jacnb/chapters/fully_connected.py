@@ -210,11 +210,12 @@ def select_configs(s: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
     with ``n_train`` in ``s["select_n_train"]`` (``None``: every training-set size) and ``seed``
     in ``s["select_seeds"]`` (disjoint from the final seeds, see :func:`settings`).
 
-    With ``s["n_val"]`` (and a training pool large enough, see :func:`validation_keys`) each run
-    fits on the seed's class-balanced draw of ``n_train`` samples (as a final run of that seed
-    would draw it) and validates on ``n_val`` further training samples (:func:`selection_data`);
-    otherwise it holds out ``val_fraction`` of the ``n_train`` drawn samples (class stratified)
-    and trains on the rest. The test split is never read.
+    With ``s["n_val"]`` (and a training pool large enough, see
+    :func:`jacnb.lab.pipeline.validation_keys`) each run fits on the seed's class-balanced draw
+    of ``n_train`` samples (as a final run of that seed would draw it) and validates on
+    ``n_val`` further training samples (:func:`selection_data`); otherwise it holds out
+    ``val_fraction`` of the ``n_train`` drawn samples (class stratified) and trains on the rest.
+    The test split is never read.
     """
     gates.check_disjoint(s["select_seeds"], s["seeds"])
     ds = get_dataset(dataset)
@@ -455,8 +456,9 @@ def run_fig3(
     """Selection grid, factor choice, final grid and projection cell for one dataset:
     ``(select, chosen, final, projection)`` (store frames; ``status`` says which runs diverged).
 
-    With ``s["stack_seeds"]`` (see :func:`stack_seeds`) the runs of a configuration that differ
-    only in seed (and, in the selection grid, factor) are trained together.
+    With ``s["stack_seeds"]`` (see :func:`jacnb.lab.pipeline.stack_seeds`) the runs of a
+    configuration that differ only in seed (and, in the selection grid, factor) are trained
+    together.
     """
     stack = stack_seeds(s)
     select = run_grid_stacked(
