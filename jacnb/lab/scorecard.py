@@ -417,7 +417,8 @@ order for both arms of a comparison; per cell, the mean paired difference (or th
 for trends) over at least 3 seeds gets a Student-t 95 % interval. *Reproduced*: every cell's
 interval lies on the claimed side (for "on par": inside the stated margin). *Not reproduced*:
 some cell's interval (Bonferroni-widened over the cells) lies on the other side. Otherwise
-*inconclusive*, with the number of seeds a decisive verdict would need at the measured spread.
+*inconclusive*, with the number of seeds a decisive verdict would need with 80 % power if the
+observed effect (the mean's distance to the decision boundary) and spread were the true ones.
 Before that, the runs must pass the gates -- regime (the baseline arm's nets reach the paper's
 training fit, so the budget is adequate; 100 % for the smallest-training-score claims),
 factor (the chosen λ is interior to its grid, not a tie, chosen on seeds disjoint from the final
