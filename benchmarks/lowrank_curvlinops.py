@@ -8,10 +8,11 @@ Run::
     python -m benchmarks.lowrank_curvlinops --n 100 --hidden 64
 
 Rows: one block product ``𝒥 V`` (``V``: ``p x 95``, the randomized SVD's block for k = 50) and
-``𝒥ᵀ U`` (best of 3), then the whole randomized top-50 SVD of :func:`jacnb.core.lowrank.top_singular`
-with its products taken from each operator. Both operators give the same numbers (``max|diff|``);
-``tests/core/test_lowrank_curvlinops.py`` checks the spectra and the information / nuisance split
-to a tight tolerance. This is a benchmark, not a test: nothing is asserted.
+``𝒥ᵀ U`` (best of 3), then the whole randomized top-50 SVD of
+:func:`jacnb.core.lowrank.top_singular` with its products taken from each operator. Both
+operators give the same numbers (``max|diff|``); ``tests/core/test_lowrank_curvlinops.py``
+checks the spectra and the information / nuisance split to a tight tolerance. This is a
+benchmark, not a test: nothing is asserted.
 """
 
 from __future__ import annotations
