@@ -89,7 +89,8 @@ async ([MAX_ROW_HEIGHT, MIN_FIGURE_FRACTION]) => {
     const cls = (el.className && el.className.baseVal === undefined) ? el.className : "";
     const id = el.id ? `#${el.id}` : "";
     const text = (el.textContent || "").trim().replace(/\s+/g, " ").slice(0, 50);
-    return `<${el.tagName.toLowerCase()}${id}${cls ? "." + String(cls).split(" ")[0] : ""}> ${text}`;
+    const first = cls ? "." + String(cls).split(" ")[0] : "";
+    return `<${el.tagName.toLowerCase()}${id}${first}> ${text}`;
   };
   // No element overflows the text column or scrolls sideways (hidden ones aside; MathJax's
   // internals are measured through their container).
@@ -99,7 +100,8 @@ async ([MAX_ROW_HEIGHT, MIN_FIGURE_FRACTION]) => {
     const r = el.getBoundingClientRect();
     if (r.width === 0 || r.height === 0) continue;
     if (r.right > colRight + 1 || r.left < colLeft - 1) {
-      overflowing.push(`${Math.round(r.left - colLeft)}..${Math.round(r.right - colLeft)} px of ${Math.round(colWidth)}: ${describe(el)}`);
+      const span = `${Math.round(r.left - colLeft)}..${Math.round(r.right - colLeft)} px`;
+      overflowing.push(`${span} of ${Math.round(colWidth)}: ${describe(el)}`);
     }
     const ox = getComputedStyle(el).overflowX;
     if ((ox === "auto" || ox === "scroll") && el.scrollWidth > el.clientWidth + 1) {
@@ -113,7 +115,10 @@ async ([MAX_ROW_HEIGHT, MIN_FIGURE_FRACTION]) => {
   // Figures: every image in the column, at most its width and at least a fraction of it.
   const figures = Array.from(column.querySelectorAll("img"))
     .filter((img) => visible(img) && img.naturalWidth > 0)
-    .map((img) => ({w: img.getBoundingClientRect().width, src: (img.getAttribute("src") || "").slice(0, 40)}));
+    .map((img) => ({
+      w: img.getBoundingClientRect().width,
+      src: (img.getAttribute("src") || "").slice(0, 40),
+    }));
   const badFigures = figures
     .filter((f) => f.w > colWidth + 2 || f.w < MIN_FIGURE_FRACTION * colWidth)
     .map((f) => `${Math.round(f.w)} px of a ${Math.round(colWidth)} px column: ${f.src}`);

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +50,14 @@ _OUTCOME_COLOURS = {
 }
 
 
+#: Where one part of a verdict's reason ends (:func:`jacnb.lab.gates.decide` joins the failed
+#: gates, the stand-in note and the straddle note with "; "; a gate's detail may hold "; " too).
+_REASON_PARTS = re.compile(r"; (?=gate |stand-in|interval |no )")
+
+
 def _first_sentence(reason: str) -> tuple[str, int]:
     """The reason's first part (the parts are joined by "; ") and how many more there are."""
-    parts = [p.strip() for p in reason.split("; ") if p.strip()]
+    parts = [p.strip() for p in _REASON_PARTS.split(reason) if p.strip()]
     if not parts:
         return "", 0
     return parts[0][0].upper() + parts[0][1:], len(parts) - 1

@@ -369,10 +369,33 @@ def _badge(verdict: str) -> str:
 
 
 def _seeds(r: pd.Series) -> str:
-    seeds = _e(r["n seeds"])
+    n = r["n seeds"]
+    if n is None or pd.isna(n):
+        return "–"
+    seeds = f"{int(n)} seed{'s' if int(n) != 1 else ''}"
     if pd.notna(r["seeds needed"]) and r["seeds needed"] is not None:
         seeds += f" ({int(r['seeds needed'])} needed)"
     return seeds
+
+
+def _ours(r: pd.Series, claim: Claim) -> str:
+    """``estimate [low, high] unit`` (the unit once), or a dash."""
+    est = r["estimate"]
+    if est is None or pd.isna(est):
+        return "–"
+    st = claim.statistic
+
+    def num(v: Any) -> str:
+        if v is None or pd.isna(v):
+            return "?"
+        return f"{float(v):.3g}x" if st.kind == LOG_RATIO else f"{st.scale * float(v):+.3g}"
+
+    text = num(est)
+    if r["low"] is not None and pd.notna(r["low"]):
+        text += f' <span class="jacnb-muted">[{num(r["low"])}, {num(r["high"])}]</span>'
+    if st.unit and st.kind != LOG_RATIO:
+        text += f" {_e(st.unit)}"
+    return text
 
 
 def gates_text(claim: Claim) -> str:
@@ -397,9 +420,7 @@ def _line(r: pd.Series, claim: Claim) -> str:
     """One claim as a ``<details>``: the summary line (badge, the claim in a few words, the id
     linked to its section, ours with its interval, the paper's number, dataset, seeds) and,
     collapsed under it, the rule, evidence, reason and gates."""
-    ours = _e(r["ours"]) or "–"
-    if r["interval"]:
-        ours += f" <span class=\"jacnb-muted\">{_e(r['interval'])}</span>"
+    ours = _ours(r, claim)
     dataset = _e(r["dataset"]) or "–"
     if r["stand-in"]:
         dataset = f"<b>stand-in</b>: {dataset}"
@@ -412,7 +433,7 @@ def _line(r: pd.Series, claim: Claim) -> str:
         f'<span class="jacnb-ours" title="ours: estimate [95 % interval]">{ours}</span>'
         f'<span class="jacnb-paper" title="paper: {paper_no}">paper: {paper_no}</span>'
         f'<span class="jacnb-data" title="{_e(r["dataset"])}">{dataset}</span>'
-        f'<span class="jacnb-seeds" title="paired seeds">{_seeds(r)} seeds</span>'
+        f'<span class="jacnb-seeds" title="paired seeds">{_seeds(r)}</span>'
         "</summary>"
     )
     extra = ""
