@@ -33,7 +33,14 @@ from typing import Any
 import pandas as pd
 
 from jacnb.lab import paper as _paper
-from jacnb.lab.claims import LOG_RATIO, REGISTRY, Claim, get_claim, registry_digest
+from jacnb.lab.claims import (
+    LOG_RATIO,
+    REGISTRY,
+    Claim,
+    Kind,
+    get_claim,
+    registry_digest,
+)
 from jacnb.lab.gates import is_stand_in
 from jacnb.lab.plotting import ForestRow, forest, png_data_uri
 from jacnb.lab.store import write_atomic
@@ -66,6 +73,7 @@ VERDICTS_DIR = "verdicts"
 
 COLUMNS = (
     "claim",
+    "kind",
     "paper",
     "section",
     "statement",
@@ -85,6 +93,7 @@ COLUMNS = (
     "low",
     "high",
     "threshold",
+    "paper disagrees",
 )
 
 _CHAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -283,6 +292,7 @@ def scorecard_frame(
         rows.append(
             {
                 "claim": c.id,
+                "kind": c.kind.value,
                 "paper": _PAPER_NAMES.get(c.paper, c.paper)
                 + ("" if c.paper_claim else " (this book's claim)"),
                 "section": c.section,
@@ -303,6 +313,7 @@ def scorecard_frame(
                 "low": v.low,
                 "high": v.high,
                 "threshold": _deciding_threshold(c, v),
+                "paper disagrees": c.paper_disagrees,
             }
         )
     return pd.DataFrame(rows, columns=list(COLUMNS))
@@ -318,7 +329,10 @@ _GROUPS = (
 def counts(frame: pd.DataFrame, claims: Sequence[Claim] = REGISTRY) -> pd.DataFrame:
     """Verdict counts: rows = claims of the papers on their datasets, this book's own claims,
     and stand-in verdicts (counted apart, never as verdicts on the paper's dataset); columns =
-    reproduced / not reproduced / inconclusive / not run."""
+    reproduced / not reproduced / inconclusive / not run. Checks (``kind`` ``"check"``: true by
+    construction or theorem, :class:`jacnb.lab.claims.Kind`) are never counted."""
+    checks = {c.id for c in claims if c.kind == Kind.CHECK}
+    frame = frame[~frame["claim"].isin(checks)].reset_index(drop=True)
     own = {c.id for c in claims if not c.paper_claim}
     group = [
         _GROUPS[2] if s else _GROUPS[1] if cid in own else _GROUPS[0]
@@ -452,7 +466,7 @@ def _line(r: pd.Series, claim: Claim) -> str:
 
 
 def _is_check(r: pd.Series) -> bool:
-    return str(r.get("kind", "")) == "check"
+    return str(r.get("kind", "")) == Kind.CHECK.value
 
 
 def forest_rows(card: Scorecard, claims: Sequence[Claim] = REGISTRY) -> list[ForestRow]:
@@ -574,12 +588,13 @@ _HOW = (
     "<i>Not reproduced</i>: some cell's interval (Bonferroni-widened over the cells) lies on the "
     "other side. Otherwise <i>inconclusive</i>, with the number of seeds a decisive verdict would "
     "need at the measured spread. Before that, the runs must pass the gates \u2013 regime (the "
-    "nets reach the paper's training fit), factor (the chosen \u03bb is interior to its grid, "
+    "baseline arm's nets reach the paper's training fit, so the budget is adequate; 100 % for "
+    "the smallest-training-score claims), factor (the chosen \u03bb is interior to its grid, "
     "not a tie, chosen on seeds disjoint from the final runs'), budget (enough SGD steps) \u2013 "
     "or the verdict is <i>inconclusive</i> with the failed gate as its reason. A factor is "
-    "chosen on validation data only, among the factors whose selection nets reach the regime's "
-    "training fit (best mean validation accuracy; exact ties broken by validation "
-    "cross-entropy); a weight-decay grid that starts at 0 (no decay) has no edge below it. A "
+    "chosen on validation accuracy alone, every factor of its grid competing (best mean "
+    "validation accuracy; exact ties broken by validation cross-entropy); a weight-decay grid "
+    "that starts at 0 (no decay) has no edge below it. A "
     "verdict on a stand-in dataset is marked <b>stand-in</b> and counted apart.</p></details>"
 )
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from jacnb.lab import scorecard
-from jacnb.lab.claims import CLAIMS, REGISTRY
+from jacnb.lab.claims import CLAIMS, REGISTRY, check_ids, counted_ids
 from jacnb.lab.verdicts import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -151,7 +151,18 @@ def test_counts_put_stand_ins_apart():
     assert c.loc[papers, REPRODUCED] == 1 and c.loc[papers, INCONCLUSIVE] == 1
     n_own = sum(not cl.paper_claim for cl in REGISTRY)
     assert c.loc[book, NOT_RUN] == n_own
-    assert c.to_numpy().sum() == len(REGISTRY)
+    assert c.to_numpy().sum() == len(counted_ids())
+
+
+def test_checks_are_never_counted():
+    """A check (true by construction) is on the frame, marked, and in no count."""
+    check = check_ids()[0]
+    v = Verdict(check, REPRODUCED, "ev", dataset=CLAIMS[check].dataset, profile="cpu")
+    frame = scorecard.scorecard_frame([v])
+    assert frame.set_index("claim").loc[check, "kind"] == "check"
+    c = scorecard.counts(frame)
+    assert c[REPRODUCED].sum() == 0
+    assert c.to_numpy().sum() == len(counted_ids())
 
 
 def test_profile_filter_ignores_other_profiles():
@@ -204,7 +215,7 @@ def test_page_is_generated_from_the_store(tmp_path):
 def test_card_displays_in_a_notebook(tmp_path):
     card = scorecard.build(tmp_path)
     assert card._repr_html_().startswith("<div class=\"jacnb-scorecard\"")
-    assert (card.counts[NOT_RUN].sum()) == len(REGISTRY)
+    assert (card.counts[NOT_RUN].sum()) == len(counted_ids())
 
 
 def test_cells_survive_the_store_round_trip(tmp_path):
@@ -238,3 +249,18 @@ def test_forest_rows_are_the_decided_claims_at_their_deciding_cell_s_threshold()
                                        for v in vs]
     assert [r.threshold for r in rows] == [0.0, 0.0, 0.002]
     assert rows[1].colour == scorecard.VERDICT_COLOURS[NOT_REPRODUCED]
+
+
+def test_checks_are_listed_apart_after_the_claims():
+    from jacnb.lab.claims import Kind
+
+    checks = [c.id for c in REGISTRY if c.kind == Kind.CHECK]
+    assert checks
+    card = scorecard.build("/nonexistent")
+    text = scorecard.render_html(card)
+    head = text.index("<b>Checks</b>")
+    for cid in checks:
+        assert text.index(f"<code>{cid}</code>") > head
+    for c in REGISTRY:
+        if c.kind != Kind.CHECK:
+            assert text.index(f"<code>{c.id}</code>") < head
