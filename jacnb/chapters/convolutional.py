@@ -68,7 +68,7 @@ from jacnb.lab.datasets import Panel, dataset_label, get_dataset, not_run, plan_
 from jacnb.lab.datasets import stand_in_label as panel_stand_in_label
 from jacnb.lab.selection import VAL_METRICS
 from jacnb.lab.selection import choose_lambdas as choose
-from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.store import FRACTION, ResultSchema, ResultStore, run_grid
 from jacnb.lab.tables import factor_list, percent_mean_sd
 from jacnb.lab.verdicts import Verdict
 
@@ -298,6 +298,12 @@ def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**res, "n_fit": int(len(y_fit)), "n_val": int(len(y_val))}
 
 
+#: What every finished selection / final run reports (a stored record without it is
+#: quarantined and recomputed, never shown).
+SELECT = ResultSchema({"val_acc": FRACTION, "train_acc": FRACTION})
+FINAL = ResultSchema({"test_acc": FRACTION, "train_acc": FRACTION})
+
+
 def final_run(config: Mapping[str, Any]) -> dict[str, Any]:
     """One final run: the drawn training set, test accuracy (and LaRED's other-subject one)."""
     x, y = train_split(config)
@@ -448,10 +454,12 @@ def run_table(
             continue
         desc = f"Table {TABLES[table].name} {panel.paper}"
         cfgs = select_configs(ts, table, panel.dataset, spec["n_train"])
-        select = run_grid(cfgs, select_run, store, desc=f"{desc}: select lambda", executor=executor)
+        select = run_grid(
+            cfgs, select_run, store, f"{desc}: select lambda", executor=executor, schema=SELECT
+        )
         chosen = choose_lambdas(select, table)
         fcfgs = final_configs(ts, table, panel.dataset, spec["n_train"], chosen)
-        final = run_grid(fcfgs, final_run, store, desc=desc, executor=executor)
+        final = run_grid(fcfgs, final_run, store, desc=desc, executor=executor, schema=FINAL)
         selects.append(select)
         chosens.append(chosen)
         finals.append(final)
