@@ -67,7 +67,7 @@ from jacnb.lab.records import RunStatus, diverged_record, is_ok, run_or_diverged
 from jacnb.lab.selection import VAL_METRICS
 from jacnb.lab.selection import choose_lambdas as choose
 from jacnb.lab.settings import ABSENT
-from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.store import FRACTION, ResultSchema, ResultStore, run_grid
 from jacnb.lab.tables import factor_list, percent_mean_sd
 from jacnb.lab.verdicts import Verdict
 
@@ -390,6 +390,12 @@ def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**res, "n_fit": int(len(y_fit)), "n_val": int(len(y_val))}
 
 
+#: What every finished selection / final run reports (a stored record without it is
+#: quarantined and recomputed, never shown).
+SELECT = ResultSchema({"val_acc": FRACTION, "train_acc": FRACTION})
+FINAL = ResultSchema({"test_acc": FRACTION, "train_acc": FRACTION})
+
+
 def final_run(config: Mapping[str, Any]) -> dict[str, Any]:
     """One final run: the drawn training set, test accuracy (and LaRED's other-subject one)."""
     x, y = train_split(config)
@@ -452,8 +458,9 @@ def select_configs(
 
 def choose_lambdas(select: pd.DataFrame, table: str = "table2") -> pd.DataFrame:
     """Per (dataset, regularizer, selection size) of ``table``'s selection runs, the factor
-    chosen by :func:`jacnb.lab.selection.choose_lambdas`: among the factors whose selection
-    nets fit as the table's claims require, the best mean validation accuracy, exact ties broken
+    chosen by :func:`jacnb.lab.selection.choose_lambdas`: every factor competes on validation
+    accuracy alone (``unfit`` reports those whose selection nets miss the claims' fit), the
+    best mean validation accuracy, exact ties broken
     by validation cross-entropy (a remaining tie: ``chosen_by_tie``). Columns as there (``grid``
     = ``{lam: mean val_acc}``). Refuses a frame with test-set columns."""
     fits = {c.gates.min_train_acc for c in claims_of(NAME) if c.id.startswith(f"{table}.")}
@@ -536,10 +543,12 @@ def run_table(
             continue
         desc = f"Table {TABLES[table].name} {panel.paper}"
         cfgs = select_configs(ts, table, panel.dataset, spec["n_train"])
-        select = run_grid(cfgs, select_run, store, desc=f"{desc}: select lambda", executor=executor)
+        select = run_grid(
+            cfgs, select_run, store, f"{desc}: select lambda", executor=executor, schema=SELECT
+        )
         chosen = choose_lambdas(select, table)
         fcfgs = final_configs(ts, table, panel.dataset, spec["n_train"], chosen)
-        final = run_grid(fcfgs, final_run, store, desc=desc, executor=executor)
+        final = run_grid(fcfgs, final_run, store, desc=desc, executor=executor, schema=FINAL)
         selects.append(select)
         chosens.append(chosen)
         finals.append(final)
@@ -728,8 +737,8 @@ class ConvolutionalResult:
         return out
 
     def diverged(self) -> dict[str, int]:
-        """Runs stored as diverged (left out of means, tables and verdicts), per table and
-        phase."""
+        """Runs stored as diverged (left out of means and tables, counted in verdicts), per
+        table and phase."""
         out = {}
         for table, tr in self.tables.items():
             for phase, f in (("selection", tr.select), ("final", tr.final)):
@@ -756,7 +765,7 @@ class ConvolutionalResult:
                     row[f"λ={lam:g}"] = round(100 * acc, 2)
                 row.update(
                     chosen=r["lam"],
-                    excluded_no_fit=factor_list(r["excluded_unfit"]),
+                    below_fit_competed=factor_list(r["unfit"]),
                     tie_broken_by_val_loss=r["tie_broken_by_loss"],
                     tie=r["chosen_by_tie"],
                     selection_seeds=", ".join(str(s) for s in r["selection_seeds"]),
@@ -967,7 +976,8 @@ class ConvolutionalResult:
     def verdicts(self) -> list[Verdict]:
         """One verdict per claim registered on this page: :func:`jacnb.lab.pipeline.decide_panel`
         on the rows of the claim's panel in :meth:`runs` -- the table whose panel is the claim's
-        dataset -- (a stand-in named as such; diverged runs left out and counted), or
+        dataset -- diverged ones included (counted as each claim registers; a stand-in named as
+        such), or
         :func:`jacnb.lab.gates.not_run` where the panel did not run or is not in the profile."""
         return assemble_verdicts(NAME, self._decider)
 
@@ -998,7 +1008,6 @@ class ConvolutionalResult:
                 panel=panel,
                 dataset=name,
                 columns=gates.required_columns(c.id),
-                left_out_what="run rows",
             )
 
         return decide

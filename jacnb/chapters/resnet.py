@@ -561,7 +561,8 @@ class ResnetResult:
         return df[is_ok(df)].reset_index(drop=True) if ok_only else df
 
     def diverged(self) -> dict[str, int]:
-        """Runs stored as diverged per table (left out of every mean, table and verdict)."""
+        """Runs stored as diverged per table (left out of every mean and table, counted in the
+        verdicts)."""
         return {
             t: int((~is_ok(self.runs(t, ok_only=False))).sum())
             for t in ("table4", "table5")
@@ -775,8 +776,8 @@ class ResnetResult:
 
     def verdicts(self) -> list[Verdict]:
         """One verdict per claim registered on this page: :func:`jacnb.lab.pipeline.decide_panel`
-        on the runs of the table whose paper dataset is the claim's (a stand-in named as such;
-        diverged runs left out and counted), or :func:`jacnb.lab.gates.not_run` when no
+        on every run of the table whose paper dataset is the claim's (diverged ones counted as
+        the claim registers; a stand-in named as such), or :func:`jacnb.lab.gates.not_run` when no
         candidate dataset is on disk."""
         table_of = {paper: table for table, paper in PAPER.items()}
 

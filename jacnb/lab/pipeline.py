@@ -14,7 +14,6 @@ checks that every chapter follows these rules.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -38,9 +37,7 @@ from jacnb.lab.datasets import Panel, dataset_label
 from jacnb.lab.records import (
     diverged_record,
     is_divergence,
-    left_out_note,
     run_or_diverged,
-    split_ok,
 )
 from jacnb.lab.store import ResultStore, canonical, run_grid
 from jacnb.lab.verdicts import Verdict
@@ -259,14 +256,6 @@ def run_grid_stacked(
 # ---------------------------------------------------------------------------------------------
 
 
-def with_left_out(v: Verdict, n: int, what: str = "run(s)") -> Verdict:
-    """``v`` with the note that ``n`` diverged rows were left out (``n == 0``: ``v`` itself)."""
-    if not n:
-        return v
-    note = left_out_note(n, what)
-    return dataclasses.replace(v, reason="; ".join(x for x in (v.reason, note) if x))
-
-
 def decide_panel(
     claim: str,
     runs: pd.DataFrame,
@@ -275,22 +264,20 @@ def decide_panel(
     panel: Panel | None,
     dataset: str | None = None,
     columns: Sequence[str] | None = None,
-    left_out_what: str = "run(s)",
 ) -> Verdict:
-    """:func:`jacnb.lab.gates.decide` on the finished rows of ``runs`` (diverged ones left out
-    and counted in the reason), the dataset named as the panel ran it (``dataset``: a label
-    instead of :attr:`Panel.label`'s dataset name; a stand-in flagged by :attr:`Panel.stand_in`);
+    """:func:`jacnb.lab.gates.decide` on every run of ``runs``, diverged ones included (their
+    ``status``): the claim's registered treatment counts them (a failure of their arm, or an
+    undecided cell), never drops them. The dataset is named as the panel ran it (``dataset``: a
+    label instead of the panel dataset's name; a stand-in flagged by :attr:`Panel.stand_in`);
     :func:`jacnb.lab.gates.not_run` when the panel did not run. ``columns``: the columns passed
-    on (default: all)."""
+    on (default: all; ``status`` always)."""
     if panel is None or not panel.ran:
         why = panel.note if panel is not None else "no panel for this claim at this profile"
         return gates.not_run(claim, why, profile=profile)
-    ok, left_out = split_ok(runs)
     if columns is not None:
-        ok = ok[list(columns)]
+        runs = runs[[*columns, *(["status"] if "status" in runs else [])]]
     name = dataset if dataset is not None else dataset_label(str(panel.dataset))
-    v = gates.decide(claim, ok, profile=profile, dataset=name, stand_in=panel.stand_in)
-    return with_left_out(v, left_out, left_out_what)
+    return gates.decide(claim, runs, profile=profile, dataset=name, stand_in=panel.stand_in)
 
 
 #: How a chapter decides one of its page's claims: a function of the registered claim.

@@ -2,16 +2,19 @@
 
 A run of any chapter ends in one of three ways: it finished (``ok``), its training diverged
 (``diverged``: a non-finite or exploding loss, :class:`jacnb.core.train.DivergedError`; the run
-is stored as such with the message as ``reason`` and left out of every mean, table and verdict,
-and counted), or it failed otherwise (``failed``; never stored as a result). The store keeps the
+is stored as such with the message as ``reason``, left out of every mean and table, and counted
+in the verdicts), or it failed otherwise (``failed``; never stored as a result). The store keeps the
 status as its string value (``"ok"``, ``"diverged"``), so records written before this enum
 existed read back unchanged: :meth:`RunStatus.of` maps a stored value (missing or empty: ``ok``)
 onto the enum.
 
-The one divergence rule of the book lives here: :func:`is_divergence` says which exception is a
-divergence, :func:`diverged_record` is the record it leaves, :func:`split_ok` is the one filter
-every chapter's frames, tables and verdicts use. Tests: ``tests/lab/test_records.py`` and
-``tests/chapters/test_pipeline_rules.py`` (every chapter follows it).
+What a divergence is lives here: :func:`is_divergence` says which exception is one,
+:func:`diverged_record` is the record it leaves, :func:`split_ok` is the one filter of the
+chapters' means, tables and figures. The verdicts count diverged runs instead of dropping them,
+as each claim registers (:func:`jacnb.lab.gates.diverged_gate`;
+:func:`jacnb.lab.pipeline.decide_panel` passes every run with its status). Tests:
+``tests/lab/test_records.py`` and ``tests/chapters/test_pipeline_rules.py`` (every chapter
+follows it).
 """
 
 from __future__ import annotations
@@ -85,16 +88,11 @@ def is_ok(frame: pd.DataFrame) -> pd.Series:
 
 def split_ok(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """The finished rows of a frame (index reset) and how many rows were left out (diverged:
-    stored as such, excluded from every mean, table and verdict, counted)."""
+    stored as such, excluded from means, tables and figures, counted)."""
     if frame.empty:
         return frame, 0
     ok = is_ok(frame)
     return frame[ok].reset_index(drop=True), int((~ok).sum())
-
-
-def left_out_note(n: int, what: str = "run(s)") -> str:
-    """The reason fragment a verdict carries for ``n`` rows left out because they diverged."""
-    return f"{n} diverged {what} left out (stored with status '{RunStatus.DIVERGED}')"
 
 
 def status_of_result(result: Mapping[str, Any]) -> RunStatus:

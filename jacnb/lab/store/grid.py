@@ -101,7 +101,7 @@ def run_grid(
                     run_with(pool, todo, run, store, poll, bar)
         except BaseException:
             if local is not None:  # stop its workers: nothing keeps training behind the user
-                local.shutdown()
+                local.stop()
             raise
     keys = {config_key(c) for c in configs}
     frame = pd.concat([store.frame(e) for e in sorted(experiments)])
