@@ -661,7 +661,8 @@ class ConvolutionalResult:
         ``test_set``, ``test_acc``, ``gap`` = train - test accuracy, ``train_acc``, ``steps``,
         ``lam``, ``lam_grid``, ``chosen_by_tie``, ``selection_seeds``, ``selection_steps``) plus
         ``paper`` (the paper's dataset), ``column``, ``dataset``, ``selected_at``, ``status``
-        (``"ok"`` or ``"diverged"``; only ``ok`` rows count) and ``seconds``."""
+        (a :class:`~jacnb.lab.records.RunStatus`; diverged rows are left out of means and
+        tables and counted in the verdicts) and ``seconds``."""
         tr = self.tables[table]
         t = TABLES[table]
         rows = []

@@ -55,7 +55,7 @@ from jacnb.lab import settings as lab_settings
 from jacnb.lab.claims import Claim, get_claim
 from jacnb.lab.datasets import Panel, dataset_label
 from jacnb.lab.pipeline import assemble_verdicts
-from jacnb.lab.records import split_ok
+from jacnb.lab.records import RunStatus, is_ok, split_ok
 from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.verdicts import Verdict
 
@@ -780,10 +780,10 @@ def with_diverged(claim: str, runs: pd.DataFrame, records: pd.DataFrame | None) 
     sweep run (lam 0), ``status`` ``"diverged"`` and NaN metrics, so that
     :func:`jacnb.lab.gates.decide` counts them (every ``oymak.*`` claim registers a diverged
     run as leaving its cell undecided)."""
-    runs = runs.assign(status="ok")
+    runs = runs.assign(status=RunStatus.OK)
     if records is None or records.empty or "status" not in records:
         return runs
-    bad = records[(records["status"] != "ok") & (records.get("lam", 0.0) == 0)]
+    bad = records[~is_ok(records) & (records.get("lam", 0.0) == 0)]
     if len(runs):  # only the corruption levels this claim's frame covers
         bad = bad[bad["corruption"].isin(set(runs["corruption"]))]
     if bad.empty:
@@ -796,7 +796,7 @@ def with_diverged(claim: str, runs: pd.DataFrame, records: pd.DataFrame | None) 
     for _, rec in bad.iterrows():
         for arm in arms:
             row = {"seed": int(rec["seed"]), "corruption": float(rec["corruption"]),
-                   "status": "diverged", "train_acc": math.nan, "steps": 0}
+                   "status": RunStatus.DIVERGED, "train_acc": math.nan, "steps": 0}
             if arm is not None:
                 row["arm"] = arm
                 if "jacobian" in runs.columns:

@@ -402,8 +402,8 @@ class Settings:
     threads (``None``: torch's default); one thread at smoke/cpu: on a shared 2-core machine a
     2-thread step stalls whenever another process takes a core. ``cpu``: MNIST batch 32 and
     ResNet-18 at 32x32 keep the page within its share of the 45-minute cpu book (the ratios,
-    not the seconds, are compared with the paper). Fig. 4's cost: max ``||J(x)||_2`` over ``fig4_n`` images, the
-    naive per-sample loop timed on ``naive_n`` of them and extrapolated.
+    not the seconds, are compared with the paper). Fig. 4's cost: max ``||J(x)||_2`` over
+    ``fig4_n`` images, the naive per-sample loop timed on ``naive_n`` of them and extrapolated.
     """
 
     datasets: tuple[str, ...] = ("mnist-10k",)
