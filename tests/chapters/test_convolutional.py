@@ -86,7 +86,8 @@ def test_profiles_have_both_tables_and_the_papers_settings():
     # cpu Table II in the paper's regime (issue 13): 3 seeds, >= 400 steps per run, selection
     # runs included, the paper's optimizer (lr 0.01, momentum 0.9, two /10 drops)
     cpu = cx.settings("cpu")["table2"]
-    assert (cpu["panels"][0]["dataset"], cpu["panels"][0]["n_train"]) == ("mnist-10k", [1000, 2500])
+    first = cpu["panels"][0]
+    assert (first["candidates"], first["n_train"]) == (["mnist-10k"], [1000, 2500])
     assert len(cpu["seeds"]) >= 3 and (cpu["lr"], cpu["momentum"]) == (0.01, 0.9)
     n_fit = min(cpu["select_n_train"])  # n_val further samples validate (selection_data)
     assert cpu["n_val"] >= 1000 and "val_fraction" not in cpu
