@@ -4,7 +4,7 @@ Issue 13 asks that each claim be *registered before any run*: its id, the paper'
 (quoted, with its section), the statistic, the comparison it makes, the cells it covers, and the
 decision rule with its thresholds. This module is that register. It holds no numbers of ours and
 types no number of the papers: where a paper prints a number, :attr:`Claim.paper_ref` names the
-table of :mod:`jacnb.paper` (``jacnb.lab.paper`` after the restructuring) it is read from.
+table of :mod:`jacnb.lab.paper` it is read from.
 
 Papers
 ------
@@ -191,7 +191,7 @@ class Rule:
 
 @dataclass(frozen=True)
 class GateSpec:
-    """The gates a claim's runs must pass before a verdict is given (issue 13).
+    """The gates a claim's runs must pass before a verdict is given.
 
     * regime: the nets of the ``fit_arms`` reach ``min_train_acc`` training accuracy (``None``:
       the paper does not train to fit for this claim, or the fit is the claim itself).
@@ -292,7 +292,7 @@ class Claim:
 # Gate thresholds (with their reasons), shared by several claims
 # ---------------------------------------------------------------------------------------------
 
-FIT = 0.99  #: training accuracy where the paper trains to fit (issue 13)
+FIT = 0.99  #: training accuracy where the paper trains to fit
 
 _FIT_REASON = (
     "the paper trains to fit (120 epochs, SGD with two /10 drops); ≥ 99 % training accuracy for "

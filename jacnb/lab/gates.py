@@ -1,4 +1,4 @@
-"""Gates and the decision: from a tidy frame of paired runs to a :class:`Verdict` (issue 13).
+"""Gates and the decision: from a tidy frame of paired runs to a :class:`Verdict`.
 
 A verdict is *earned*: before a registered claim (:mod:`jacnb.lab.claims`) is judged by its rule,
 its runs must pass four gates, and a failed gate makes the verdict ``inconclusive`` with the gate
@@ -166,8 +166,8 @@ def selection_seeds(final_seeds: Iterable[int], n: int | None = None) -> tuple[i
 
 
 def check_disjoint(selection: Iterable[int], final: Iterable[int]) -> None:
-    """Raise ``ValueError`` if a selection seed is also a final seed (issue 13: lambda is chosen on
-    seeds disjoint from the final runs')."""
+    """Raise ``ValueError`` if a selection seed is also a final seed (lambda is chosen on seeds
+    disjoint from the final runs')."""
     both = sorted({int(s) for s in selection} & {int(s) for s in final})
     if both:
         raise ValueError(f"selection and final runs share seeds {both}")
@@ -523,8 +523,8 @@ def edge_reason(lam: float, grid: Sequence[float]) -> str:
     A factor at a grid's edge may be beaten by one outside the grid, so the choice is not
     settled. The one exception is a lower edge of exactly ``0`` (no regularization): no factor
     lies below it, so ``lam == 0`` chosen there is bracketed by the grid like an interior point
-    (issue 13: weight decays below ~1e-4 change no validation prediction, and a grid that
-    starts at 0 ends that regress instead of pushing its lower edge down forever)."""
+    (measured at ``cpu``: weight decays below ~1e-4 change no validation prediction, and a grid
+    that starts at 0 ends that regress instead of pushing its lower edge down forever)."""
     g = sorted(float(v) for v in grid)
     if len(g) < 3:
         return f"grid {g} has no interior"

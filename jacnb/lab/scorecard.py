@@ -1,4 +1,4 @@
-"""The scorecard (issue 13): one row per registered claim of both papers, fed by the verdict
+"""The scorecard: one row per registered claim of both papers, fed by the verdict
 records the chapters store, never typed by hand.
 
 * :func:`save_verdicts` / :func:`load_verdicts` -- a chapter's verdicts as one JSON file

@@ -2,7 +2,7 @@
 
 Sokolic et al. choose "the weight decay and the Jacobian regularization factors ... on a
 separate validation set" (Sec. VI-A1, also Sec. VI-B). This book's rule, written down before the
-runs it judges (issue 13) and used by notebooks ``02_fully_connected`` (Fig. 3) and
+runs it judges and used by notebooks ``02_fully_connected`` (Fig. 3) and
 ``04_convolutional`` (Tables II, III):
 
 1. **Every factor of the grid competes, on validation accuracy alone**, as in the paper
@@ -17,11 +17,11 @@ runs it judges (issue 13) and used by notebooks ``02_fully_connected`` (Fig. 3) 
 2. **Highest mean validation accuracy** over the selection seeds (a diverged run scores 0).
 3. **Exact ties are broken by the lower mean validation cross-entropy.** Validation accuracy
    moves in steps of one sample; weight decays below ~1e-4 change no validation prediction at
-   ``cpu``, so accuracy ties among them are structural, not evidence (issue 13 found weight decay
-   chosen at the grid's edge "by a tie" in Fig. 3 and Table II). The cross-entropy of the same
-   validation predictions is continuous and still validation data. ``chosen_by_tie`` is set only
-   when the tied factors' cross-entropies tie too (or are unknown), and the factor gate then
-   withholds the verdict.
+   ``cpu``, so accuracy ties among them are structural, not evidence (an audit of the ``cpu``
+   book found weight decay chosen at the grid's edge "by a tie" in Fig. 3 and Table II). The
+   cross-entropy of the same validation predictions is continuous and still validation data.
+   ``chosen_by_tie`` is set only when the tied factors' cross-entropies tie too (or are
+   unknown), and the factor gate then withholds the verdict.
 
 Whether the chosen factor is interior to its grid is :func:`jacnb.lab.gates.edge_reason`
 (a lower edge of exactly 0, no regularization, is not an edge).

@@ -1,4 +1,4 @@
-"""Paired statistics for the verdicts (issue 13): Student-t intervals over seeds.
+"""Paired statistics for the verdicts: Student-t intervals over seeds.
 
 One seed fixes the training draw, the initialization and the batch order for *both* arms of a
 comparison, so the unit of evidence is the per-seed paired difference (or the per-seed slope of a
