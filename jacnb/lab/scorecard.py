@@ -122,9 +122,13 @@ def save_verdicts(verdicts: Iterable[Verdict], store_root: str | Path, chapter: 
     return path
 
 
-def _clean(row: dict[str, Any]) -> dict[str, Any]:
-    """NaN -> None (JSON has no NaN)."""
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+def _clean(value: Any) -> Any:
+    """NaN -> None (JSON has no NaN), inside nested records (a verdict's cells) too."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _jsonable(obj: Any) -> Any:

@@ -202,3 +202,17 @@ def test_card_displays_in_a_notebook(tmp_path):
     card = scorecard.build(tmp_path)
     assert card._repr_html_().startswith("<div class=\"scorecard-box\"")
     assert (card.counts[NOT_RUN].sum()) == len(REGISTRY)
+
+
+def test_cells_survive_the_store_round_trip(tmp_path):
+    from jacnb.lab.verdicts import CellStat
+
+    cells = (
+        CellStat("depth=2", 0.01, 0.005, 0.015, 0.0, 3, "claimed"),
+        CellStat("depth=3", 0.02, float("nan"), float("nan"), 0.0, 1, "straddles"),
+    )
+    v = Verdict(FIG3, INCONCLUSIVE, "x", cells=cells, deciding_cell="depth=3")
+    scorecard.save_verdicts([v], tmp_path, "02_fully_connected")
+    (back,) = scorecard.load_verdicts(tmp_path)
+    assert back.cells[0] == cells[0] and back.deciding_cell == "depth=3"
+    assert isinstance(back.cells[1], CellStat) and back.cells[1].low is None
