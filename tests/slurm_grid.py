@@ -4,8 +4,9 @@
 
     python tests/slurm_grid.py ROOT N
 
-submits the configs ``c0 ... c{N-1}`` of experiment ``slurm_test`` through
-``run_grid(..., executor=slurm_executor(ROOT/"jobs", partition="debug", cpus_per_task=1))`` into
+submits the configs ``c0 ... c{N-1}`` of experiment ``slurm_test``, as two independent grids
+(``c0 ... c2`` and the rest, each with its own run function) in one job array, through
+``run_grids(..., executor=slurm_executor(ROOT/"jobs", partition="debug", cpus_per_task=1))`` into
 the store ``ROOT/store``. Each task appends ``<name> <array job>_<task>`` to ``ROOT/starts``
 when it starts and to ``ROOT/finishes`` when it has trained, so the test counts how often each
 config trained; while the file ``ROOT/hold-<name>`` exists the task waits (up to 120 s), so the
@@ -21,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from jacnb.lab.store import LostRunsError, ResultStore, run_grid, slurm_executor
+from jacnb.lab.store import Grid, LostRunsError, ResultStore, run_grids, slurm_executor
 
 EXPERIMENT = "slurm_test"
 
@@ -35,11 +36,12 @@ def _log(root: Path, kind: str, name: str) -> None:
         os.close(fd)
 
 
-def make_run(root: Path):
+def make_run(root: Path, grid: str):
     def run(config):
         import torch
 
         name = config["name"]
+        assert name in GRIDS[grid], (name, grid)
         _log(root, "starts", name)
         hold = root / f"hold-{name}"
         deadline = time.time() + 120
@@ -59,6 +61,10 @@ def configs(n: int) -> list[dict]:
     return [{"experiment": EXPERIMENT, "name": f"c{i}", "seconds": 0.5} for i in range(n)]
 
 
+#: The two grids' configs by name (the run functions check that they get only their own).
+GRIDS = {"a": ("c0", "c1", "c2"), "b": tuple(f"c{i}" for i in range(3, 100))}
+
+
 def main(argv: list[str]) -> int:
     root, n = Path(argv[0]), int(argv[1])
     executor = slurm_executor(
@@ -71,10 +77,11 @@ def main(argv: list[str]) -> int:
     )
     t0 = time.monotonic()
     try:
-        run_grid(
-            configs(n), make_run(root), ResultStore(root / "store"), executor=executor, poll=0.5,
-            progress=False,
-        )
+        grids = [
+            Grid([c for c in configs(n) if c["name"] in GRIDS[g]], make_run(root, g), desc=g)
+            for g in GRIDS
+        ]
+        run_grids(grids, ResultStore(root / "store"), executor, poll=0.5, progress=False)
     except LostRunsError as err:
         print(f"[slurm_grid] lost after {time.monotonic() - t0:.1f} s: {err}", flush=True)
         return 3

@@ -99,6 +99,10 @@ def test_run_slurm_builds_a_submitit_job_array_executor(
     argv += ["--gpus", "1", "--folder", str(tmp_path / "jobs"), "--timeout-min", "90"]
     assert main(argv) == 0
     ((_, executor, _),) = fake_chapter
+    from jacnb.lab.store import SlurmArrayExecutor
+
+    assert isinstance(executor, SlurmArrayExecutor)
+    executor = executor.executor
     assert isinstance(executor, submitit.AutoExecutor) and executor.cluster == "slurm"
     params = executor._executor.parameters
     assert params["partition"] == "gpu" and params["gpus_per_node"] == 1

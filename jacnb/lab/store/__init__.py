@@ -67,8 +67,8 @@ and :mod:`~jacnb.lab.store.grid` (:func:`run_grid`). Every public name is import
 """
 
 from jacnb.lab.store.checkpoints import trained_model
-from jacnb.lab.store.executors import LocalPool, slurm_executor
-from jacnb.lab.store.grid import run_grid
+from jacnb.lab.store.executors import LocalPool
+from jacnb.lab.store.grid import Grid, run_grid, run_grids
 from jacnb.lab.store.leases import HEARTBEAT_SECONDS, STALE_CLAIM_SECONDS, Claim
 from jacnb.lab.store.records import (
     DIVERGED,
@@ -86,6 +86,7 @@ from jacnb.lab.store.records import (
     write_atomic,
 )
 from jacnb.lab.store.result_store import ResultStore
+from jacnb.lab.store.slurm import LostRun, LostRunsError, SlurmArrayExecutor, slurm_executor
 from jacnb.lab.timing import default_threads
 
 __all__ = [
@@ -99,15 +100,20 @@ __all__ = [
     "STATUSES",
     "TRAIN_CHECKPOINT_SUFFIX",
     "Claim",
+    "Grid",
     "InvalidRecordError",
     "LocalPool",
+    "LostRun",
+    "LostRunsError",
     "ResultStore",
+    "SlurmArrayExecutor",
     "StoreError",
     "canonical",
     "config_key",
     "default_root",
     "default_threads",
     "run_grid",
+    "run_grids",
     "slurm_executor",
     "trained_model",
     "write_atomic",
