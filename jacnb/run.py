@@ -13,11 +13,15 @@ only reads the records (Sokolic et al. 2017 and Oymak et al. 2019 grids, ``noteb
 ``run(profile, executor=..., store=...)`` hands the executor to
 :func:`jacnb.lab.store.run_grid`. ``--executor local`` trains in ``--workers`` local processes
 (default: one per core, each with ``cores // workers`` torch threads); ``--executor slurm``
-submits the missing runs as one SLURM job array through submitit (``--partition``, ``--gpus``
-per task, ``--timeout-min``, ``--cpus-per-task``, ``--mem-gb``, ``--parallel`` = most array tasks
-at once; job scripts and logs in ``--folder``, default ``<results>/.submitit``). The result store
+submits the missing runs as SLURM job arrays through submitit, one per set of grids that do not
+depend on each other (:func:`jacnb.lab.store.run_grids`; ``--partition``, ``--gpus`` per task,
+``--timeout-min``, ``--cpus-per-task``, ``--mem-gb``, ``--parallel`` = most array tasks at once;
+job scripts and logs in ``--folder``, default ``<results>/.submitit``). The result store
 (``--results`` or ``$JACNB_RESULTS``) must then be on storage every node sees. Any number of
-such commands, notebooks and jobs can share one store: each run is claimed before it trains.
+such commands, notebooks and jobs can share one store: each run is claimed before it is
+submitted or trains. A SLURM task that ends without a result (cancelled, killed, out of time) is
+reported (:class:`jacnb.lab.store.LostRunsError`, exit status 3) once the other runs are
+stored; the same command again trains it.
 
 Also here: :func:`check_parameters`, which :func:`jacnb.book.execute_notebook` calls so that a
 mistyped papermill parameter (``-p profle paper``) is an error naming the valid ones instead of
@@ -30,11 +34,14 @@ import argparse
 import difflib
 import importlib
 import pkgutil
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 EXECUTORS = ("none", "local", "slurm")
+#: Exit status of ``python -m jacnb.run`` when SLURM tasks ended without a result.
+LOST_EXIT = 3
 
 
 def check_parameters(notebook_path: str | Path, parameters: Mapping[str, Any]) -> None:
@@ -111,7 +118,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jacnb.lab.store import ResultStore
+    from jacnb.lab.store import LostRunsError, ResultStore
 
     p = parser()
     args = p.parse_args(argv)
@@ -132,7 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = ResultStore(args.results, keep_weights=args.keep_weights)
     root = store.root if store is not None else ResultStore().root
     executor = make_executor(args, root)
-    chapter.run(args.profile, executor=executor, store=store)
+    try:
+        chapter.run(args.profile, executor=executor, store=store)
+    except LostRunsError as err:
+        print(f"[jacnb.run] {args.chapter}: {err}", file=sys.stderr)
+        return LOST_EXIT
     print(f"[jacnb.run] {args.chapter} at profile {args.profile}: records in {root}")
     return 0
 
