@@ -23,9 +23,16 @@ submitted or trains. A SLURM task that ends without a result (cancelled, killed,
 reported (:class:`jacnb.lab.store.LostRunsError`, exit status 3) once the other runs are
 stored; the same command again trains it.
 
-Also here: :func:`check_parameters`, which :func:`jacnb.book.execute_notebook` calls so that a
-mistyped papermill parameter (``-p profle paper``) is an error naming the valid ones instead of
-papermill's warning and a silent run at the default profile.
+Also here: the checks that make a mistyped or unknown notebook parameter (``-p profle paper``,
+``-p epochs 1``) an error naming the valid ones, instead of papermill's warning and a silent run
+at the default profile: :func:`check_parameters`, which :func:`jacnb.book.execute_notebook`
+calls before it starts a notebook, and :func:`check_notebook_parameters`, which every notebook
+calls right after its parameters cell, so that the papermill command a page prints (or any
+other way of running the notebook with papermill) refuses them too.
+
+SIGTERM (what ``kill`` and a scheduler's time limit send) stops this command like Ctrl-C: the
+runs in flight are stopped, their claims released, local worker processes ended, and the
+command exits with status 143 saying how to resume (the same command: finished runs are stored).
 """
 
 from __future__ import annotations
@@ -51,15 +58,56 @@ def check_parameters(notebook_path: str | Path, parameters: Mapping[str, Any]) -
 
     valid = sorted(papermill.inspect_notebook(str(notebook_path)))
     unknown = sorted(set(parameters) - set(valid))
-    if not unknown:
-        return
+    if unknown:
+        raise _unknown(unknown, valid, Path(notebook_path).name)
+
+
+#: The first line of the cell papermill injects after a notebook's parameters cell.
+_INJECTED_HEADER = "# Parameters"
+
+
+def check_notebook_parameters(namespace: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the valid parameters if papermill injected one that the
+    notebook's parameters cell does not define. Each notebook calls
+    ``check_notebook_parameters(globals())`` first thing after its parameters cell.
+
+    Read from the kernel's input history (``_ih``): the cell papermill injected (its first line
+    is ``# Parameters``) and the cell before it, the notebook's parameters cell. Outside
+    papermill (JupyterLab, a plain kernel) nothing was injected and nothing is checked."""
+    history = list(namespace.get("_ih", ()))
+    for i in range(len(history) - 1, 0, -1):
+        lines = str(history[i]).splitlines()
+        if lines and lines[0].strip() == _INJECTED_HEADER:
+            given, valid = _assigned(history[i]), _assigned(history[i - 1])
+            unknown = sorted(set(given) - set(valid))
+            if unknown:
+                raise _unknown(unknown, sorted(valid), "this notebook")
+            return
+
+
+def _assigned(source: str) -> list[str]:
+    """The names a cell's top-level statements assign."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def _unknown(unknown: list[str], valid: list[str], where: str) -> ValueError:
     hints = []
     for name in unknown:
         close = difflib.get_close_matches(name, valid, n=1)
         if close:
             hints.append(f"{name!r} -> {close[0]!r}?")
-    raise ValueError(
-        f"unknown parameter(s) {unknown} for {Path(notebook_path).name}; valid: {valid}"
+    return ValueError(
+        f"unknown parameter(s) {unknown} for {where}; valid: {valid}"
         + (f" (did you mean {', '.join(hints)})" if hints else "")
     )
 

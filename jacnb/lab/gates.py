@@ -614,7 +614,10 @@ def _evidence(claim: Claim, cells: pd.DataFrame, decisive: str | None) -> str:
         )
     thr = rule.threshold
     target = f"{st.scale * thr:g}" if st.kind != LOG_RATIO else f"{thr:g}"
-    if rule.side == EQUIVALENT:
+    if rule.side == EQUIVALENT and st.kind == LOG_RATIO:  # a band of ratios, log-symmetric
+        m = math.exp(float(rule.margin or 0))
+        target = f"[{thr / m:.3g}, {thr * m:.3g}]"
+    elif rule.side == EQUIVALENT:
         target += f" ± {st.scale * float(rule.margin or 0):g}"
     head = (
         f"{st.description}; mean and {100 * rule.level:g} % t-interval per cell vs {target}{unit} "

@@ -125,9 +125,12 @@ def _records(sign: float) -> tuple[pd.DataFrame, pd.DataFrame]:
                 )
         for aug in ("none", "crop_colour"):
             te = 0.3 + 0.003 * rng.standard_normal()
+            # JR: a much smaller GE without augmentation; with it, GEs close (paper's world)
+            # or still 18 points apart (the reverse)
+            jr_train = 0.9 - sign * 0.2 if aug == "none" else (0.92 if sign > 0 else 0.7)
             for reg, train_acc, test_acc in (
                 ("none", 0.9, te),
-                ("per_layer", 0.9 - sign * 0.2, te + sign * 0.02),
+                ("per_layer", jr_train, te + sign * 0.02),
             ):
                 rows5.append(
                     {

@@ -12,19 +12,21 @@ from tqdm.auto import tqdm
 
 from jacnb.core.train import progress_off
 from jacnb.lab.store.executors import resolve_executor, run_with
-from jacnb.lab.store.records import RECORD_BYTES, config_key
+from jacnb.lab.store.records import RECORD_BYTES, check_config, config_key
 from jacnb.lab.store.result_store import ResultStore
+from jacnb.lab.store.schema import ResultSchema
 from jacnb.lab.store.worker import BUSY, attempt
 
 
 @dataclass(frozen=True)
 class Grid:
     """One grid of runs for :func:`run_grids`: ``run(config)`` for every config; ``desc`` names
-    it in the progress bar."""
+    it in the progress bar; ``schema`` is :func:`run_grid`'s."""
 
     configs: Sequence[Mapping[str, Any]]
     run: Callable[[Mapping[str, Any]], Mapping[str, Any]]
     desc: str = "runs"
+    schema: ResultSchema | None = None
 
 
 def _run_here(todo, runs, store, poll, bar) -> None:
@@ -47,12 +49,12 @@ def _experiments(configs: Iterable[Mapping[str, Any]]) -> set[str]:
 
 
 def _frame(store: ResultStore, configs: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """The store's records of ``configs``."""
+    """The store's records of ``configs`` (an empty grid: an empty frame with a ``key``)."""
+    if not configs:
+        return pd.DataFrame(columns=["key"])
     keys = {config_key(c) for c in configs}
-    frame = pd.concat([store.frame(e) for e in _experiments(configs)]) if configs else None
-    if frame is None or not len(frame):
-        return pd.DataFrame()
-    return frame[frame["key"].isin(keys)].reset_index(drop=True)
+    frame = pd.concat([store.frame(e) for e in sorted(_experiments(configs))])
+    return frame[frame["key"].isin(keys)].reset_index(drop=True) if len(frame) else frame
 
 
 def run_grids(
@@ -69,7 +71,12 @@ def run_grids(
     one SLURM job array (or one round of a pool) for all their missing runs; the records of each
     grid, in order. The arguments are those of :func:`run_grid`."""
     store = store or ResultStore()
-    grids = [Grid(list(g.configs), g.run, g.desc) for g in grids]
+    grids = [Grid(list(g.configs), g.run, g.desc, g.schema) for g in grids]
+    for grid in grids:
+        for config in grid.configs:
+            check_config(config)
+        if grid.schema is not None:
+            store = store.with_schema(_experiments(grid.configs), grid.schema)
     store.clean_tmp()
     todo = [(i, c) for i, g in enumerate(grids) for c in g.configs if not store.has(c)]
     if todo:
@@ -108,6 +115,7 @@ def run_grid(
     record_bytes: int = RECORD_BYTES,
     checkpoint_bytes: int = 0,
     poll: float = 5.0,
+    schema: ResultSchema | None = None,
 ) -> pd.DataFrame:
     """Run ``run(config)`` for every config without a valid record; return all their records.
 
@@ -134,9 +142,15 @@ def run_grid(
     records (``record_bytes`` each) and checkpoints (``checkpoint_bytes``: a run's peak checkpoint
     use, per run in flight), else :class:`StoreError` says what to do. Each finished run is stored
     before the grid goes on, so an interrupted grid loses at most the runs in flight.
+
+    Every config must pass :func:`~jacnb.lab.store.records.check_config` (a plain experiment
+    name, no reserved field, JSON values), checked before anything runs. ``schema``: what every
+    finished run of these experiments must report (:class:`~jacnb.lab.store.schema.ResultSchema`);
+    a stored record that fails it is quarantined and its run recomputed. An empty grid returns
+    an empty frame.
     """
     return run_grids(
-        [Grid(list(configs), run, desc)],
+        [Grid(list(configs), run, desc, schema)],
         store,
         executor,
         progress=progress,
