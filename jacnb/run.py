@@ -38,11 +38,14 @@ command exits with status 143 saying how to resume (the same command: finished r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import pkgutil
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,12 +191,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = store.root if store is not None else ResultStore().root
     executor = make_executor(args, root)
     try:
-        chapter.run(args.profile, executor=executor, store=store)
+        with sigterm_as_interrupt():
+            chapter.run(args.profile, executor=executor, store=store)
     except LostRunsError as err:
         print(f"[jacnb.run] {args.chapter}: {err}", file=sys.stderr)
         return LOST_EXIT
+    except KeyboardInterrupt as err:
+        command = " ".join(["python -m jacnb.run", *(sys.argv[1:] if argv is None else argv)])
+        why = "SIGTERM" if isinstance(err, Terminated) else "interrupted"
+        print(
+            f"[jacnb.run] {args.chapter} stopped ({why}): the runs in flight were stopped and "
+            f"their claims released; every finished run is stored in {root}. Resume with the "
+            f"same command: {command}",
+            file=sys.stderr,
+        )
+        return 128 + (signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT)
     print(f"[jacnb.run] {args.chapter} at profile {args.profile}: records in {root}")
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises ``KeyboardInterrupt``, so that the
+    same clean-up runs (claims released, local workers stopped)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (in the main thread only; elsewhere
+    nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -360,8 +360,9 @@ def select_configs(
 
 def choose_lambdas(select: pd.DataFrame, table: str = "table2") -> pd.DataFrame:
     """Per (dataset, regularizer, selection size) of ``table``'s selection runs, the factor
-    chosen by :func:`jacnb.lab.selection.choose_lambdas`: among the factors whose selection
-    nets fit as the table's claims require, the best mean validation accuracy, exact ties broken
+    chosen by :func:`jacnb.lab.selection.choose_lambdas`: every factor competes on validation
+    accuracy alone (``unfit`` reports those whose selection nets miss the claims' fit), the
+    best mean validation accuracy, exact ties broken
     by validation cross-entropy (a remaining tie: ``chosen_by_tie``). Columns as there (``grid``
     = ``{lam: mean val_acc}``). Refuses a frame with test-set columns."""
     fits = {c.gates.min_train_acc for c in claims_of(NAME) if c.id.startswith(f"{table}.")}
@@ -632,7 +633,7 @@ class ConvolutionalResult:
                     row[f"λ={lam:g}"] = round(100 * acc, 2)
                 row.update(
                     chosen=r["lam"],
-                    excluded_no_fit=factor_list(r["excluded_unfit"]),
+                    below_fit_competed=factor_list(r["unfit"]),
                     tie_broken_by_val_loss=r["tie_broken_by_loss"],
                     tie=r["chosen_by_tie"],
                     selection_seeds=", ".join(str(s) for s in r["selection_seeds"]),

@@ -418,12 +418,13 @@ for trends) over at least 3 seeds gets a Student-t 95 % interval. *Reproduced*: 
 interval lies on the claimed side (for "on par": inside the stated margin). *Not reproduced*:
 some cell's interval (Bonferroni-widened over the cells) lies on the other side. Otherwise
 *inconclusive*, with the number of seeds a decisive verdict would need at the measured spread.
-Before that, the runs must pass the gates -- regime (the nets reach the paper's training fit),
+Before that, the runs must pass the gates -- regime (the baseline arm's nets reach the paper's
+training fit, so the budget is adequate; 100 % for the smallest-training-score claims),
 factor (the chosen λ is interior to its grid, not a tie, chosen on seeds disjoint from the final
 runs'), budget (enough SGD steps) -- or the verdict is *inconclusive* with the failed gate as its
-reason. A factor is chosen on validation data only, among the factors whose selection nets reach
-the regime's training fit (best mean validation accuracy; exact ties broken by validation
-cross-entropy); a weight-decay grid that starts at 0 (no decay) has no edge below it.
+reason. A factor is chosen on validation accuracy alone, every factor of its grid competing
+(best mean validation accuracy; exact ties broken by validation cross-entropy); a weight-decay
+grid that starts at 0 (no decay) has no edge below it.
 A verdict on a stand-in dataset is shown with the stand-in's name and counted apart.
 """
 

@@ -142,7 +142,7 @@ def test_choice_records_grid_tie_seeds_and_steps():
     (r,) = chosen.to_dict("records")
     assert r["lam"] == 0.1 and r["lam_grid"] == [0.01, 0.1, 1.0] and not r["chosen_by_tie"]
     assert r["selection_seeds"] == [10_000, 10_001] and r["selection_steps"] == 420
-    assert r["excluded_unfit"] == [1.0]  # Table II's claims ask a 99 % fit
+    assert r["unfit"] == [1.0]  # reported (Table II's claims ask a 99 % fit), not excluded
     tied = pd.DataFrame(rows).assign(val_acc=0.5)  # equal losses too: a tie remains
     assert cx.choose_lambdas(tied)["chosen_by_tie"].item()
     with pytest.raises(ValueError, match="test"):

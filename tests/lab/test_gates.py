@@ -229,8 +229,10 @@ def test_gain_contrast_claim():
 def test_each_gate_forces_inconclusive(change, gate, words):
     runs = fig3_runs()
     assert decide(FIG3, runs).verdict == REPRODUCED
-    # the change hits one run only (one arm of one seed of one cell)
-    idx = runs.index[(runs["depth"] == 4) & (runs["seed"] == 1) & (runs["arm"] == "jacobian")]
+    # the change hits one run only (one arm of one seed of one cell); the regime gate reads the
+    # baseline arm (weight decay), the factor gate the tuned arms
+    arm = "weight_decay" if gate == "regime" else "jacobian"
+    idx = runs.index[(runs["depth"] == 4) & (runs["seed"] == 1) & (runs["arm"] == arm)]
     for col, value in change.items():
         runs[col] = runs[col].astype(object)
         runs.at[idx[0], col] = value
@@ -238,6 +240,22 @@ def test_each_gate_forces_inconclusive(change, gate, words):
     assert v.verdict == INCONCLUSIVE
     assert f"gate {gate}:" in v.reason and words in v.reason, v.reason
     assert v.estimate is not None  # the numbers are still shown
+
+
+def test_the_regime_gate_asks_the_baseline_arm_to_fit_not_the_regularized_one():
+    """A JR net held below the fit by its regularizer is a result; an unfit baseline means the
+    budget was short. (Planted: the old rule, every compared net, withholds the first case.)"""
+    runs = fig3_runs()
+    runs.loc[runs["arm"] == "jacobian", "train_acc"] = 0.97
+    v = decide(FIG3, runs)
+    assert v.verdict == REPRODUCED and "regime" not in v.reason
+    assert "arm weight_decay" in gates.regime_gate(FIG3, runs).detail
+    runs = fig3_runs()
+    runs.loc[runs["arm"] == "weight_decay", "train_acc"] = 0.97
+    v = decide(FIG3, runs)
+    assert v.verdict == INCONCLUSIVE and "gate regime" in v.reason
+    assert gates.fit_arms(FIG3) == ("weight_decay",)
+    assert gates.fit_arms("fig4.score_grows_with_depth") == ()  # unpaired: every net
 
 
 def test_a_grid_that_starts_at_zero_has_no_edge_below_it():

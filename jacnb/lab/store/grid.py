@@ -99,7 +99,7 @@ def run_grids(
                     run_with(pool, todo, runs, store, poll, bar)
         except BaseException:
             if local is not None:  # stop its workers: nothing keeps training behind the user
-                local.shutdown()
+                local.stop()
             raise
     return [_frame(store, g.configs) for g in grids]
 
