@@ -32,7 +32,6 @@ verdicts come only from :func:`jacnb.lab.gates.decide` on the tidy runs frame
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -114,7 +113,8 @@ TABLES = {
     ),
 }
 
-#: Every run record that is not ``ok`` (diverged) is left out of means, tables and verdicts.
+#: Every run record that is not ``ok`` (diverged) is left out of means and tables, and counted in
+#: the verdicts as the claims register (:func:`jacnb.lab.gates.diverged_gate`).
 OK = "ok"
 
 
@@ -613,8 +613,8 @@ class ConvolutionalResult:
         return out
 
     def diverged(self) -> dict[str, int]:
-        """Runs stored as diverged (left out of means, tables and verdicts), per table and
-        phase."""
+        """Runs stored as diverged (left out of means and tables, counted in verdicts), per
+        table and phase."""
         out = {}
         for table, tr in self.tables.items():
             for phase, f in (("selection", tr.select), ("final", tr.final)):
@@ -878,9 +878,9 @@ class ConvolutionalResult:
 
     def verdicts(self) -> list[Verdict]:
         """One verdict per claim registered on this page: :func:`jacnb.lab.gates.decide` on the
-        ``ok`` rows of the claim's panel in :meth:`runs` (a stand-in named as such), or
-        :func:`jacnb.lab.gates.not_run` where the panel's dataset is absent. Diverged runs are
-        left out (their seed is then unpaired) and counted in the reason."""
+        rows of the claim's panel in :meth:`runs`, diverged ones included (counted as failures at
+        chance accuracy, or undecided cells, as each claim registers; a stand-in named as such),
+        or :func:`jacnb.lab.gates.not_run` where the panel's dataset is absent."""
         out = []
         for claim in claims_of(NAME):
             table = claim.id.split(".")[0]
@@ -896,19 +896,14 @@ class ConvolutionalResult:
                 continue
             runs = self.runs(table)
             mine = runs[runs["paper"] == claim.dataset] if len(runs) else runs
-            ok = mine[mine["status"] == OK]
-            cols = list(gates.required_columns(claim.id))
+            cols = [*gates.required_columns(claim.id), "status"]  # diverged runs are counted
             v = gates.decide(
                 claim.id,
-                ok[cols],
+                mine[cols],
                 profile=self.profile,
                 dataset=_dataset_name(panel, tr.settings),
                 stand_in=_is_stand_in(panel),
             )
-            n_bad = int((mine["status"] != OK).sum()) if len(mine) else 0
-            if n_bad:
-                note = f"{n_bad} diverged run rows left out"
-                v = dataclasses.replace(v, reason=f"{v.reason}; {note}" if v.reason else note)
             out.append(v)
         return out
 

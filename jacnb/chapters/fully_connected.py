@@ -692,29 +692,20 @@ def projection_runs(projection: pd.DataFrame) -> pd.DataFrame:
     return projection.assign(arm=projection["jr_method"])
 
 
-def _with_left_out(v: Verdict, n: int) -> Verdict:
-    if not n:
-        return v
-    note = f"{n} diverged run(s) left out (stored with status 'diverged')"
-    return Verdict(**{**v.as_row(), "reason": "; ".join(x for x in (v.reason, note) if x)})
-
-
 def decide_runs(
     claim: str, runs: pd.DataFrame, *, profile: str, panel: Panel | None
 ) -> Verdict:
-    """``gates.decide`` on the finished runs of ``runs`` (diverged ones left out and counted);
-    ``gates.not_run`` when the panel's dataset is absent. The dataset named is the one used; a
-    stand-in (its panel label says so) is passed as ``stand_in=True``."""
+    """``gates.decide`` on every run of ``runs``, diverged ones included (``status``): the
+    claim's registered treatment counts them (a failure of their arm at chance accuracy, or an
+    undecided cell), never drops them; ``gates.not_run`` when the panel's dataset is absent.
+    The dataset named is the one used; a stand-in (its panel label says so) is passed as
+    ``stand_in=True``."""
     if panel is None or panel.dataset is None:
         why = panel.note if panel is not None else "no panel for this claim at this profile"
         return gates.not_run(claim, why, profile=profile)
-    ok, left_out = ok_runs(runs)
     stand_in = gates.is_stand_in(panel.label)
-    return _with_left_out(
-        gates.decide(
-            claim, ok, profile=profile, dataset=dataset_label(panel.dataset), stand_in=stand_in
-        ),
-        left_out,
+    return gates.decide(
+        claim, runs, profile=profile, dataset=dataset_label(panel.dataset), stand_in=stand_in
     )
 
 
