@@ -292,7 +292,7 @@ def panel_of(s: Mapping[str, Any]) -> Panel:
 
 def verdicts_from_runs(runs: pd.DataFrame, panel: Panel, profile: str) -> list[Verdict]:
     """One :class:`Verdict` per ``fig4.*`` claim, :func:`jacnb.lab.gates.decide` on the tidy
-    runs frame (diverged runs left out and counted); the only verdict path of the chapter."""
+    runs frame (diverged runs counted in their cells); the only verdict path of the chapter."""
     runs = with_norm_ratio(runs)
     return [decide_runs(c.id, runs, profile=profile, panel=panel) for c in claims_of(NAME)]
 

@@ -220,11 +220,6 @@ class Claim:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def held(self) -> bool:
-        """Whether this claim is still this worker's (not taken over by another worker that
-        thought this one dead)."""
-        return self.path.exists()
-
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -226,7 +226,9 @@ class ResultStore:
         A run is stored once: if a valid record of ``config`` is already there (another worker
         finished the run, e.g. after taking over the claim of this one, thought dead), this
         result is dropped with a warning and the stored record kept, unless ``replace``.
-        ``config`` must pass :func:`~jacnb.lab.store.records.check_config`.
+        ``config`` must pass :func:`~jacnb.lab.store.records.check_config`, and the record
+        must be one a reader accepts (its result meeting the metric conventions and the
+        experiment's schema), else ``ValueError`` and nothing is stored.
 
         ``status``/``reason`` default to the result's own ``status``/``reason`` entries (which
         then move to the record's top level), else ``"diverged"`` with the result's ``diverged``
@@ -258,6 +260,13 @@ class ResultStore:
         if nonfinite:
             record["nonfinite"] = nonfinite
         data = record_bytes(record)
+        try:  # what a reader would see: a result it would quarantine is not stored
+            validate(path, data, self.schemas.get(path.parent.name))
+        except InvalidRecordError as err:
+            raise ValueError(
+                f"the result of run {path.stem} ({path.parent.name}) is not stored because it "
+                f"would not be valid: {err}"
+            ) from err
         if replace:
             write_atomic(path, data)
         else:
