@@ -29,22 +29,20 @@ The store is built not to lie, whatever happens to the processes writing it:
   (:meth:`ResultStore.claim`): an exclusively created file holding its host, pid and start
   time, touched every :data:`HEARTBEAT_SECONDS` while the run trains. Workers skip configs claimed
   by live workers and come back for them at the end (waiting for their records); a claim whose
-  owner died (its pid is gone on the same host, or its heartbeat is older than
-  :data:`STALE_CLAIM_SECONDS`) is taken over. A submitter claims each run before sending it
-  to a pool or a queue, and its worker takes that claim over. Record layout, claims and writes
-  are the same whichever executor runs the grid (in-process, a local process pool, any
-  ``concurrent.futures.Executor``, submitit/SLURM job arrays): the same configs give the same
-  keys and the same results, except measured times (``seconds``); float results agree to the
-  last bit only between runs with the same number of torch threads (in-process: torch's default,
-  a :class:`LocalPool` worker: ``cores // workers``, a SLURM task: ``$SLURM_CPUS_PER_TASK``).
-* **Early failure.** Before training anything, :func:`run_grid` checks that the store is
-  writable (a probe file is written and removed) and that its disk has room for the records and
   owner died (on the same host: its process is gone, stopped, or its pid reused by another
   process; elsewhere: its heartbeat is older than :data:`STALE_CLAIM_SECONDS`) is taken over.
-  A record is published exclusively, so a run is stored once even if two workers finish it.
-  Record layout, claims and writes are the same whichever executor runs the grid (in-process, a
-  local process pool, any ``concurrent.futures.Executor``, submitit/SLURM job arrays), so the
-  records of a parallel run are byte-identical to those of a sequential one.
+  A submitter claims each run before sending it to a pool or a queue, and its worker takes that
+  claim over, so a run waiting in a queue is not sent again by another submitter. A record is
+  published exclusively, so a run is stored once even if two workers finish it. Record layout,
+  claims and writes are the same whichever executor runs the grid (in-process, a local process
+  pool, any ``concurrent.futures.Executor``, submitit/SLURM job arrays): the same configs give
+  the same keys and the same results, except measured times (``seconds``); float results agree
+  to the last bit only between runs with the same number of torch threads (in-process: torch's
+  default, a :class:`LocalPool` worker: ``cores // workers``, a SLURM task:
+  ``$SLURM_CPUS_PER_TASK``).
+* **Lost cluster tasks reported.** A SLURM task that ends without a result (cancelled, killed,
+  out of time) is noticed from ``squeue`` within a bounded time, not stored, and raised as
+  :class:`LostRunsError` once the other runs are stored (:mod:`jacnb.lab.store.slurm`).
 * **Early failure.** Before training anything, :func:`run_grid` checks every config (a plain
   experiment name, no reserved field, JSON values), that the store is writable (a probe file is
   written and removed) and that its disk has room, bytes and inodes, for the records and
