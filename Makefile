@@ -27,11 +27,12 @@ lab: $(STAMP)
 
 env: $(STAMP)
 
-$(STAMP): pyproject.toml
+# pyproject.toml gives version ranges (the package installs beside a user's torch); the book and
+# its tests run on the exact versions of constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e ".[book,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,test]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

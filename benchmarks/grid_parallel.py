@@ -45,7 +45,7 @@ import torch
 from jacnb.core.models import fully_connected, mnist_convnet
 from jacnb.core.regularizers import make_regularizer
 from jacnb.core.train import TrainConfig, train
-from jacnb.lab.store import LocalPool, ResultStore, available_cores, run_grid
+from jacnb.lab.store import LocalPool, ResultStore, default_threads, run_grid
 
 NETS = {"fc784x3": lambda: fully_connected(784, 10, depth=3), "mnist_conv": mnist_convnet}
 
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         args.runs, args.steps = 2, 3
     local = LocalPool(args.workers)
     print(
-        f"cores {available_cores()}, load average {os.getloadavg()[0]:.2f} (1 min); "
+        f"cores {default_threads()}, load average {os.getloadavg()[0]:.2f} (1 min); "
         f"{args.runs} runs x {args.steps} steps of batch {args.batch} per grid; "
         f"pool of {local.n_workers} x {local.threads_per_worker} threads"
     )
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         print(f"pool start (spawn + imports, paid once per process): {start:.1f} s")
         with tempfile.TemporaryDirectory() as root:
             for net in args.nets:
-                threads = args.in_process_threads or available_cores()
+                threads = args.in_process_threads or default_threads()
                 row = measure(net, args.runs, args.steps, args.batch, local, root, threads)
                 rows.append(row)
                 print(

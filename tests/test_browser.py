@@ -231,3 +231,20 @@ def test_chapter_pages_offer_their_notebook_and_rerun_command(smoke_book):
         assert f"papermill notebooks/{name}.ipynb" in text, name
         assert f"python -m jacnb.book --profile smoke --only {name}" in text, name
         assert re.search(rf'href="[^"]*_downloads/[^"]*/{name}\.ipynb"', page), name
+
+
+def test_api_page_lists_every_public_name(smoke_book):
+    """The API reference (book/api.md, Sphinx autodoc) documents every name of jacnb.__all__."""
+    import jacnb
+
+    page = (smoke_book.html / "api.html").read_text()
+    ids = set(re.findall(r'\bid="jacnb\.([A-Za-z_][A-Za-z_0-9]*)"', page))
+    missing = [n for n in jacnb.__all__ if n != "__version__" and n not in ids]
+    assert not missing, f"public names without an entry on the API page: {missing}"
+
+
+def test_own_training_loop_page_ran_in_the_build(smoke_book):
+    """book/own_training_loop.md is executed by the HTML build (its outputs are on the page)."""
+    page = html_lib.unescape((smoke_book.html / "own_training_loop.html").read_text())
+    assert "test accuracy" in page and "mean ||J||_F^2" in page
+    assert "batch_norm='coupled'" in page and "their R = " in page

@@ -39,12 +39,15 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, fields
+from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
 import pandas as pd
 
 __all__ = [
+    "Kind",
+    "NullWorld",
     "PAPERS",
     "SOKOLIC",
     "OYMAK",
@@ -67,6 +70,11 @@ __all__ = [
     "CLAIMS",
     "get_claim",
     "claims_of",
+    "is_check",
+    "counted_ids",
+    "check_ids",
+    "sign_boundary",
+    "weakened_to_sign",
     "registry_frame",
     "registry_digest",
 ]
@@ -101,6 +109,41 @@ GREATER = "greater"  #: claimed: statistic > threshold in every cell
 LESS = "less"  #: claimed: statistic < threshold in every cell
 EQUIVALENT = "equivalent"  #: claimed: |statistic - threshold| < margin in every cell
 SIDES = (GREATER, LESS, EQUIVALENT)
+
+
+class Kind(str, Enum):
+    """What a registered statement is.
+
+    * :attr:`CLAIM` -- an empirical statement that a plausible alternative world would fail; it
+      names that world (:class:`NullWorld`) and its verdict is counted on the scorecard;
+    * :attr:`CHECK` -- a statement that holds by construction or by a theorem (e.g.
+      ``||W||_2 >= 1`` for a matrix with unit-norm rows, eq. 45; any regularizer costs more than
+      none). Its verdict is computed and shown on the chapter page, listed apart on the scorecard,
+      and never counted among reproductions: it could not have come out otherwise.
+    """
+
+    CLAIM = "claim"
+    CHECK = "check"
+
+
+@dataclass(frozen=True)
+class NullWorld:
+    """The plausible alternative under which a :attr:`Kind.CLAIM` would come out *not*
+    reproduced -- the world its rule must tell apart from the paper's.
+
+    ``text``: the alternative in words. ``value``: the claim's per-seed statistic in that world,
+    in the statistic's natural units (a ratio for :data:`LOG_RATIO`, a fraction for accuracies,
+    a slope for trends). ``sign``: for a *size* claim (a rule with a threshold away from "no
+    effect"), the threshold of the sign-only rule it would be if weakened (e.g. ``1`` for "exact
+    costs more than plain", the check the size claim replaces); the null world lies on the sign
+    rule's claimed side, so that weakening the rule to the sign makes the null world pass.
+    ``None`` for a claim whose rule is a sign already. The test module
+    ``tests/lab/test_null_worlds.py`` draws a runs frame from every claim's null world and asserts
+    :func:`jacnb.lab.gates.decide` does not call it reproduced."""
+
+    text: str
+    value: float
+    sign: float | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +239,12 @@ class Claim:
     sentence states the claim and the nearest one is quoted. ``cells`` describes the paper's
     cells, ``cell_keys`` names the runs-frame columns that make a cell, ``cell_filter`` restricts
     the runs to the cells the claim covers (``((column, (values...)), ...)``). ``page`` is the
-    chapter notebook that shows the verdict, under the MyST label :attr:`anchor`."""
+    chapter notebook that shows the verdict, under the MyST label :attr:`anchor`.
+
+    ``kind``: :attr:`Kind.CLAIM` (counted; names its ``null_world``) or :attr:`Kind.CHECK`
+    (shown, never counted; ``check_basis`` says why it holds by construction or theorem).
+    ``paper_disagrees``: set when the paper's own printed numbers go against the statement (the
+    scorecard shows it on the claim's row)."""
 
     id: str
     paper: str
@@ -217,6 +265,10 @@ class Claim:
     paper_ref: PaperRef | None = None
     paper_note: str = ""
     paper_claim: bool = True
+    kind: Kind = Kind.CLAIM
+    null_world: NullWorld | None = None
+    check_basis: str = ""
+    paper_disagrees: str = ""
 
     @property
     def anchor(self) -> str:
@@ -301,6 +353,11 @@ _FIG3_STAT = Statistic(
 )
 _FIG3_RULE = Rule(GREATER, "mean paired difference JR - WD > 0 in every cell (95 % t-interval)")
 _FIG3_PLOT = "Fig. 3 is a plot; the paper prints no number"
+_NULL_NO_GAIN = NullWorld(
+    "the regularizer makes no difference: JR and the baseline reach the same test accuracy "
+    "(paired difference 0 in every cell)",
+    0.0,
+)
 
 _PAR_MARGIN = 0.005
 _PAR_MARGIN_REASON = (
@@ -351,6 +408,7 @@ def _fig4_trend(
     quote_note: str = "",
     cell_filter: tuple[tuple[str, tuple[Any, ...]], ...] = (),
     cells: str | None = None,
+    gates: GateSpec | None = None,
 ) -> Claim:
     within = "width_factor" if along == "depth" else "depth"
     return Claim(
@@ -376,9 +434,12 @@ def _fig4_trend(
             unit="pts per step" if metric.endswith("_acc") else "per step",
         ),
         rule=Rule(side, _SLOPE_RULE_UP if side == GREATER else _SLOPE_RULE_DOWN),
-        gates=_FIG4_GATES,
+        gates=gates or _FIG4_GATES,
         page="03_weight_norm",
         paper_note=_FIG4_PLOT,
+        null_world=NullWorld(
+            f"{what} does not change with {along.replace('_factor', '')} (slope 0)", 0.0
+        ),
     )
 
 
@@ -397,6 +458,9 @@ _Q_T3 = (
 )
 _Q_T3_GE = (
     "We can observe that the Jacobian regularization also leads to a smaller GE in this case."
+)
+_NULL_SAME_GE = NullWorld(
+    "JR leaves the generalization error where the baseline's is (paired difference 0)", 0.0
 )
 _Q_T4 = "In all cases the ResNet with Jacobian regularization outperforms the standard ResNet."
 _Q_T4_SMALL = (
@@ -423,6 +487,14 @@ _Q_PROJ = (
     "regularizer can be very expensive."
 )
 
+_NULL_FLAT_GAIN = NullWorld(
+    "JR's gain is the same at every training-set size (contrast 0)", 0.0
+)
+_T2_LARED_DISAGREES = (
+    "the paper's own Table II goes against this sentence: in most of its LaRED contrasts the "
+    "gain at the smallest set is not the largest (same subject: 5,000 beats 2,000; different "
+    "subject: every larger set beats 2,000)"
+)
 _GAIN_RULE = Rule(
     GREATER,
     "per seed, gain(smallest n) - gain(n) > 0 for every larger n (gain = JR - baseline; "
@@ -471,6 +543,7 @@ def _table2_claims() -> tuple[Claim, ...]:
                 cell_keys=keys,
                 rule=_FIG3_RULE,
                 paper_ref=ref,
+                null_world=_NULL_NO_GAIN,
                 **base,
             )
         )
@@ -487,6 +560,8 @@ def _table2_claims() -> tuple[Claim, ...]:
                 cell_keys=keys[:-1],
                 rule=_GAIN_RULE,
                 paper_ref=ref,
+                null_world=_NULL_FLAT_GAIN,
+                paper_disagrees=_T2_LARED_DISAGREES if ds == "LaRED" else "",
                 **{
                     **base,
                     "statistic": Statistic(
@@ -523,6 +598,7 @@ _SOKOLIC_CLAIMS: tuple[Claim, ...] = (
             gates=_fit_gates(),
             page="02_fully_connected",
             paper_note=_FIG3_PLOT,
+            null_world=_NULL_NO_GAIN,
         )
         for ds in ("MNIST", "CIFAR-10")
     ),
@@ -556,6 +632,11 @@ _SOKOLIC_CLAIMS: tuple[Claim, ...] = (
         gates=_fit_gates(tuned=("wd_more_data", "jr_less_data")),
         page="02_fully_connected",
         paper_note=_FIG3_PLOT,
+        null_world=NullWorld(
+            "data matter more than the regularizer: JR on the smaller set stays 1 point below "
+            "weight decay on the larger one",
+            -0.01,
+        ),
     ),
     # --- Fig. 4 (Sec. VI-A2) ------------------------------------------------------------------
     _fig4_trend(
@@ -605,6 +686,9 @@ _SOKOLIC_CLAIMS: tuple[Claim, ...] = (
         ),
         page="03_weight_norm",
         paper_note="100 % (99.6 % at L = 2, M = 784), stated in the text only",
+        null_world=NullWorld(
+            "the budget stops short of fit: the nets end at 99 % training accuracy", 0.99
+        ),
     ),
     _fig4_trend(
         "fig4.score_grows_with_depth",
@@ -647,6 +731,11 @@ _SOKOLIC_CLAIMS: tuple[Claim, ...] = (
         gates=_FIG4_GATES,
         page="03_weight_norm",
         paper_note="no number printed (text only)",
+        kind=Kind.CHECK,
+        check_basis="eq. (45) gives every row of W_l unit norm, and a matrix's spectral norm is "
+        "at least its largest row norm, so ||W_l||_2 >= 1 for every net; equality needs all "
+        "other rows orthogonal to that row's right singular direction, which no trained layer "
+        "has",
     ),
     _fig4_trend(
         "fig4.max_jacobian_train_falls_with_depth",
@@ -704,6 +793,7 @@ _SOKOLIC_CLAIMS: tuple[Claim, ...] = (
         rule=Rule(GREATER, "mean paired difference > 0 in every cell (95 % t-interval)"),
         gates=_fit_gates(_STEPS_DEEP, _STEPS_DEEP_REASON, tuned=("jacobian",)),
         page="04_convolutional",
+        null_world=_NULL_NO_GAIN,
         paper_ref=PaperRef(
             "table3",
             "accuracy",
@@ -736,6 +826,7 @@ _SOKOLIC_CLAIMS: tuple[Claim, ...] = (
         rule=Rule(LESS, "mean paired difference in GE < 0 in every cell (95 % t-interval)"),
         gates=_fit_gates(_STEPS_DEEP, _STEPS_DEEP_REASON, tuned=("jacobian",)),
         page="04_convolutional",
+        null_world=_NULL_SAME_GE,
         paper_note="Table III prints test accuracy only; no GE",
     ),
     # --- Tables IV-V (Sec. VI-C) --------------------------------------------------------------
@@ -767,6 +858,7 @@ _SOKOLIC_CLAIMS: tuple[Claim, ...] = (
             "0.1 with augmentation), so no factor gate",
         ),
         page="05_resnet",
+        null_world=_NULL_NO_GAIN,
         paper_ref=PaperRef(
             "table4",
             "accuracy",
@@ -804,6 +896,7 @@ _SOKOLIC_CLAIMS: tuple[Claim, ...] = (
             reason="the paper trains 125 epochs to fit (WRN); factor fixed by the paper",
         ),
         page="05_resnet",
+        null_world=_NULL_FLAT_GAIN,
         paper_ref=PaperRef(
             "table4",
             "accuracy",
@@ -835,6 +928,7 @@ _SOKOLIC_CLAIMS: tuple[Claim, ...] = (
             **_ACC,
         ),
         rule=Rule(LESS, "mean paired difference in GE < 0 (95 % t-interval)"),
+        null_world=_NULL_SAME_GE,
         gates=GateSpec(
             None,
             "the paper does not train to fit here (its JR net ends at 59.52 % training "
@@ -871,6 +965,7 @@ _SOKOLIC_CLAIMS: tuple[Claim, ...] = (
             **_ACC,
         ),
         rule=Rule(GREATER, "mean paired difference > 0 in every cell (95 % t-interval)"),
+        null_world=_NULL_NO_GAIN,
         gates=GateSpec(
             None,
             "the paper does not train to fit here (Table V training accuracies 59.5-89.8 %), "
@@ -912,6 +1007,10 @@ _SOKOLIC_CLAIMS: tuple[Claim, ...] = (
         rule=Rule(GREATER, "95 % t-interval of the log ratio above log 1 (ratio > 1)", 1.0),
         gates=GateSpec(None, _NO_FIT_TIMING, _TIMED_STEPS, _TIMED_STEPS_REASON),
         page="06_timing",
+        kind=Kind.CHECK,
+        check_basis="a step with a regularizer does the plain step's forward and backward pass "
+        "and more work besides, so any regularizer costs more than none; the paper's claim is "
+        "the size of the increase (about C backward passes), registered apart",
         paper_ref=PaperRef(
             "table6",
             "increase_factor",
@@ -945,6 +1044,12 @@ _SOKOLIC_CLAIMS: tuple[Claim, ...] = (
         rule=Rule(LESS, "95 % t-interval of the log ratio below log 1 (ratio < 1)", 1.0),
         gates=GateSpec(None, _NO_FIT_TIMING, _TIMED_STEPS, _TIMED_STEPS_REASON),
         page="06_timing",
+        kind=Kind.CHECK,
+        check_basis="by operation count: the exact regularizer (49) backpropagates once per "
+        "class through the whole net, the per-layer one (52) adds a fixed number of products "
+        "per layer whatever the number of classes, so with 10 classes per-layer is cheaper by "
+        "construction; the paper's claim is the size of the per-layer cost on ResNet-18, "
+        "registered apart",
         paper_ref=PaperRef(
             "table6",
             "increase_factor",
@@ -990,6 +1095,11 @@ _BOOK_CLAIMS: tuple[Claim, ...] = (
             margin=_PAR_MARGIN,
             margin_reason=_PAR_MARGIN_REASON,
         ),
+        null_world=NullWorld(
+            "one random projection is too noisy an estimate of R_F: the projection arm ends 1 "
+            "point below the exact arm",
+            -0.01,
+        ),
         gates=_fit_gates(
             tuned=(),
             reason=_FIT_REASON + " Both arms use the lambda chosen for exact R_F in that cell, "
@@ -1021,6 +1131,12 @@ _BOOK_CLAIMS: tuple[Claim, ...] = (
             unit="x",
         ),
         rule=Rule(LESS, "95 % t-interval of the log ratio below log(1/5)", 0.2),
+        null_world=NullWorld(
+            "overheads shared by both estimators dominate: the projection step costs half the "
+            "exact one",
+            0.5,
+            sign=1.0,
+        ),
         gates=GateSpec(None, _NO_FIT_TIMING, _TIMED_STEPS, _TIMED_STEPS_REASON),
         page="06_timing",
         paper_note="not in the paper",
@@ -1097,6 +1213,11 @@ _OYMAK_CLAIMS: tuple[Claim, ...] = (
         ),
         page="07_low_rank_jacobian",
         paper_note="their Fig. 3 is a plot; no number printed",
+        kind=Kind.CHECK,
+        check_basis="J(W0)^T J(W0) is a sum of n per-sample terms; for i.i.d. samples its top "
+        "eigenvalues grow like n (law of large numbers), so the top singular values of J grow "
+        "like sqrt(n) for any data distribution; the paper's point, a low-rank spectrum, is "
+        "registered apart",
     ),
     Claim(
         id="oymak.clean_labels_align_with_information_space",
@@ -1121,6 +1242,10 @@ _OYMAK_CLAIMS: tuple[Claim, ...] = (
             arms=("initial", "final"),
         ),
         rule=Rule(GREATER, "95 % t-interval of the paired difference above 0"),
+        null_world=NullWorld(
+            "training does not move the labels toward the information space (final = initial)",
+            0.0,
+        ),
         gates=_OY_FIT,
         page="07_low_rank_jacobian",
         paper_ref=PaperRef(
@@ -1153,6 +1278,11 @@ _OYMAK_CLAIMS: tuple[Claim, ...] = (
             along="corruption",
         ),
         rule=Rule(GREATER, _SLOPE_RULE_UP),
+        null_world=NullWorld(
+            "corrupted labels spread over both spaces like clean ones: the label energy on N "
+            "does not change with corruption (slope 0)",
+            0.0,
+        ),
         gates=GateSpec(
             None,
             "label energy on N is a property of the Jacobian and the labels; their Fig. 7 "
@@ -1184,6 +1314,9 @@ _OYMAK_CLAIMS: tuple[Claim, ...] = (
             arms=("nuisance", "information"),
         ),
         rule=Rule(LESS, "95 % t-interval of the paired difference below 0 in every cell"),
+        null_world=NullWorld(
+            "the residual falls at the same rate on both spaces (difference 0)", 0.0
+        ),
         gates=_OY_FIT,
         page="07_low_rank_jacobian",
         paper_note="their Figs. 5-6 are plots; no number printed",
@@ -1218,6 +1351,12 @@ _OYMAK_CLAIMS: tuple[Claim, ...] = (
             "~1 point below its mean by noise alone (sd ≈ 0.5 points at error 0.5), so a rise "
             "must exceed 2 points to be more than the minimum's selection bias",
         ),
+        null_world=NullWorld(
+            "the test error is flat after its minimum: the 'rise' is only the minimum's "
+            "selection bias over the checkpoints (1 point)",
+            0.01,
+            sign=0.0,
+        ),
         gates=_OY_FIT,
         page="07_low_rank_jacobian",
         paper_note="their best test error is at epoch 50 of 800 (README); no number for the rise",
@@ -1245,6 +1384,47 @@ def claims_of(page: str) -> tuple[Claim, ...]:
     return tuple(c for c in REGISTRY if c.page == page)
 
 
+def is_check(claim: Claim | str) -> bool:
+    """Whether a registered statement is a :attr:`Kind.CHECK` (shown, never counted)."""
+    c = get_claim(claim) if isinstance(claim, str) else claim
+    return c.kind == Kind.CHECK
+
+
+def counted_ids() -> tuple[str, ...]:
+    """The ids of the registered :attr:`Kind.CLAIM` statements: the only ones whose verdicts
+    the scorecard counts."""
+    return tuple(c.id for c in REGISTRY if c.kind == Kind.CLAIM)
+
+
+def check_ids() -> tuple[str, ...]:
+    """The ids of the registered checks (listed apart on the scorecard, never counted)."""
+    return tuple(c.id for c in REGISTRY if c.kind == Kind.CHECK)
+
+
+def sign_boundary(claim: Claim) -> float | None:
+    """The "no effect" value of a claim's statistic: 1 for a ratio, 0 for a difference, a
+    slope or a gain contrast; ``None`` for a plain value (no neutral value)."""
+    kind = claim.statistic.kind
+    if kind == LOG_RATIO:
+        return 1.0
+    if kind in (DIFFERENCE, SLOPE, GAIN_CONTRAST):
+        return 0.0
+    return None
+
+
+def weakened_to_sign(claim: Claim) -> Rule | None:
+    """For a *size* claim (its null world names a ``sign``), the rule it would be if weakened
+    to a sign: same statistic, threshold at ``null_world.sign``, the side on which the null
+    world lies. ``None`` for a claim without one. Used by the null-world tests to show that
+    the registered size (not the sign) is what fails the null world."""
+    nw = claim.null_world
+    if nw is None or nw.sign is None:
+        return None
+    side = GREATER if nw.value > nw.sign else LESS
+    return Rule(side, f"weakened to a sign: statistic {'>' if side == GREATER else '<'} "
+                f"{nw.sign:g}", threshold=nw.sign)
+
+
 def registry_frame() -> pd.DataFrame:
     """The registry as a table (one row per claim): id, paper, section, statistic, comparison,
     rule with its threshold / margin, the gate thresholds and the chapter page -- for an appendix
@@ -1255,6 +1435,9 @@ def registry_frame() -> pd.DataFrame:
         rows.append(
             {
                 "claim": c.id,
+                "kind": c.kind.value,
+                "null world": c.null_world.text if c.null_world else "",
+                "check basis": c.check_basis,
                 "paper": c.paper,
                 "section": c.section,
                 "dataset": c.dataset,
@@ -1278,6 +1461,8 @@ def registry_frame() -> pd.DataFrame:
 
 
 def _plain(obj: Any) -> Any:
+    if isinstance(obj, Enum):
+        return obj.value
     if hasattr(obj, "__dataclass_fields__"):
         return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
     if isinstance(obj, tuple):
@@ -1314,6 +1499,13 @@ def _check_registry() -> None:
             raise RuntimeError(f"{c.id}: fewer than 3 seeds")
         if not set(c.gates.tuned_arms) <= set(c.statistic.arms):
             raise RuntimeError(f"{c.id}: tuned arms must be arms of the statistic")
+        if c.kind == Kind.CLAIM and (c.null_world is None or c.check_basis):
+            raise RuntimeError(f"{c.id}: a claim names its null world and has no check basis")
+        if c.kind == Kind.CHECK and (c.null_world is not None or not c.check_basis):
+            raise RuntimeError(f"{c.id}: a check says why it holds and has no null world")
+        nw = c.null_world
+        if nw is not None and nw.sign is not None and nw.value == nw.sign:
+            raise RuntimeError(f"{c.id}: a size claim's null world lies off its sign")
 
 
 _check_registry()

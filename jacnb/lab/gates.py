@@ -66,7 +66,14 @@ from jacnb.lab.claims import (
     Claim,
     get_claim,
 )
-from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED, Verdict
+from jacnb.lab.verdicts import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    NOT_RUN,
+    REPRODUCED,
+    CellStat,
+    Verdict,
+)
 
 __all__ = [
     "SELECTION_SEED_BASE",
@@ -735,4 +742,27 @@ def decide(
         high=_natural(c, float(pick["high"])),
         n_seeds=int(cells["n"].min()),
         seeds_needed=needed,
+        cells=_cell_stats(c, cells),
+        deciding_cell=str(pick["cell"]),
+    )
+
+
+def _cell_stats(claim: Claim, cells: pd.DataFrame) -> tuple[CellStat, ...]:
+    """The cell table as :class:`CellStat` records in natural units (for the pages' plots)."""
+
+    def nat(v: Any) -> float:
+        x = _natural(claim, float(v))
+        return math.nan if x is None else x
+
+    return tuple(
+        CellStat(
+            cell=str(r["cell"]),
+            estimate=nat(r["estimate"]),
+            low=nat(r["low"]),
+            high=nat(r["high"]),
+            threshold=nat(r["threshold"]),
+            n=int(r["n"]),
+            outcome=str(r["outcome"]),
+        )
+        for _, r in cells.iterrows()
     )

@@ -33,7 +33,14 @@ from typing import Any
 import pandas as pd
 
 from jacnb.lab import paper as _paper
-from jacnb.lab.claims import LOG_RATIO, REGISTRY, Claim, get_claim, registry_digest
+from jacnb.lab.claims import (
+    LOG_RATIO,
+    REGISTRY,
+    Claim,
+    Kind,
+    get_claim,
+    registry_digest,
+)
 from jacnb.lab.gates import is_stand_in
 from jacnb.lab.store import write_atomic
 from jacnb.lab.verdicts import (
@@ -65,6 +72,7 @@ VERDICTS_DIR = "verdicts"
 
 COLUMNS = (
     "claim",
+    "kind",
     "paper",
     "section",
     "statement",
@@ -80,6 +88,7 @@ COLUMNS = (
     "reason",
     "evidence",
     "link",
+    "paper disagrees",
 )
 
 _CHAPTER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -122,9 +131,13 @@ def save_verdicts(verdicts: Iterable[Verdict], store_root: str | Path, chapter: 
     return path
 
 
-def _clean(row: dict[str, Any]) -> dict[str, Any]:
-    """NaN -> None (JSON has no NaN)."""
-    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+def _clean(value: Any) -> Any:
+    """NaN -> None (JSON has no NaN), inside nested records (a verdict's cells) too."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _jsonable(obj: Any) -> Any:
@@ -265,6 +278,7 @@ def scorecard_frame(
         rows.append(
             {
                 "claim": c.id,
+                "kind": c.kind.value,
                 "paper": _PAPER_NAMES.get(c.paper, c.paper)
                 + ("" if c.paper_claim else " (this book's claim)"),
                 "section": c.section,
@@ -281,6 +295,7 @@ def scorecard_frame(
                 "reason": v.reason,
                 "evidence": v.evidence,
                 "link": _link(c, link_prefix),
+                "paper disagrees": c.paper_disagrees,
             }
         )
     return pd.DataFrame(rows, columns=list(COLUMNS))
@@ -296,7 +311,10 @@ _GROUPS = (
 def counts(frame: pd.DataFrame, claims: Sequence[Claim] = REGISTRY) -> pd.DataFrame:
     """Verdict counts: rows = claims of the papers on their datasets, this book's own claims,
     and stand-in verdicts (counted apart, never as verdicts on the paper's dataset); columns =
-    reproduced / not reproduced / inconclusive / not run."""
+    reproduced / not reproduced / inconclusive / not run. Checks (``kind`` ``"check"``: true by
+    construction or theorem, :class:`jacnb.lab.claims.Kind`) are never counted."""
+    checks = {c.id for c in claims if c.kind == Kind.CHECK}
+    frame = frame[~frame["claim"].isin(checks)].reset_index(drop=True)
     own = {c.id for c in claims if not c.paper_claim}
     group = [
         _GROUPS[2] if s else _GROUPS[1] if cid in own else _GROUPS[0]
@@ -370,7 +388,12 @@ def render_html(card: Scorecard) -> str:
         if pd.notna(r["seeds needed"]) and r["seeds needed"] is not None:
             seeds += f"<br><small>{int(r['seeds needed'])} needed</small>"
         verdict = f'<b style="color:{colour}">{_e(r["verdict"])}</b>'
-        cells = (claim, _e(r["paper's number"]), ours, dataset, seeds, verdict, _e(r["reason"]))
+        if r["kind"] == Kind.CHECK.value:
+            verdict += "<br><small>check (holds by construction; not counted)</small>"
+        reason = _e(r["reason"])
+        if r["paper disagrees"]:
+            reason += f"<br><small><b>paper's own numbers:</b> {_e(r['paper disagrees'])}</small>"
+        cells = (claim, _e(r["paper's number"]), ours, dataset, seeds, verdict, reason)
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{_e(c)}</th>" for c in cols)
     table_html = (

@@ -25,6 +25,21 @@ VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN)
 
 
 @dataclass(frozen=True)
+class CellStat:
+    """One cell of a claim as the rule saw it: the mean statistic over the paired seeds, its
+    t-interval at the rule's level and the threshold, in the metric's natural units (a ratio for
+    a log-ratio claim). The chapters' claim cards and the scorecard's forest plot draw these."""
+
+    cell: str  # e.g. "depth=2, n_train=5000"; "all" for a claim with one cell
+    estimate: float
+    low: float
+    high: float
+    threshold: float
+    n: int
+    outcome: str  # jacnb.lab.stats.CLAIMED / OTHER / STRADDLES
+
+
+@dataclass(frozen=True)
 class Verdict:
     """One decided claim of a paper, as reproduced (or not) by a chapter at a profile."""
 
@@ -39,10 +54,14 @@ class Verdict:
     high: float | None = None
     n_seeds: int | None = None
     seeds_needed: int | None = None  # when the interval straddles: seeds a decisive verdict needs
+    cells: tuple[CellStat, ...] = ()  # every cell's interval (empty: not run, or no statistic)
+    deciding_cell: str = ""  # the cell whose interval is estimate/low/high
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
+        cells = tuple(c if isinstance(c, CellStat) else CellStat(**c) for c in self.cells)
+        object.__setattr__(self, "cells", cells)  # from JSON: dicts -> CellStat
 
     def as_row(self) -> dict[str, Any]:
         """The record as a flat dict (a row of :func:`verdict_frame`)."""

@@ -68,10 +68,10 @@ def test_local_pool_trains_each_config_once_like_in_process(tmp_path: Path, coun
 
 
 def test_local_pool_workers_split_the_cores(tmp_path: Path, counts: Path) -> None:
-    from jacnb.lab.store import LocalPool, available_cores
+    from jacnb.lab.store import LocalPool, default_threads
 
     frame = run_grid(GRID, threads_run, ResultStore(tmp_path), executor=LocalPool(2))
-    assert set(frame["threads"]) == {max(1, available_cores() // 2)}
+    assert set(frame["threads"]) == {max(1, default_threads() // 2)}
     assert os.getpid() not in set(frame["pid"])
 
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from jacnb.lab import scorecard
-from jacnb.lab.claims import CLAIMS, REGISTRY
+from jacnb.lab.claims import CLAIMS, REGISTRY, check_ids, counted_ids
 from jacnb.lab.verdicts import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -151,7 +151,18 @@ def test_counts_put_stand_ins_apart():
     assert c.loc[papers, REPRODUCED] == 1 and c.loc[papers, INCONCLUSIVE] == 1
     n_own = sum(not cl.paper_claim for cl in REGISTRY)
     assert c.loc[book, NOT_RUN] == n_own
-    assert c.to_numpy().sum() == len(REGISTRY)
+    assert c.to_numpy().sum() == len(counted_ids())
+
+
+def test_checks_are_never_counted():
+    """A check (true by construction) is on the frame, marked, and in no count."""
+    check = check_ids()[0]
+    v = Verdict(check, REPRODUCED, "ev", dataset=CLAIMS[check].dataset, profile="cpu")
+    frame = scorecard.scorecard_frame([v])
+    assert frame.set_index("claim").loc[check, "kind"] == "check"
+    c = scorecard.counts(frame)
+    assert c[REPRODUCED].sum() == 0
+    assert c.to_numpy().sum() == len(counted_ids())
 
 
 def test_profile_filter_ignores_other_profiles():
@@ -201,4 +212,18 @@ def test_page_is_generated_from_the_store(tmp_path):
 def test_card_displays_in_a_notebook(tmp_path):
     card = scorecard.build(tmp_path)
     assert card._repr_html_().startswith("<div class=\"scorecard-box\"")
-    assert (card.counts[NOT_RUN].sum()) == len(REGISTRY)
+    assert (card.counts[NOT_RUN].sum()) == len(counted_ids())
+
+
+def test_cells_survive_the_store_round_trip(tmp_path):
+    from jacnb.lab.verdicts import CellStat
+
+    cells = (
+        CellStat("depth=2", 0.01, 0.005, 0.015, 0.0, 3, "claimed"),
+        CellStat("depth=3", 0.02, float("nan"), float("nan"), 0.0, 1, "straddles"),
+    )
+    v = Verdict(FIG3, INCONCLUSIVE, "x", cells=cells, deciding_cell="depth=3")
+    scorecard.save_verdicts([v], tmp_path, "02_fully_connected")
+    (back,) = scorecard.load_verdicts(tmp_path)
+    assert back.cells[0] == cells[0] and back.deciding_cell == "depth=3"
+    assert isinstance(back.cells[1], CellStat) and back.cells[1].low is None

@@ -1,0 +1,139 @@
+"""Claims ("leases") on runs, so that workers sharing one result store train each run once.
+
+Before training a config, a worker creates ``<root>/.claims/<experiment>/<key>.<generation>.claim``
+exclusively (:func:`jacnb.lab.store.records.create_exclusive`) holding its host, pid and start
+time, and touches it every :data:`HEARTBEAT_SECONDS` while the run trains (:class:`Claim`). A
+claim whose owner died (its pid is gone on the same host, or its heartbeat is older than
+:data:`STALE_CLAIM_SECONDS`) is taken over by creating the next generation. Used through
+:meth:`jacnb.lab.store.ResultStore.claim` by every grid of the book.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from jacnb.lab.store.records import create_exclusive
+
+#: How often a worker touches the claim of the run it trains.
+HEARTBEAT_SECONDS = 30.0
+#: A claim whose heartbeat is older than this (ten missed beats) has lost its owner: host down,
+#: process frozen or killed on another machine. Hosts must agree on the time to within minutes.
+STALE_CLAIM_SECONDS = 300.0
+
+CLAIMS_FOLDER = ".claims"
+
+
+def claim_files(folder: Path, key: str) -> list[tuple[int, Path]]:
+    """The claim files of ``key`` in ``folder`` as ``(generation, path)``, oldest first."""
+    found = []
+    for path in folder.glob(f"{key}.*.claim") if folder.is_dir() else []:
+        with contextlib.suppress(ValueError):
+            found.append((int(path.name.split(".")[1]), path))
+    return sorted(found)
+
+
+def claim_alive(path: Path, stale_seconds: float = STALE_CLAIM_SECONDS) -> bool:
+    """Whether the owner of the claim file ``path`` may still be training: its heartbeat is
+    fresh and, on this host, its process exists."""
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age > stale_seconds:
+        return False
+    try:
+        owner = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return True  # unreadable: trust the heartbeat alone
+    if owner.get("host") == socket.gethostname():
+        return pid_alive(owner.get("pid"))
+    return True
+
+
+def take_claim(
+    folder: Path,
+    key: str,
+    stale_seconds: float = STALE_CLAIM_SECONDS,
+    heartbeat_seconds: float = HEARTBEAT_SECONDS,
+) -> Claim | None:
+    """Claim ``key`` in ``folder``; ``None`` if a live worker holds it (see
+    :meth:`jacnb.lab.store.ResultStore.claim`)."""
+    claims = claim_files(folder, key)
+    generation = 1
+    if claims:
+        if claim_alive(claims[-1][1], stale_seconds):
+            return None
+        generation = claims[-1][0] + 1
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.{generation}.claim"
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+    if not create_exclusive(path, json.dumps(owner).encode()):
+        return None
+    for _, old in claims:  # the dead owners' generations
+        old.unlink(missing_ok=True)
+    return Claim(path, heartbeat_seconds)
+
+
+class Claim:
+    """A held claim: heartbeats (touches its file) in a daemon thread while entered; released
+    (its file removed) on exit."""
+
+    def __init__(self, path: Path, heartbeat: float = HEARTBEAT_SECONDS) -> None:
+        self.path = path
+        self.heartbeat = heartbeat
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            try:
+                os.utime(self.path)
+            except FileNotFoundError:
+                warnings.warn(
+                    f"claim {self.path} was taken over by another worker (this one was thought "
+                    "dead); both may train this run (the records are identical)",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
+                return
+
+    def __enter__(self) -> Claim:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.path)
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="jacnb-claim")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.path.unlink(missing_ok=True)
+
+
+def pid_alive(pid: Any) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie counts as dead)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

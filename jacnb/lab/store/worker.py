@@ -1,0 +1,59 @@
+"""What one worker does with one config, whichever executor runs it: skip it if stored, claim
+it, train it, store its record (:func:`attempt`)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jacnb.lab.store.records import DIVERGED
+from jacnb.lab.store.result_store import ResultStore
+
+DONE, CACHED, BUSY = "done", "cached", "busy"
+
+
+def _call(run: Callable[[Mapping[str, Any]], Mapping[str, Any]], config: Mapping[str, Any]):
+    """``run(config)``; a divergence it raises (an exception with ``status == "diverged"``, such
+    as :class:`jacnb.core.train.DivergedError`) becomes a ``diverged`` result with its reason."""
+    try:
+        return run(config)
+    except Exception as err:
+        if getattr(err, "status", None) != DIVERGED:
+            raise
+        details = getattr(err, "details", None)
+        return {**(dict(details) if details else {}), "status": DIVERGED, "reason": str(err)}
+
+
+def attempt(
+    run: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+    store: ResultStore,
+    config: Mapping[str, Any],
+) -> str:
+    """Train and store ``config`` unless it is stored or claimed by a live worker: what every
+    worker of every executor runs. Returns ``"done"``, ``"cached"`` or ``"busy"``."""
+    if store.has(config):
+        return CACHED
+    claim = store.claim(config)
+    if claim is None:
+        return BUSY
+    with claim:
+        if store.has(config):  # finished by another worker between our check and our claim
+            return CACHED
+        store.put(config, _call(run, config))
+    return DONE
+
+
+_UNPICKLED: dict[bytes, Any] = {}
+
+
+def attempt_pickled(payload: bytes, config: Mapping[str, Any]) -> str:
+    """:func:`attempt` in a worker: ``payload`` is ``cloudpickle.dumps((run, store))``."""
+    digest = hashlib.sha256(payload).digest()
+    if digest not in _UNPICKLED:
+        import cloudpickle
+
+        _UNPICKLED.clear()
+        _UNPICKLED[digest] = cloudpickle.loads(payload)
+    run, store = _UNPICKLED[digest]
+    return attempt(run, store, config)
