@@ -61,9 +61,10 @@ from jacnb.lab import gates, paper
 from jacnb.lab import settings as lab_settings
 from jacnb.lab.claims import claims_of
 from jacnb.lab.datasets import NOT_RUN, dataset_label, get_dataset, stand_in_label, try_dataset
+from jacnb.lab.dryrun import DryConfig, batch_of
 from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.tables import percent_mean_sd
-from jacnb.lab.timing import default_threads
+from jacnb.lab.timing import default_threads, make_step
 from jacnb.lab.verdicts import Verdict
 
 NAME = "05_resnet"
@@ -684,3 +685,79 @@ class ResnetResult:
             out.append(v)
         return out
 
+
+# ---------------------------------------------------------------------------------------------
+# Dry run (python -m jacnb.run resnet --profile paper --dry-run; jacnb.lab.dryrun)
+# ---------------------------------------------------------------------------------------------
+
+
+def dry_run(settings: Mapping[str, Any], device: torch.device) -> list[DryConfig]:
+    """Every run of Tables IV and V at ``settings`` on the paper's datasets (the first candidate
+    of each table) as :mod:`jacnb.lab.dryrun` sees it: its SGD steps (epochs x batches of its
+    training set) and one step of its net on a batch at its training input size (the crop with
+    augmentation), with the per-layer regularizer of eq. (52) where it has one. ImageNet's
+    images are read from its folder when it is there, else its shape is used."""
+    from jacnb.lab.dryrun import PAPER_SHAPES, random_batch
+
+    out = []
+    for table, make in (("table4", table4_configs), ("table5", table5_configs)):
+        name = settings[table]["candidates"][0]
+        for c in make(settings, name):
+            size = int(c["crop"] if c["augment"] == "crop_colour" else c["image_size"])
+            if name == "imagenet":
+                try:
+                    ds = load_imagenet(size=size, n_train=c["n_train"], seed=int(c["seed"]))
+                    n_classes, n = ds.n_classes, ds.n_train
+
+                    def batch(dev: torch.device, ds: Any = ds, b: int = c["batch_size"]) -> Any:
+                        xs, ys = zip(*(ds.train[i] for i in range(b)), strict=True)
+                        return torch.stack(xs).to(dev), torch.as_tensor(ys).to(dev)
+
+                except DatasetMissingError:
+                    shape = PAPER_SHAPES["imagenet"]
+                    n_classes, n = shape.n_classes, c["n_train"] or shape.n_train
+
+                    def batch(dev: torch.device, b: int = c["batch_size"], s: int = size) -> Any:
+                        return random_batch((3, s, s), 1000, b, dev)
+
+                in_ch = 3
+            else:
+                ds_mem = get_dataset(name)
+                n_classes, in_ch = ds_mem.n_classes, int(ds_mem.x_train.shape[1])
+                n = c["n_train"] or ds_mem.n_train
+
+                def batch(dev: torch.device, ds: Any = ds_mem, c: Any = c, s: int = size) -> Any:
+                    x, y = batch_of(ds, int(c["batch_size"]), torch.device("cpu"))
+                    return resize_images(x, s, pad_upto=4, antialias=False).to(dev), y.to(dev)
+
+            out.append(_dry_config(table, c, name, n, in_ch, n_classes, size, batch))
+    return out
+
+
+def _dry_config(
+    table: str,
+    c: Mapping[str, Any],
+    name: str,
+    n: int,
+    in_ch: int,
+    n_classes: int,
+    size: int,
+    batch: Any,
+) -> DryConfig:
+    from jacnb.core.regularizers import make_regularizer
+
+    lam = float(c["lam"])
+    epochs = sum(int(e) for _, e in c["schedule"])
+
+    def build(device: torch.device) -> Any:
+        torch.manual_seed(int(c["seed"]))
+        model = build_net(c, in_ch, n_classes).to(device)
+        x, y = batch(device)
+        reg = make_regularizer("per_layer") if c["regularizer"] == "per_layer" and lam else None
+        return make_step(model, reg, x, y, lam=lam, lr=float(c["schedule"][0][0]))
+
+    reg = c["regularizer"] if lam else "none"
+    shape = (c["arch"], f"{size}x{size}", f"batch {c['batch_size']}", reg)
+    phase = "Table IV" if table == "table4" else "Table V"
+    steps = epochs * math.ceil(int(n) / int(c["batch_size"]))
+    return DryConfig(phase, name, steps, shape, build, dict(c))

@@ -26,6 +26,7 @@ from jacnb.core.data import (
 )
 from jacnb.core.distributed import FitConfig, fit
 from jacnb.lab import datasets
+from jacnb.lab import settings as lab_settings
 from tests.data_fixtures import IMAGENET_WNIDS, write_cifar10, write_imagenet, write_lared
 
 
@@ -153,28 +154,46 @@ def test_imagenet_trains_with_loader_processes(fixture_root: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_fully_connected_reads_cifar10(on_fixtures: Path) -> None:
+def _smoke(monkeypatch, chapter: str, **overrides) -> None:
+    """Narrow a chapter's ``smoke`` settings for these tests (the code path is unchanged): the
+    panels of the datasets under test only, fewer cells where a cell is slow."""
+    smoke = lab_settings.SETTINGS[chapter]["smoke"]
+    for key, value in overrides.items():
+        block, _, name = key.rpartition("__")
+        monkeypatch.setitem(smoke[block] if block else smoke, name, value)
+
+
+def test_fully_connected_reads_cifar10(on_fixtures: Path, monkeypatch) -> None:
+    """Fig. 3 on CIFAR-10 (its nets are as wide as the input: 3072) at one depth, size and seed."""
     from jacnb.chapters import fully_connected as ch
 
+    cifar = {"paper": "CIFAR-10", "dataset": "cifar10", "fallback": None}
+    _smoke(monkeypatch, "fully_connected", panels=[cifar], depths=[2], n_train=[300], seeds=[0])
     result = ch.run("smoke")
-    papers = {p.paper: p for p in result.panels}
-    assert papers["CIFAR-10"].dataset == "cifar10" and papers["CIFAR-10"].label == "CIFAR-10"
-    assert str(on_fixtures / "data" / "cifar-10-batches-py") in papers["CIFAR-10"].note
-    frames = result.frames()
-    runs = next(f for k, f in frames.items() if "dataset" in f and len(f))
-    assert "CIFAR-10" in set(runs["dataset"]) or "cifar10" in set(runs["dataset"])
-    assert not any("stand-in" in str(d) for d in runs["dataset"])
+    (panel,) = result.panels
+    assert (panel.dataset, panel.label) == ("cifar10", "CIFAR-10")
+    assert str(on_fixtures / "data" / "cifar-10-batches-py") in panel.note
+    frames = {k: f for k, f in result.frames().items() if "dataset" in f.columns and len(f)}
+    assert frames, "no frame names its dataset"
+    for f in frames.values():
+        assert set(f["dataset"]) <= {"cifar10", "CIFAR-10"}, set(f["dataset"])
 
 
-def test_convolutional_reads_lared_and_cifar10(on_fixtures: Path) -> None:
+def test_convolutional_reads_lared_and_cifar10(on_fixtures: Path, monkeypatch) -> None:
+    """Table II's LaRED panel and Table III's CIFAR-10 panel (the MNIST panel left out)."""
     from jacnb.chapters import convolutional as ch
 
+    panels = lab_settings.SETTINGS["convolutional"]["smoke"]["table2"]["panels"]
+    lared = [p for p in panels if p["dataset"] == "lared"]
+    _smoke(monkeypatch, "convolutional", table2__panels=lared)
     result = ch.run("smoke")
     frames = result.frames()
-    seen = {str(d) for f in frames.values() if "dataset" in f.columns for d in f["dataset"]}
-    assert any("LaRED" in d or d == "lared" for d in seen), seen
-    assert any("CIFAR-10" in d or d == "cifar10" for d in seen), seen
-    assert not any("stand-in" in d for d in seen), seen
+    for table, name in (("table2", "lared"), ("table3", "cifar10")):
+        for kind in ("runs", "selection"):
+            assert set(frames[f"{table}_{kind}"]["dataset"]) == {name}, (table, kind)
+    assert "test_other_acc" in frames["table2_runs"]  # LaRED's "different subject" test set
+    labels = [p.label for p, _ in ch.plan_table(ch.table_settings(ch.settings("smoke"), "table3"))]
+    assert labels == ["CIFAR-10, resized to 16x16"], labels
 
 
 def test_resnet_reads_cifar10_and_imagenet(on_fixtures: Path) -> None:
