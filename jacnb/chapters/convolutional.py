@@ -1046,6 +1046,6 @@ def _dry_config(phase: str, c: Mapping[str, Any]) -> DryConfig:
         regularizer = regularizer_from_config(c) if lam > 0 else None
         return make_step(model, regularizer, x.to(device), y.to(device), lam, float(c["lr"]))
 
-    shape = (c["model"], f"{side}x{side}", f"batch {c['batch_size']}", reg)
+    shape = (c["model"], f"{ds.x_train.shape[1]}x{side}x{side}", f"batch {c['batch_size']}", reg)
     steps = steps_of(n_fit, int(c["batch_size"]), int(c["epochs"]), has_bn)
     return DryConfig(phase, ds.name, steps, shape, build, dict(c))
