@@ -552,3 +552,22 @@ def dry_run_chapter(
                 log(_row_line(row))
             return [row]
         return measure(chapter, configs, device, data, steps=steps, warmup=warmup, log=log)
+
+
+def merge(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Dry runs of different chapters made at the same time (e.g. one process per group of
+    chapters) as one report: their chapters and shapes together, the longest wall time, and
+    ``parallel`` = how many ran at once (their steps competed for the same cores)."""
+    if not reports:
+        raise ValueError("nothing to merge")
+    first = reports[0]
+    for r in reports[1:]:
+        if (r["profile"], r["device"]) != (first["profile"], first["device"]):
+            raise ValueError("dry runs of different profiles or devices do not merge")
+    out = dict(first)
+    out["chapters"] = [c for r in reports for c in r["chapters"]]
+    out["shapes"] = [s for r in reports for s in r["shapes"]]
+    out["wall_seconds"] = max(r["wall_seconds"] for r in reports)
+    out["parallel"] = len(reports)
+    out["load_average"] = max((r.get("load_average") or 0.0) for r in reports)
+    return out

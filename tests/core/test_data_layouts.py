@@ -168,7 +168,15 @@ def test_fully_connected_reads_cifar10(on_fixtures: Path, monkeypatch) -> None:
     from jacnb.chapters import fully_connected as ch
 
     cifar = {"paper": "CIFAR-10", "dataset": "cifar10", "fallback": None}
-    _smoke(monkeypatch, "fully_connected", panels=[cifar], depths=[2], n_train=[300], seeds=[0])
+    _smoke(
+        monkeypatch,
+        "fully_connected",
+        panels=[cifar],
+        depths=[2],
+        n_train=[300],
+        seeds=[0],
+        projection_cell=None,
+    )
     result = ch.run("smoke")
     (panel,) = result.panels
     assert (panel.dataset, panel.label) == ("cifar10", "CIFAR-10")
@@ -180,18 +188,29 @@ def test_fully_connected_reads_cifar10(on_fixtures: Path, monkeypatch) -> None:
 
 
 def test_convolutional_reads_lared_and_cifar10(on_fixtures: Path, monkeypatch) -> None:
-    """Table II's LaRED panel and Table III's CIFAR-10 panel (the MNIST panel left out)."""
+    """Table II's LaRED panel and Table III's CIFAR-10 panel (the MNIST panel left out) at one
+    size and seed."""
     from jacnb.chapters import convolutional as ch
 
-    panels = lab_settings.SETTINGS["convolutional"]["smoke"]["table2"]["panels"]
-    lared = [p for p in panels if p["dataset"] == "lared"]
-    _smoke(monkeypatch, "convolutional", table2__panels=lared)
+    smoke = lab_settings.SETTINGS["convolutional"]["smoke"]
+    lared = [{**p, "n_train": [200]} for p in smoke["table2"]["panels"] if p["paper"] == "LaRED"]
+    cifar = [{**p, "n_train": [50]} for p in smoke["table3"]["panels"]]
+    _smoke(
+        monkeypatch,
+        "convolutional",
+        table2__panels=lared,
+        table2__seeds=[0],
+        table3__panels=cifar,
+        table3__seeds=[0],
+    )
     result = ch.run("smoke")
     frames = result.frames()
     for table, name in (("table2", "lared"), ("table3", "cifar10")):
         for kind in ("runs", "selection"):
             assert set(frames[f"{table}_{kind}"]["dataset"]) == {name}, (table, kind)
-    assert "test_other_acc" in frames["table2_runs"]  # LaRED's "different subject" test set
+    # LaRED's two test sets: the same subjects and the four other subjects
+    columns = set(frames["table2_runs"]["column"])
+    assert {"LaRED (same subject)", "LaRED (different subject)"} <= columns, columns
     labels = [p.label for p, _ in ch.plan_table(ch.table_settings(ch.settings("smoke"), "table3"))]
     assert labels == ["CIFAR-10, resized to 16x16"], labels
 
