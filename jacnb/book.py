@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -69,6 +70,8 @@ def execute_notebook(
     out = out_dir / f"{name}.ipynb"
     params = {"profile": profile, **(parameters or {})}
     check_parameters(NOTEBOOKS / f"{name}.ipynb", params)  # a mistyped name is an error
+    started = time.time()
+    t0 = time.perf_counter()
     with _environ(TQDM_DISABLE="1"):
         papermill.execute_notebook(
             str(NOTEBOOKS / f"{name}.ipynb"),
@@ -78,7 +81,121 @@ def execute_notebook(
             cwd=str(cwd or NOTEBOOKS),
             progress_bar=sys.stderr.isatty(),
         )
+    record_execution(out_dir, name, str(profile), time.perf_counter() - t0, started)
     finish_page(out, name, params)
+    return out
+
+
+#: Sub-folder of ``executed/`` with one ``<chapter>.json`` execution record per page.
+RUNS_DIR = "runs"
+
+
+def _device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {model}, {os.cpu_count()} cores"
+
+
+def _commit() -> str:
+    """The repository's commit (``+`` when the work tree has changes), or ``unknown``."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=10", "HEAD"],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
+
+
+def record_execution(
+    out_dir: Path, name: str, profile: str, seconds: float, started: float
+) -> Path:
+    """Write ``<out_dir>/runs/<name>.json``: the profile, wall time, device, thread count, torch
+    version, commit and date of this execution of page ``name`` (read by
+    :func:`write_execution_report`). The kernel inherits this process's environment, so its
+    device and thread count are this process's."""
+    import json
+
+    import torch
+
+    record = {
+        "chapter": name,
+        "profile": profile,
+        "seconds": round(seconds, 1),
+        "device": _device(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "commit": _commit(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+    }
+    path = out_dir / RUNS_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    return path
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
+def write_execution_report(site: Path) -> Path:
+    """Write ``<site>/executed/execution_report.md``: per chapter, the last execution's profile,
+    wall time, device, threads, torch version, commit and date (the records of
+    :func:`record_execution`; a chapter never executed into this site says so)."""
+    import json
+
+    folder = site / "executed"
+    records = {
+        name: json.loads(path.read_text())
+        for name in CHAPTERS
+        if (path := folder / RUNS_DIR / f"{name}.json").is_file()
+    }
+    devices = sorted({r["device"] for r in records.values()})
+    per_row = len(devices) > 1  # one device for every chapter: said once, above the table
+    rows = []
+    for name in CHAPTERS:
+        r = records.get(name)
+        if r is None:
+            rows.append(f"| `{name}` | not executed into this book |" + " |" * (5 + per_row))
+            continue
+        device = f" {r['device']} |" if per_row else ""
+        rows.append(
+            f"| [`{name}`]({name}.ipynb) | {r['profile']} | {_duration(r['seconds'])} |{device} "
+            f"{r['threads']} | {r['torch']} | `{r['commit']}` | {r['date']} |"
+        )
+    text = (
+        "# Execution report\n\n"
+        "How each chapter of this book was last executed (papermill, by `python -m jacnb.book`; "
+        "written by the build, not by hand). A `+` after the commit: the work tree had "
+        "uncommitted changes. The page *Use the regularizers in your own training loop* is "
+        "executed by the HTML build itself.\n\n"
+        + (f"Device (every chapter): {devices[0]}.\n\n" if len(devices) == 1 else "")
+        + "| chapter | profile | wall time |"
+        + (" device |" if per_row else "")
+        + " threads | torch | commit | date |\n"
+        + "|---" * (7 + per_row)
+        + "|\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+    out = folder / "execution_report.md"
+    out.write_text(text)
     return out
 
 
@@ -469,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             execute_notebook(name, profile, BOOK / "executed")
             print(f"[jacnb.book] {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
     write_scorecard(BOOK, profile)
+    write_execution_report(BOOK)
     vendor_mathjax()
     html = build_html()
     print(f"[jacnb.book] HTML written to {html}/index.html")

@@ -26,18 +26,29 @@ what the page "What the ``paper`` profile costs" shows)::
 
     python -m jacnb.run --profile paper --dry-run --json book/_static/paper_cost.json
 
-Also here: :func:`check_parameters`, which :func:`jacnb.book.execute_notebook` calls so that a
-mistyped papermill parameter (``-p profle paper``) is an error naming the valid ones instead of
-papermill's warning and a silent run at the default profile.
+Also here: the checks that make a mistyped or unknown notebook parameter (``-p profle paper``,
+``-p epochs 1``) an error naming the valid ones, instead of papermill's warning and a silent run
+at the default profile: :func:`check_parameters`, which :func:`jacnb.book.execute_notebook`
+calls before it starts a notebook, and :func:`check_notebook_parameters`, which every notebook
+calls right after its parameters cell, so that the papermill command a page prints (or any
+other way of running the notebook with papermill) refuses them too.
+
+SIGTERM (what ``kill`` and a scheduler's time limit send) stops this command like Ctrl-C: the
+runs in flight are stopped, their claims released, local worker processes ended, and the
+command exits with status 143 saying how to resume (the same command: finished runs are stored).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import pkgutil
-from collections.abc import Mapping, Sequence
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +62,56 @@ def check_parameters(notebook_path: str | Path, parameters: Mapping[str, Any]) -
 
     valid = sorted(papermill.inspect_notebook(str(notebook_path)))
     unknown = sorted(set(parameters) - set(valid))
-    if not unknown:
-        return
+    if unknown:
+        raise _unknown(unknown, valid, Path(notebook_path).name)
+
+
+#: The first line of the cell papermill injects after a notebook's parameters cell.
+_INJECTED_HEADER = "# Parameters"
+
+
+def check_notebook_parameters(namespace: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the valid parameters if papermill injected one that the
+    notebook's parameters cell does not define. Each notebook calls
+    ``check_notebook_parameters(globals())`` first thing after its parameters cell.
+
+    Read from the kernel's input history (``_ih``): the cell papermill injected (its first line
+    is ``# Parameters``) and the cell before it, the notebook's parameters cell. Outside
+    papermill (JupyterLab, a plain kernel) nothing was injected and nothing is checked."""
+    history = list(namespace.get("_ih", ()))
+    for i in range(len(history) - 1, 0, -1):
+        lines = str(history[i]).splitlines()
+        if lines and lines[0].strip() == _INJECTED_HEADER:
+            given, valid = _assigned(history[i]), _assigned(history[i - 1])
+            unknown = sorted(set(given) - set(valid))
+            if unknown:
+                raise _unknown(unknown, sorted(valid), "this notebook")
+            return
+
+
+def _assigned(source: str) -> list[str]:
+    """The names a cell's top-level statements assign."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def _unknown(unknown: list[str], valid: list[str], where: str) -> ValueError:
     hints = []
     for name in unknown:
         close = difflib.get_close_matches(name, valid, n=1)
         if close:
             hints.append(f"{name!r} -> {close[0]!r}?")
-    raise ValueError(
-        f"unknown parameter(s) {unknown} for {Path(notebook_path).name}; valid: {valid}"
+    return ValueError(
+        f"unknown parameter(s) {unknown} for {where}; valid: {valid}"
         + (f" (did you mean {', '.join(hints)})" if hints else "")
     )
 
@@ -155,7 +207,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = ResultStore(args.results, keep_weights=args.keep_weights)
     root = store.root if store is not None else ResultStore().root
     executor = make_executor(args, root)
-    chapter.run(args.profile, executor=executor, store=store)
+    try:
+        with sigterm_as_interrupt():
+            chapter.run(args.profile, executor=executor, store=store)
+    except KeyboardInterrupt as err:
+        command = " ".join(["python -m jacnb.run", *(sys.argv[1:] if argv is None else argv)])
+        why = "SIGTERM" if isinstance(err, Terminated) else "interrupted"
+        print(
+            f"[jacnb.run] {args.chapter} stopped ({why}): the runs in flight were stopped and "
+            f"their claims released; every finished run is stored in {root}. Resume with the "
+            f"same command: {command}",
+            file=sys.stderr,
+        )
+        return 128 + (signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT)
     print(f"[jacnb.run] {args.chapter} at profile {args.profile}: records in {root}")
     return 0
 
@@ -213,6 +277,29 @@ def dry_run_chapters() -> list[str]:
         if hasattr(importlib.import_module(f"jacnb.chapters.{name}"), "dry_run"):
             out.append(name)
     return out
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C raises ``KeyboardInterrupt``, so that the
+    same clean-up runs (claims released, local workers stopped)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (in the main thread only; elsewhere
+    nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

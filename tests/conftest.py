@@ -66,6 +66,7 @@ def smoke_book(tmp_path_factory) -> Iterator[SmokeBook]:
         for name in book.CHAPTERS:
             book.execute_notebook(name, "smoke", site / "executed")
         book.write_scorecard(site, "smoke")
+        book.write_execution_report(site)
         book.vendor_mathjax(site)  # maths typeset offline when npm is there
         html = book.build_html(site, output=base / "site")
     finally:

@@ -119,3 +119,25 @@ def test_build_config_makes_local_paths_absolute_and_points_at_local_mathjax(tmp
         book._build_config(book.REPO_ROOT / "_config.yml", tmp_path, False).read_text()
     )
     assert "mathjax_path" not in plain["sphinx"]["config"]
+
+
+def test_execution_report_lists_each_chapter_s_last_run(tmp_path):
+    executed = tmp_path / "executed"
+    book.record_execution(executed, "02_fully_connected", "cpu", 843.6, 1.7e9)
+    book.record_execution(executed, "03_weight_norm", "cpu", 12.0, 1.7e9 + 900)
+    text = book.write_execution_report(tmp_path).read_text()
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    assert lines[0].startswith("| chapter | profile | wall time |")
+    assert len(lines) == 1 + len(book.CHAPTERS)
+    row = next(ln for ln in lines if "02_fully_connected" in ln)
+    assert "| cpu | 14 min 04 s |" in row and "2023-11-14 22:13 UTC" in row
+    assert torch_version() in row
+    assert "not executed into this book" in next(ln for ln in lines if "01_theory" in ln)
+    assert "Device (every chapter): " in text
+    assert all(ln.count("|") == lines[0].count("|") for ln in lines)
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__

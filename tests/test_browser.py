@@ -30,7 +30,15 @@ pytestmark = pytest.mark.slow
 
 #: Where to look for the browser: $JACNB_CHROMIUM, then the PATH.
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
-VIEWPORT = {"width": 1280, "height": 900}
+VIEWPORT = {"width": 1440, "height": 900}
+#: The scorecard must be readable at a glance: its page at most this tall at VIEWPORT.
+SCORECARD_MAX_HEIGHT = 4000
+#: No table row taller than this (a row that wraps one wide cell into a narrow column).
+MAX_ROW_HEIGHT = 250
+#: Every figure drawn at most the column's width and at least this fraction of it.
+MIN_FIGURE_FRACTION = 0.6
+#: Pages whose code is their content (a tutorial): code cells are shown, not collapsed.
+CODE_PAGES = {"own_training_loop.html"}
 
 #: Raw TeX delimiters in visible (non-code) text: ``$x$``, ``$$``, ``\(``, ``\[``.
 RAW_MATH = re.compile(r"\$[^$\s][^$]*\$|\$\$|\\\(|\\\[")
@@ -39,7 +47,7 @@ PROGRESS = re.compile(r"\d+%\|")
 
 # Everything measured in the page in one go; returns a dict of findings (lists of strings).
 PAGE_PROBE = r"""
-async () => {
+async ([MAX_ROW_HEIGHT, MIN_FIGURE_FRACTION]) => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
     await MathJax.startup.promise;
   }
@@ -69,38 +77,55 @@ async () => {
   const expandedCode = Array.from(document.querySelectorAll("div.cell_input"))
     .filter((e) => visible(e) && !e.closest("details")).length;
 
-  // Tables: a table wider than the text column must sit in a box that scrolls horizontally.
+  // The text column: the article's content box.
   const column = document.querySelector("article.bd-article") || main;
-  const colRight = column.getBoundingClientRect().right + 1;
+  const cs = getComputedStyle(column);
+  const cr = column.getBoundingClientRect();
+  const colLeft = cr.left + parseFloat(cs.paddingLeft) - 1;
+  const colRight = cr.right - parseFloat(cs.paddingRight) + 1;
+  const colWidth = colRight - colLeft - 2;
   const pageWide = document.documentElement.scrollWidth > window.innerWidth + 1;
-  const wideTables = [];
-  for (const table of document.querySelectorAll("table")) {
-    if (!visible(table)) continue;
-    const r = table.getBoundingClientRect();
-    if (r.right <= colRight) continue;
-    let box = table.parentElement, scrolls = false;
-    while (box && box !== column.parentElement) {
-      const ox = getComputedStyle(box).overflowX;
-      if ((ox === "auto" || ox === "scroll") && box.getBoundingClientRect().right <= colRight) {
-        scrolls = true;
-        break;
-      }
-      box = box.parentElement;
+  const describe = (el) => {
+    const cls = (el.className && el.className.baseVal === undefined) ? el.className : "";
+    const id = el.id ? `#${el.id}` : "";
+    const text = (el.textContent || "").trim().replace(/\s+/g, " ").slice(0, 50);
+    const first = cls ? "." + String(cls).split(" ")[0] : "";
+    return `<${el.tagName.toLowerCase()}${id}${first}> ${text}`;
+  };
+  // No element overflows the text column or scrolls sideways (hidden ones aside; MathJax's
+  // internals are measured through their container).
+  const overflowing = [], scrolling = [];
+  for (const el of column.querySelectorAll("*")) {
+    if (!visible(el) || el.closest("mjx-container *")) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    if (r.right > colRight + 1 || r.left < colLeft - 1) {
+      const span = `${Math.round(r.left - colLeft)}..${Math.round(r.right - colLeft)} px`;
+      overflowing.push(`${span} of ${Math.round(colWidth)}: ${describe(el)}`);
     }
-    const head = table.textContent.trim().slice(0, 60);
-    if (!scrolls) wideTables.push(`${Math.round(r.width)} px: ${head}`);
+    const ox = getComputedStyle(el).overflowX;
+    if ((ox === "auto" || ox === "scroll") && el.scrollWidth > el.clientWidth + 1) {
+      scrolling.push(`${el.scrollWidth} > ${el.clientWidth} px: ${describe(el)}`);
+    }
   }
-  // Figures (images in cell outputs) at least as wide as the output area they sit in.
-  const narrowFigures = Array.from(document.querySelectorAll("div.cell_output img"))
+  // Table rows.
+  const tallRows = Array.from(column.querySelectorAll("tr")).filter(visible)
+    .filter((tr) => tr.getBoundingClientRect().height > MAX_ROW_HEIGHT)
+    .map((tr) => `${Math.round(tr.getBoundingClientRect().height)} px: ${describe(tr)}`);
+  // Figures: every image in the column, at most its width and at least a fraction of it.
+  const figures = Array.from(column.querySelectorAll("img"))
     .filter((img) => visible(img) && img.naturalWidth > 0)
-    .filter((img) => {
-      const box = img.closest("div.cell_output").getBoundingClientRect();
-      return img.getBoundingClientRect().width < 0.95 * box.width;
-    })
-    .map((img) => `${Math.round(img.getBoundingClientRect().width)} px`);
+    .map((img) => ({
+      w: img.getBoundingClientRect().width,
+      src: (img.getAttribute("src") || "").slice(0, 40),
+    }));
+  const badFigures = figures
+    .filter((f) => f.w > colWidth + 2 || f.w < MIN_FIGURE_FRACTION * colWidth)
+    .map((f) => `${Math.round(f.w)} px of a ${Math.round(colWidth)} px column: ${f.src}`);
+  const height = document.documentElement.scrollHeight;
   const links = Array.from(document.querySelectorAll("a[href]")).map((a) => a.href);
-  return {brokenImages, texts, mathErrors, stderr, expandedCode, wideTables, pageWide, links,
-          narrowFigures};
+  return {brokenImages, texts, mathErrors, stderr, expandedCode, pageWide, links, overflowing,
+          scrolling, tallRows, badFigures, height, colWidth, figureWidths: figures.map((f) => f.w)};
 }
 """
 
@@ -189,7 +214,7 @@ def check_page(browser, page_path: Path, html: Path) -> list[str]:
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
     try:
         page.goto(page_path.as_uri(), wait_until="load")
-        found = page.evaluate(PAGE_PROBE)
+        found = page.evaluate(PAGE_PROBE, [MAX_ROW_HEIGHT, MIN_FIGURE_FRACTION])
     finally:
         page.close()
     problems += [f"image not loaded: {src}" for src in found["brokenImages"]]
@@ -198,10 +223,14 @@ def check_page(browser, page_path: Path, html: Path) -> list[str]:
     problems += [f"MathJax error: {m}" for m in found["mathErrors"]]
     problems += [f"progress bar in the page: {m!r}" for m in PROGRESS.findall(text)[:3]]
     problems += [f"visible stderr block: {s!r}" for s in found["stderr"]]
-    if found["expandedCode"]:
+    if found["expandedCode"] and page_path.name not in CODE_PAGES:
         problems.append(f"{found['expandedCode']} code cells shown expanded (want hide-input)")
-    problems += [f"table wider than the column, no scroll box: {t}" for t in found["wideTables"]]
-    problems += [f"figure narrower than the column: {w}" for w in found["narrowFigures"]]
+    problems += [f"outside the text column: {t}" for t in found["overflowing"][:8]]
+    problems += [f"scrolls sideways: {t}" for t in found["scrolling"][:8]]
+    problems += [f"table row taller than {MAX_ROW_HEIGHT} px: {t}" for t in found["tallRows"][:8]]
+    problems += [f"figure width: {t}" for t in found["badFigures"]]
+    if page_path.name == "scorecard.html" and found["height"] >= SCORECARD_MAX_HEIGHT:
+        problems.append(f"the scorecard is {found['height']} px tall (< {SCORECARD_MAX_HEIGHT})")
     if found["pageWide"]:
         problems.append("the page scrolls sideways")
     problems += [f"broken link: {b}" for b in broken_links(found["links"], html)]

@@ -40,6 +40,9 @@ def test_dependencies_are_ranges_not_pins():
     assert not pinned, f"exact pins belong in constraints.txt, not pyproject.toml: {pinned}"
     torch = next(r for r in project["dependencies"] if _norm(_NAME.match(r)[1]) == "torch")
     assert ">=" in torch
+    # torchvision pins one torch per release: as a plain dependency pip would replace the
+    # user's torch to install the newest torchvision (seen in a fresh venv with torch 2.13)
+    assert not any(_norm(_NAME.match(r)[1]) == "torchvision" for r in project["dependencies"])
 
 
 def test_constraints_pin_torch_and_only_known_packages():

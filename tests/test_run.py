@@ -111,3 +111,59 @@ def test_run_unknown_chapter_names_the_valid_ones(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["no_such_chapter"])
     assert "no_such_chapter" in capsys.readouterr().err
+
+
+# -- the papermill command a page prints refuses unknown parameters ----------------------------
+
+
+def _checked_notebook(path: Path) -> Path:
+    """A notebook shaped like the book's: parameters cell, then the check as the first call."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Py"}
+    params = nbformat.v4.new_code_cell('# Parameters (overridden)\nprofile = "cpu"\n')
+    params.metadata["tags"] = ["parameters"]
+    check = nbformat.v4.new_code_cell(
+        "from jacnb.run import check_notebook_parameters\n\n"
+        "check_notebook_parameters(globals())\nprint('trained at', profile)"
+    )
+    nb.cells = [params, check]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("given", "named"), [({"profle": "smoke"}, "'profle' -> 'profile'"), ({"epochs": 1}, "epochs")]
+)
+def test_papermill_run_of_a_notebook_refuses_an_unknown_parameter(
+    tmp_path: Path, monkeypatch, given, named
+) -> None:
+    papermill = pytest.importorskip("papermill")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    nb = _checked_notebook(tmp_path / "nb.ipynb")
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), parameters=given)
+    assert named in str(err.value) and "valid: ['profile']" in str(err.value)
+    done = papermill.execute_notebook(
+        str(nb), str(tmp_path / "ok.ipynb"), parameters={"profile": "smoke"}
+    )
+    assert "trained at smoke" in done.cells[-1].outputs[0]["text"]
+
+
+def test_every_notebook_checks_its_parameters_first() -> None:
+    """The first code cell after each notebook's parameters cell calls the check before it
+    runs anything."""
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        cells = [c for c in nb.cells if c.cell_type == "code"]
+        first = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+        source = cells[first + 1].source
+        call = source.index("check_notebook_parameters(globals())")
+        assert "chapter.run(" not in source[:call], path.name
+
+
+def test_check_notebook_parameters_outside_papermill_checks_nothing() -> None:
+    from jacnb.run import check_notebook_parameters
+
+    check_notebook_parameters({"_ih": ["", 'profile = "cpu"', "x = 1"], "x": 1})
+    with pytest.raises(ValueError, match="epochs"):
+        check_notebook_parameters({"_ih": ["", 'profile = "cpu"', "# Parameters\nepochs = 1\n"]})

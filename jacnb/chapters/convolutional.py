@@ -32,7 +32,6 @@ verdicts come only from :func:`jacnb.lab.gates.decide` on the tidy runs frame
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -70,7 +69,7 @@ from jacnb.lab.datasets import stand_in_label as panel_stand_in_label
 from jacnb.lab.dryrun import DryConfig, batch_of
 from jacnb.lab.selection import VAL_METRICS
 from jacnb.lab.selection import choose_lambdas as choose
-from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.store import FRACTION, ResultSchema, ResultStore, run_grid
 from jacnb.lab.tables import factor_list, percent_mean_sd
 from jacnb.lab.timing import make_step
 from jacnb.lab.verdicts import Verdict
@@ -116,7 +115,8 @@ TABLES = {
     ),
 }
 
-#: Every run record that is not ``ok`` (diverged) is left out of means, tables and verdicts.
+#: Every run record that is not ``ok`` (diverged) is left out of means and tables, and counted in
+#: the verdicts as the claims register (:func:`jacnb.lab.gates.diverged_gate`).
 OK = "ok"
 
 
@@ -300,6 +300,12 @@ def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**res, "n_fit": int(len(y_fit)), "n_val": int(len(y_val))}
 
 
+#: What every finished selection / final run reports (a stored record without it is
+#: quarantined and recomputed, never shown).
+SELECT = ResultSchema({"val_acc": FRACTION, "train_acc": FRACTION})
+FINAL = ResultSchema({"test_acc": FRACTION, "train_acc": FRACTION})
+
+
 def final_run(config: Mapping[str, Any]) -> dict[str, Any]:
     """One final run: the drawn training set, test accuracy (and LaRED's other-subject one)."""
     x, y = train_split(config)
@@ -362,8 +368,9 @@ def select_configs(
 
 def choose_lambdas(select: pd.DataFrame, table: str = "table2") -> pd.DataFrame:
     """Per (dataset, regularizer, selection size) of ``table``'s selection runs, the factor
-    chosen by :func:`jacnb.lab.selection.choose_lambdas`: among the factors whose selection
-    nets fit as the table's claims require, the best mean validation accuracy, exact ties broken
+    chosen by :func:`jacnb.lab.selection.choose_lambdas`: every factor competes on validation
+    accuracy alone (``unfit`` reports those whose selection nets miss the claims' fit), the
+    best mean validation accuracy, exact ties broken
     by validation cross-entropy (a remaining tie: ``chosen_by_tie``). Columns as there (``grid``
     = ``{lam: mean val_acc}``). Refuses a frame with test-set columns."""
     fits = {c.gates.min_train_acc for c in claims_of(NAME) if c.id.startswith(f"{table}.")}
@@ -449,10 +456,12 @@ def run_table(
             continue
         desc = f"Table {TABLES[table].name} {panel.paper}"
         cfgs = select_configs(ts, table, panel.dataset, spec["n_train"])
-        select = run_grid(cfgs, select_run, store, desc=f"{desc}: select lambda", executor=executor)
+        select = run_grid(
+            cfgs, select_run, store, f"{desc}: select lambda", executor=executor, schema=SELECT
+        )
         chosen = choose_lambdas(select, table)
         fcfgs = final_configs(ts, table, panel.dataset, spec["n_train"], chosen)
-        final = run_grid(fcfgs, final_run, store, desc=desc, executor=executor)
+        final = run_grid(fcfgs, final_run, store, desc=desc, executor=executor, schema=FINAL)
         selects.append(select)
         chosens.append(chosen)
         finals.append(final)
@@ -606,8 +615,8 @@ class ConvolutionalResult:
         return out
 
     def diverged(self) -> dict[str, int]:
-        """Runs stored as diverged (left out of means, tables and verdicts), per table and
-        phase."""
+        """Runs stored as diverged (left out of means and tables, counted in verdicts), per
+        table and phase."""
         out = {}
         for table, tr in self.tables.items():
             for phase, f in (("selection", tr.select), ("final", tr.final)):
@@ -634,7 +643,7 @@ class ConvolutionalResult:
                     row[f"λ={lam:g}"] = round(100 * acc, 2)
                 row.update(
                     chosen=r["lam"],
-                    excluded_no_fit=factor_list(r["excluded_unfit"]),
+                    below_fit_competed=factor_list(r["unfit"]),
                     tie_broken_by_val_loss=r["tie_broken_by_loss"],
                     tie=r["chosen_by_tie"],
                     selection_seeds=", ".join(str(s) for s in r["selection_seeds"]),
@@ -871,9 +880,9 @@ class ConvolutionalResult:
 
     def verdicts(self) -> list[Verdict]:
         """One verdict per claim registered on this page: :func:`jacnb.lab.gates.decide` on the
-        ``ok`` rows of the claim's panel in :meth:`runs` (a stand-in named as such), or
-        :func:`jacnb.lab.gates.not_run` where the panel's dataset is absent. Diverged runs are
-        left out (their seed is then unpaired) and counted in the reason."""
+        rows of the claim's panel in :meth:`runs`, diverged ones included (counted as failures at
+        chance accuracy, or undecided cells, as each claim registers; a stand-in named as such),
+        or :func:`jacnb.lab.gates.not_run` where the panel's dataset is absent."""
         out = []
         for claim in claims_of(NAME):
             table = claim.id.split(".")[0]
@@ -889,19 +898,14 @@ class ConvolutionalResult:
                 continue
             runs = self.runs(table)
             mine = runs[runs["paper"] == claim.dataset] if len(runs) else runs
-            ok = mine[mine["status"] == OK]
-            cols = list(gates.required_columns(claim.id))
+            cols = [*gates.required_columns(claim.id), "status"]  # diverged runs are counted
             v = gates.decide(
                 claim.id,
-                ok[cols],
+                mine[cols],
                 profile=self.profile,
                 dataset=_dataset_name(panel, tr.settings),
                 stand_in=_is_stand_in(panel),
             )
-            n_bad = int((mine["status"] != OK).sum()) if len(mine) else 0
-            if n_bad:
-                note = f"{n_bad} diverged run rows left out"
-                v = dataclasses.replace(v, reason=f"{v.reason}; {note}" if v.reason else note)
             out.append(v)
         return out
 

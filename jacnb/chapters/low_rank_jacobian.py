@@ -26,7 +26,6 @@ with ``stand_in=True``); a dataset that is not on disk gives :func:`jacnb.lab.ga
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Iterator, Mapping
@@ -53,7 +52,7 @@ from jacnb.core.regularizers import JacobianRegularizer
 from jacnb.core.train import TrainConfig, pick_device, train
 from jacnb.lab import gates
 from jacnb.lab import settings as lab_settings
-from jacnb.lab.claims import claims_of
+from jacnb.lab.claims import claims_of, get_claim
 from jacnb.lab.datasets import get_dataset
 from jacnb.lab.dryrun import DryConfig, batch_of
 from jacnb.lab.store import ResultStore, run_grid
@@ -75,6 +74,7 @@ DATASET_LABELS = {
 }
 SYNTHETIC = "Gaussian mixture (synthetic)"
 SPECTRUM_CLAIM = "oymak.spectrum_grows_sqrt_n"
+LOW_RANK_CLAIM = "oymak.jacobian_low_rank"
 #: The numbers :meth:`LowRankResult.numbers` returns (NaN where not measured), glued into the
 #: page's prose.
 NUMBERS = (
@@ -141,6 +141,19 @@ def spectrum_runs(fig3: pd.DataFrame, clusters: int, classes: int) -> pd.DataFra
     sub = fig3[fig3["index"] <= top]
     out = sub.groupby(["seed", "n"], as_index=False)["sv"].mean()
     return out.rename(columns={"sv": "top_sv_mean"})
+
+
+def low_rank_runs(fig3: pd.DataFrame, clusters: int, classes: int) -> pd.DataFrame:
+    """The runs frame of ``oymak.jacobian_low_rank``: per (draw ``seed``, ``n_samples``) the
+    share of ``||𝒥(W₀)||_F²`` (the sum of all squared singular values: the SVD is exact here)
+    in the top ``K·C·C`` singular values (``energy_share_top``)."""
+    top = clusters * classes * classes
+    rows = []
+    for (seed, n), g in fig3.groupby(["seed", "n"]):
+        e = g.sort_values("index")["sv"].to_numpy(float) ** 2
+        rows.append({"seed": int(seed), "n_samples": int(n),
+                     "energy_share_top": float(e[:top].sum() / e.sum())})
+    return pd.DataFrame(rows, columns=["seed", "n_samples", "energy_share_top"])
 
 
 def fig3_summary(fig3: pd.DataFrame, clusters: int, classes: int) -> pd.DataFrame:
@@ -577,10 +590,9 @@ def _gate_cols(rec: pd.Series) -> dict[str, Any]:
 
 
 def alignment_runs(recs: pd.DataFrame) -> pd.DataFrame:
-    """The runs frame of ``oymak.clean_labels_align_with_information_space`` and
-    ``oymak.label_noise_on_nuisance_space``: per (seed, corruption) of the sweep (lam 0) two rows,
-    ``arm`` = ``jacobian`` = ``initial`` / ``final`` (the Jacobian at the end of training), with
-    ``info_fraction_y`` (``||Π_𝓘 y||/||y||``) and ``nuisance_energy_y``
+    """The runs frame of ``oymak.label_noise_on_nuisance_space``: per (seed, corruption) of the
+    sweep (lam 0) two rows, ``arm`` = ``jacobian`` = ``initial`` / ``final`` (the Jacobian at
+    the end of training), with ``info_fraction_y`` (``||Π_𝓘 y||/||y||``) and ``nuisance_energy_y``
     (``||Π_𝓝 y||²/||y||²``) of the training labels, ``train_acc`` and ``steps``."""
     rows = []
     for _, rec in recs[recs["lam"] == 0].iterrows():
@@ -599,6 +611,46 @@ def alignment_runs(recs: pd.DataFrame) -> pd.DataFrame:
             )
     cols = ["seed", "corruption", "arm", "jacobian", "info_fraction_y", "nuisance_energy_y"]
     return pd.DataFrame(rows, columns=[*cols, "train_acc", "steps"])
+
+
+def table_alignment_runs(recs: pd.DataFrame) -> pd.DataFrame:
+    """The runs frame of the ``oymak.table1.*`` / ``oymak.table2.*`` alignment claims: per
+    (seed, corruption) of the sweep (lam 0) two rows, ``arm`` = ``initial`` / ``trained``, with
+    ``info_fraction_y`` = ``||Π_𝓘 y||/||y||``. ``trained`` is the Jacobian their tables use: at
+    the end of training for clean labels (Table 1), at the checkpoint of best test error for
+    corrupted labels (Table 2: epoch 50, their best)."""
+    rows = []
+    for _, rec in recs[recs["lam"] == 0].iterrows():
+        corruption = float(rec["corruption"])
+        trained = "final" if corruption == 0 else "best"
+        for arm, which in (("initial", "initial"), ("trained", trained)):
+            rows.append(
+                {
+                    "seed": int(rec["seed"]),
+                    "corruption": corruption,
+                    "arm": arm,
+                    "info_fraction_y": float(rec["alignment"][which]["y"]["info"]),
+                    **_gate_cols(rec),
+                }
+            )
+    cols = ["seed", "corruption", "arm", "info_fraction_y", "train_acc", "steps"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def corruption_runs(recs: pd.DataFrame) -> pd.DataFrame:
+    """The runs frame of ``oymak.test_error_rises_with_corruption``: per run of the sweep (lam 0)
+    its ``final_test_error`` at its ``corruption`` level."""
+    sub = recs[recs["lam"] == 0]
+    out = pd.DataFrame(
+        {
+            "seed": sub["seed"].astype(int),
+            "corruption": sub["corruption"].astype(float),
+            "final_test_error": sub["final_test_error"].astype(float),
+            "train_acc": sub["train_acc"].astype(float),
+            "steps": sub["steps"].astype(int),
+        }
+    )
+    return out.reset_index(drop=True)
 
 
 def residual_runs(recs: pd.DataFrame, corruptions: tuple[float, ...] = (0.0, 0.5)) -> pd.DataFrame:
@@ -642,11 +694,48 @@ def rise_runs(recs: pd.DataFrame) -> pd.DataFrame:
 
 
 _RUNS = {
-    "oymak.clean_labels_align_with_information_space": alignment_runs,
+    **{
+        f"oymak.{t}.{c}": table_alignment_runs
+        for t in ("table1", "table2")
+        for c in ("trained_alignment_high", "initial_alignment_low")
+    },
+    "oymak.test_error_rises_with_corruption": corruption_runs,
     "oymak.label_noise_on_nuisance_space": alignment_runs,
     "oymak.residual_falls_faster_on_information_space": residual_runs,
     "oymak.test_error_dips_then_rises": rise_runs,
 }
+
+
+def with_diverged(claim: str, runs: pd.DataFrame, records: pd.DataFrame | None) -> pd.DataFrame:
+    """``runs`` (a claim's frame from the finished runs) with one row per arm of every diverged
+    sweep run (lam 0), ``status`` ``"diverged"`` and NaN metrics, so that
+    :func:`jacnb.lab.gates.decide` counts them (every ``oymak.*`` claim registers a diverged
+    run as leaving its cell undecided)."""
+    runs = runs.assign(status="ok")
+    if records is None or records.empty or "status" not in records:
+        return runs
+    bad = records[(records["status"] != "ok") & (records.get("lam", 0.0) == 0)]
+    if len(runs):  # only the corruption levels this claim's frame covers
+        bad = bad[bad["corruption"].isin(set(runs["corruption"]))]
+    if bad.empty:
+        return runs
+    c = get_claim(claim)
+    arms = list(c.statistic.arms) or [
+        v for col, vals in c.cell_filter if col == "arm" for v in vals
+    ] or [None]
+    if arms == [None] and "jacobian" in runs.columns:  # a cell per Jacobian (initial, final)
+        arms = sorted(set(runs["jacobian"]))
+    rows = []
+    for _, rec in bad.iterrows():
+        for arm in arms:
+            row = {"seed": int(rec["seed"]), "corruption": float(rec["corruption"]),
+                   "status": "diverged", "train_acc": math.nan, "steps": 0}
+            if arm is not None:
+                row["arm"] = arm
+                if "jacobian" in runs.columns:
+                    row["jacobian"] = arm
+            rows.append(row)
+    return pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
 
 
 def sweep_frame(recs: pd.DataFrame, lam: float = 0.0) -> pd.DataFrame:
@@ -846,7 +935,8 @@ class LowRankResult:
 
     @property
     def n_diverged(self) -> int:
-        """Runs stored as diverged, left out of every table and verdict."""
+        """Runs stored as diverged, left out of every table, counted in the verdicts (each
+        leaves its cell undecided)."""
         return 0 if self.records is None else int(len(self.records) - len(self.ok))
 
     @property
@@ -855,10 +945,12 @@ class LowRankResult:
 
     def runs(self, claim: str) -> pd.DataFrame:
         """The tidy runs frame ``claim`` is judged on (columns ``gates.required_columns``)."""
+        s = self.settings
         if claim == SPECTRUM_CLAIM:
-            s = self.settings
             return spectrum_runs(self.fig3, s["fig3_clusters"], s["fig3_classes"])
-        return _RUNS[claim](self.ok)
+        if claim == LOW_RANK_CLAIM:
+            return low_rank_runs(self.fig3, s["fig3_clusters"], s["fig3_classes"])
+        return with_diverged(claim, _RUNS[claim](self.ok), self.records)
 
     def frames(self) -> dict[str, pd.DataFrame]:
         out = {"fig3": self.fig3, "spectrum_runs": self.runs(SPECTRUM_CLAIM)}
@@ -891,7 +983,7 @@ class LowRankResult:
         if s.get("lr_drop_noisy") is not None:
             extra["lr/10 at epoch (corrupted)"] = s["lr_drop_noisy"]
         if self.n_diverged:
-            extra["diverged runs left out"] = self.n_diverged
+            extra["diverged runs"] = self.n_diverged
         return lab_settings.provenance(s, self.source or str(self.dataset), **extra)
 
     def fig3_provenance(self) -> str:
@@ -948,7 +1040,7 @@ class LowRankResult:
         """One verdict per registered claim of the page, by :func:`jacnb.lab.gates.decide`."""
         out = []
         for claim in claims_of(NAME):
-            if claim.id == SPECTRUM_CLAIM:
+            if claim.id in (SPECTRUM_CLAIM, LOW_RANK_CLAIM):
                 v = gates.decide(
                     claim, self.runs(claim.id), profile=self.profile, dataset=SYNTHETIC
                 )
@@ -962,9 +1054,6 @@ class LowRankResult:
                     dataset=dataset_label(str(self.dataset)),
                     stand_in=self.stand_in,
                 )
-                if self.n_diverged:
-                    note = f"{self.n_diverged} diverged run(s) left out"
-                    v = dataclasses.replace(v, reason="; ".join(x for x in (v.reason, note) if x))
             out.append(v)
         return out
 

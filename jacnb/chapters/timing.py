@@ -109,6 +109,8 @@ ARMS = {
 CLAIM_NETS = {
     "table6.exact_adds_cost": "mnist_convnet",
     "table6.per_layer_cheaper": "mnist_convnet",
+    "table6.exact_cost_near_classes": "mnist_convnet",
+    "table6.per_layer_resnet18_below_2x": "resnet18",
     "book.projection_fifth_of_cost": "mnist_fc",
 }
 

@@ -294,8 +294,24 @@ def panel_of(s: Mapping[str, Any]) -> Panel:
 
 def verdicts_from_runs(runs: pd.DataFrame, panel: Panel, profile: str) -> list[Verdict]:
     """One :class:`Verdict` per ``fig4.*`` claim, :func:`jacnb.lab.gates.decide` on the tidy
-    runs frame (diverged runs left out and counted); the only verdict path of the chapter."""
+    runs frame (diverged runs counted in their cells); the only verdict path of the chapter."""
+    runs = with_norm_ratio(runs)
     return [decide_runs(c.id, runs, profile=profile, panel=panel) for c in claims_of(NAME)]
+
+
+def with_norm_ratio(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with ``spec_frob_ratio``: per net, the largest ``||W_l||_2 / ||W_l||_F`` over its
+    layers (claim ``fig4.spectral_much_below_frobenius``; NaN for a run without norms)."""
+    if runs.empty or "spectral" not in runs:
+        return runs
+
+    def ratio(r: pd.Series) -> float:
+        spec, frob = r["spectral"], r["frobenius"]
+        if not isinstance(spec, (list, tuple)) or not spec:
+            return float("nan")
+        return max(s / f for s, f in zip(spec, frob, strict=True))
+
+    return runs.assign(spec_frob_ratio=runs.apply(ratio, axis=1))
 
 
 @dataclass
@@ -309,13 +325,14 @@ class WeightNormResult:
     _verdicts: list[Verdict] | None = field(default=None, repr=False)
 
     def runs(self) -> pd.DataFrame:
-        """The tidy runs frame: one row per run, config, metrics, ``steps`` and ``status``."""
-        return self.frame
+        """The tidy runs frame: one row per run, config, metrics (with ``spec_frob_ratio``),
+        ``steps`` and ``status``."""
+        return with_norm_ratio(self.frame)
 
     def frames(self) -> dict[str, pd.DataFrame]:
         ok = ok_runs(self.frame)[0]
         return {
-            "runs": self.frame,
+            "runs": self.runs(),
             "layer_norms": layer_norms_table(self.frame) if len(ok) else pd.DataFrame(),
         }
 

@@ -11,6 +11,7 @@ training loss as ``loss + lam * reg(model, x)``:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from torch import Tensor, nn
 
 from jacnb.core.jacobian import (
     BATCH_NORM_MODES,
+    OUTPUTS,
     BatchNormMode,
     Output,
     fixed_batch_statistics,
@@ -89,6 +91,16 @@ class JacobianRegularizer:
     batch_norm: BatchNormMode = "fixed"
     generator: torch.Generator | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        _check_choice("JacobianRegularizer.method", self.method, JR_METHODS)
+        if isinstance(self.n_proj, bool) or not isinstance(self.n_proj, int) or self.n_proj < 1:
+            raise ValueError(
+                f"JacobianRegularizer.n_proj must be an integer >= 1, got {self.n_proj!r}"
+            )
+        _check_choice("JacobianRegularizer.output", self.output, OUTPUTS)
+        _check_choice("JacobianRegularizer.strategy", self.strategy, STRATEGIES)
+        _check_choice("JacobianRegularizer.batch_norm", self.batch_norm, BATCH_NORM_MODES)
+
     def __call__(self, model: nn.Module, x: Tensor) -> Tensor:
         return self.logits_and_penalty(model, x)[1]
 
@@ -143,6 +155,10 @@ class PerLayerJacobianRegularizer:
     layers: list[nn.Module] | None = None
     generator: torch.Generator | None = field(default=None, repr=False)
     batch_norm: BatchNormMode = "fixed"
+
+    def __post_init__(self) -> None:
+        _check_choice("PerLayerJacobianRegularizer.output", self.output, OUTPUTS)
+        _check_choice("PerLayerJacobianRegularizer.batch_norm", self.batch_norm, BATCH_NORM_MODES)
 
     def _layers(self, model: nn.Module) -> list[nn.Module]:
         if self.layers is not None:
@@ -237,17 +253,45 @@ Regularizer = WeightDecay | JacobianRegularizer | PerLayerJacobianRegularizer
 
 
 def make_regularizer(name: str, **kwargs: object) -> Regularizer | None:
-    """Build a regularizer by name: ``none``, ``weight_decay``, ``jacobian``, ``per_layer``."""
-    if name == "none":
-        return None
+    """Build a regularizer by name: ``none``, ``weight_decay``, ``jacobian``, ``per_layer``.
+
+    Every argument is checked here, at construction (a mistyped name or field is an error
+    naming the valid ones, not a failure at the first training step)."""
     builders = {
         "weight_decay": WeightDecay,
         "jacobian": JacobianRegularizer,
         "per_layer": PerLayerJacobianRegularizer,
     }
-    if name not in builders:
-        raise ValueError(f"unknown regularizer {name!r}; valid: {['none', *builders]}")
+    _check_choice("regularizer", name, ("none", *builders))
+    if name == "none":
+        if kwargs:
+            raise ValueError(f"regularizer 'none' takes no arguments, got {sorted(kwargs)}")
+        return None
+    fields = set(builders[name].__dataclass_fields__)
+    unknown = sorted(set(kwargs) - fields)
+    if unknown:
+        hints = [h for k in unknown for h in difflib.get_close_matches(k, fields, n=1)]
+        raise ValueError(
+            f"unknown argument(s) {unknown} for regularizer {name!r}; valid: {sorted(fields)}"
+            + (f" (did you mean {hints}?)" if hints else "")
+        )
     return builders[name](**kwargs)
+
+
+#: The estimators of eq. (49): all C rows (eq. 50) or random projections.
+JR_METHODS = ("exact", "projection")
+#: How the C rows of the input Jacobian are taken (:func:`jacnb.core.jacobian.input_jacobian`).
+STRATEGIES = ("auto", "vmap", "class_loop")
+
+
+def _check_choice(what: str, value: object, valid: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming the valid values (and the closest one) unless ``value`` is
+    one of ``valid``."""
+    if isinstance(value, str) and value in valid:
+        return
+    close = difflib.get_close_matches(str(value), valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown {what} {value!r}; valid: {list(valid)}{hint}")
 
 
 def regularizer_from_config(config: Mapping[str, Any]) -> Regularizer | None:

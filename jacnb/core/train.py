@@ -113,13 +113,21 @@ class TrainConfig:
         _check_size("batch_size", self.batch_size)
         _check_number("lr", self.lr, positive=True, what="learning rate")
         _check_size("lr_drop_every", self.lr_drop_every)
-        _check_number("lr_drop_factor", self.lr_drop_factor, positive=True)
-        _check_number("momentum", self.momentum, minimum=0.0)
+        _check_number("lr_drop_factor", self.lr_drop_factor, positive=True, maximum=1.0)
+        _check_number("momentum", self.momentum, minimum=0.0, below=1.0)
         _check_size("eval_every", self.eval_every)
         if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):
             raise ValueError(f"TrainConfig.seed must be an integer, got {self.seed!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"TrainConfig.loss must be one of {LOSSES}, got {self.loss!r}")
         if self.diverge_factor is not None:
             _check_number("diverge_factor", self.diverge_factor, minimum=1.0)
+        if not isinstance(self.progress, bool):
+            raise ValueError(f"TrainConfig.progress must be a bool, got {self.progress!r}")
+        if self.drop_last is not None and not isinstance(self.drop_last, bool):
+            raise ValueError(f"TrainConfig.drop_last must be a bool or None, got {self.drop_last}")
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"TrainConfig.extra must be a dict, got {self.extra!r}")
 
     def lr_at(self, epoch: int) -> float:
         if self.schedule is not None:
@@ -136,7 +144,6 @@ class TrainConfig:
         return sum(n for _, n in self.schedule) if self.schedule is not None else self.epochs
 
 
-
 #: The keys of an experiment config that are training settings (copied into every config, so
 #: that they enter its result-store key).
 TRAIN_KEYS = ("epochs", "lr", "lr_drop_every", "batch_size", "momentum")
@@ -150,6 +157,8 @@ def train_config(config: Mapping[str, Any], **overrides: Any) -> TrainConfig:
     fields.update(lam=config.get("lam", 0.0), seed=config["seed"], progress=False)
     fields.update(overrides)
     return TrainConfig(**fields)
+
+
 def _check_size(name: str, value: object) -> None:
     """A positive integer (bools and integral floats such as ``2.0`` are not sizes)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -162,8 +171,11 @@ def _check_number(
     positive: bool = False,
     minimum: float | None = None,
     what: str = "",
+    maximum: float | None = None,
+    below: float | None = None,
 ) -> None:
-    """A finite real number (``> 0`` if ``positive``, ``>= minimum`` if given)."""
+    """A finite real number (``> 0`` if ``positive``, ``>= minimum``, ``<= maximum`` and
+    ``< below`` where given)."""
     label = f"TrainConfig.{name}" + (f" ({what})" if what else "")
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     ok = ok and math.isfinite(value)  # type: ignore[arg-type]
@@ -173,6 +185,10 @@ def _check_number(
         raise ValueError(f"{label} must be > 0, got {value!r}")
     if minimum is not None and value < minimum:  # type: ignore[operator]
         raise ValueError(f"{label} must be >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:  # type: ignore[operator]
+        raise ValueError(f"{label} must be <= {maximum}, got {value!r}")
+    if below is not None and value >= below:  # type: ignore[operator]
+        raise ValueError(f"{label} must be < {below}, got {value!r}")
 
 
 def nonfinite_state(model: nn.Module) -> str | None:
@@ -195,9 +211,7 @@ def nonfinite_state(model: nn.Module) -> str | None:
     return None
 
 
-def evaluate(
-    model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024
-) -> tuple[float, float]:
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> tuple[float, float]:
     """``(accuracy, mean cross-entropy)`` of ``model`` on ``(x, y)`` in one pass (model in eval
     mode during it). The cross-entropy is the continuous companion of the accuracy on a
     validation set: the factor selection of :mod:`jacnb.lab.selection` breaks exact accuracy
@@ -223,6 +237,10 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> 
 def cross_entropy_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024) -> float:
     """Mean cross-entropy of ``model`` on ``(x, y)`` (see :func:`evaluate`)."""
     return evaluate(model, x, y, batch_size)[1]
+
+
+#: The training losses :class:`TrainConfig` knows.
+LOSSES = ("cross_entropy", "squared")
 
 
 def _loss(kind: str, logits: Tensor, y: Tensor) -> Tensor:
@@ -279,7 +297,29 @@ def train(
     device: str | torch.device | None = None,
     desc: str = "train",
 ) -> dict:
-    """Train ``model`` in place; return curves and final metrics as a JSON-able dict."""
+    """Train ``model`` in place; return curves and final metrics as a JSON-able dict.
+
+    ``x_test``/``y_test``: a held-out set evaluated every ``eval_every`` epochs (both or
+    neither, with as many labels as samples, not empty: an empty set has no accuracy, and a
+    ``test_acc`` of 0.0 from it would be reported as a result). The training set must not be
+    empty either."""
+    if (x_test is None) != (y_test is None):
+        raise ValueError("train() needs both x_test and y_test, or neither")
+    if x_train.shape[0] == 0 or x_train.shape[0] != y_train.shape[0]:
+        raise ValueError(
+            f"train() needs a non-empty training set with one label per sample, got "
+            f"{x_train.shape[0]} samples and {y_train.shape[0]} labels"
+        )
+    if (
+        x_test is not None
+        and y_test is not None
+        and (x_test.shape[0] == 0 or x_test.shape[0] != y_test.shape[0])
+    ):
+        raise ValueError(
+            f"train() got an empty or mismatched test set ({x_test.shape[0]} samples, "
+            f"{y_test.shape[0]} labels): there is no test accuracy to report; pass a non-empty "
+            "held-out set, or none"
+        )
     dev = pick_device(device)
     gen = set_seed(config.seed)
     model.to(dev)

@@ -4,9 +4,10 @@ A verdict is *earned*: before a registered claim (:mod:`jacnb.lab.claims`) is ju
 its runs must pass four gates, and a failed gate makes the verdict ``inconclusive`` with the gate
 named as the reason:
 
-1. **regime** -- every compared net reaches the claim's training fit
-   (:attr:`GateSpec.min_train_acc`, 99 % where Sokolic et al. train to fit; Sec. VI-A2 reports
-   100 %, one net at 99.6 %);
+1. **regime** -- the baseline arm's nets (every net of an unpaired claim; :func:`fit_arms`)
+   reach the claim's training fit (:attr:`GateSpec.min_train_acc`, 99 % where Sokolic et al.
+   train to fit; 100 % for the claims on the smallest training score, which is negative once a
+   training sample is misclassified): the budget is adequate, whatever a regularizer does;
 2. **factor** -- for every arm whose lambda is chosen on validation data (Sec. VI-A1: "chosen on a
    separate validation set"; the rule is :mod:`jacnb.lab.selection`), the chosen lambda is
    interior to its grid (:func:`edge_reason`: a lower edge of exactly 0, no regularization, has
@@ -14,7 +15,14 @@ named as the reason:
    cross-entropy could not break), was chosen on seeds disjoint from the final runs' seeds, in
    selection runs that meet the step budget;
 3. **budget** -- every run has at least :attr:`GateSpec.min_steps` SGD steps;
-4. **seeds** -- every cell has at least :attr:`GateSpec.min_seeds` (3) paired seeds.
+4. **seeds** -- every cell has at least :attr:`GateSpec.min_seeds` (3) paired seeds;
+5. **divergence** -- no run is silently dropped. A run whose ``status`` is not ``"ok"``
+   (diverged) is counted in its cell (``cell_table``'s ``diverged`` column, the evidence, the
+   :class:`~jacnb.lab.verdicts.CellStat`) and treated as the claim registers
+   (:attr:`GateSpec.diverged_value`): as a failure of its arm, its metric set to that value
+   (chance accuracy), or -- ``None`` -- its cell is withheld and the gate fails (inconclusive).
+   A diverged run of an arm the regime gate reads counts as not fitting (the budget or the
+   learning rate was inadequate for the baseline).
 
 A claim tested on a stand-in dataset (e.g. Fashion-MNIST for CIFAR-10) keeps its verdict but is
 named as a stand-in (:func:`stand_in_label`) and counted apart on the scorecard.
@@ -36,6 +44,8 @@ column                    meaning
                           on accuracy and on cross-entropy (:mod:`jacnb.lab.selection`)
 ``selection_seeds``       the seeds of the selection runs (tuned arms; list of ints)
 ``selection_steps``       SGD steps of the selection runs (tuned arms, if ``min_steps > 0``)
+``status``                optional: ``"ok"`` or another word (``"diverged"``) for a run that
+                          did not finish; such a row's metrics may be NaN
 ========================  =================================================================
 
 Extra columns and rows of other arms are ignored; rows outside ``claim.cell_filter`` are dropped.
@@ -83,11 +93,14 @@ __all__ = [
     "prepare_runs",
     "per_seed",
     "cell_table",
+    "fit_arms",
     "regime_gate",
     "edge_reason",
     "factor_gate",
     "budget_gate",
     "seeds_gate",
+    "diverged_gate",
+    "diverged_mask",
     "check_gates",
     "decide",
     "not_run",
@@ -225,6 +238,34 @@ def prepare_runs(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def diverged_mask(df: pd.DataFrame) -> pd.Series:
+    """True for the rows of a runs frame whose ``status`` says they did not finish (any value but
+    ``"ok"``; a frame without ``status`` has none)."""
+    if "status" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["status"].fillna("ok").astype(str) != "ok"
+
+
+def _finished(df: pd.DataFrame) -> pd.DataFrame:
+    return df[~diverged_mask(df)]
+
+
+def _scored(claim: Claim, df: pd.DataFrame) -> pd.DataFrame:
+    """The rows the statistic is computed from: finished runs, and diverged ones with their
+    metric set to :attr:`GateSpec.diverged_value` when the claim registers one (else dropped:
+    the divergence gate withholds their cells)."""
+    bad = diverged_mask(df)
+    if not bad.any():
+        return df
+    value = claim.gates.diverged_value
+    if value is None:
+        return df[~bad]
+    out = df.copy()
+    out[claim.statistic.metric] = out[claim.statistic.metric].astype(float)
+    out.loc[bad, claim.statistic.metric] = float(value)
+    return out
+
+
 def _transform(values: pd.Series, log: bool, what: str) -> pd.Series:
     v = values.astype(float)
     if log:
@@ -240,7 +281,7 @@ def per_seed(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
     values for a slope, are dropped; ``df.attrs["dropped"]`` counts them."""
     c = registered(claim)
     st = c.statistic
-    df = prepare_runs(c, runs)
+    df = _scored(c, prepare_runs(c, runs))
     cells = list(c.cell_keys)
     out_cols = [*_cell_cols(c), "seed", "value"]
     dropped = 0
@@ -339,6 +380,8 @@ def cell_table(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
     ps = per_seed(c, runs)
     cols = _cell_cols(c)
     rule = c.rule
+    prepared = prepare_runs(c, runs)
+    bad = prepared[diverged_mask(prepared)]
     groups = list(ps.groupby(cols, sort=True)) if cols else ([((), ps)] if len(ps) else [])
     k = max(len(groups), 1)
     refute_level = 1.0 - (1.0 - rule.level) / k
@@ -382,6 +425,9 @@ def cell_table(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
                 "threshold": thr,
                 "outcome": outcome,
                 "seeds_needed": needed,
+                "diverged": int(
+                    (bad[cols] == pd.Series(cell)).all(axis=1).sum() if cols else len(bad)
+                ),
             }
         )
     out = pd.DataFrame(
@@ -399,6 +445,7 @@ def cell_table(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
             "threshold",
             "outcome",
             "seeds_needed",
+            "diverged",
         ],
     )
     out.attrs["dropped"] = ps.attrs.get("dropped", 0)
@@ -420,30 +467,48 @@ def _cells_of(claim: Claim, df: pd.DataFrame) -> pd.Series:
     return df[keys].apply(lambda r: _label(dict(r)), axis=1)
 
 
+def fit_arms(claim: Claim | str) -> tuple[str, ...]:
+    """The arms whose nets the regime gate asks to fit: ``gates.fit_arms`` if set, else the
+    baseline arm of a paired claim (``statistic.arms[0]``), else ``()`` (every run)."""
+    c = registered(claim)
+    if c.gates.fit_arms:
+        return c.gates.fit_arms
+    return c.statistic.arms[:1]
+
+
 def regime_gate(claim: Claim | str, runs: pd.DataFrame) -> GateResult:
-    """Every compared net reaches ``gates.min_train_acc`` training accuracy (skipped when the
-    claim sets none)."""
+    """The nets of :func:`fit_arms` (the baseline arm of a paired claim, every net of an unpaired
+    one) reach ``gates.min_train_acc`` training accuracy (skipped when the claim sets none)."""
     c = registered(claim)
     thr = c.gates.min_train_acc
     if thr is None:
         return GateResult("regime", True, f"not applicable ({c.gates.regime_reason})")
     df = prepare_runs(c, runs)
     _require(df, ["train_acc"], f"regime gate of {c.id}")
+    arms = fit_arms(c)
+    if arms:
+        df = df[df["arm"].isin(arms)]
+    which = f" of arm {', '.join(arms)}" if arms else ""
     acc = df["train_acc"].astype(float)
     bad = df[~(acc >= thr)]  # NaN fails
     if len(bad):
         where = sorted(set(_cells_of(c, bad)))
+        withheld = (
+            "; withheld: the statistic needs every net at 100 % training accuracy"
+            if thr >= 1.0
+            else ""
+        )
         return GateResult(
             "regime",
             False,
-            f"{len(bad)}/{len(df)} runs below {100 * thr:.1f} % training accuracy "
+            f"{len(bad)}/{len(df)} runs{which} below {100 * thr:.1f} % training accuracy "
             f"(lowest {100 * float(acc.min()):.2f} %; {'; '.join(where[:4])}"
-            f"{' ...' if len(where) > 4 else ''})",
+            f"{' ...' if len(where) > 4 else ''}){withheld}",
         )
     return GateResult(
         "regime",
         True,
-        f"all {len(df)} runs ≥ {100 * thr:.1f} % training accuracy "
+        f"all {len(df)} runs{which} ≥ {100 * thr:.1f} % training accuracy "
         f"(lowest {100 * float(acc.min()):.2f} %)",
     )
 
@@ -491,7 +556,8 @@ def factor_gate(claim: Claim | str, runs: pd.DataFrame) -> GateResult:
     _require(df, need, f"factor gate of {c.id}")
     final = {int(s) for s in df["seed"]}
     problems: list[str] = []
-    sub = df[df["arm"].isin(tuned)]
+    sub = _finished(df)
+    sub = sub[sub["arm"].isin(tuned)]
     for _, r in sub.iterrows():
         where = _label({k: r[k] for k in c.cell_keys}) + f", arm={r['arm']}"
         grid = _as_list(r["lam_grid"])
@@ -537,7 +603,7 @@ def budget_gate(claim: Claim | str, runs: pd.DataFrame) -> GateResult:
     need = c.gates.min_steps
     if need <= 0:
         return GateResult("budget", True, f"not applicable ({c.gates.steps_reason})")
-    df = prepare_runs(c, runs)
+    df = _finished(prepare_runs(c, runs))  # a diverged run stopped early: the divergence gate
     _require(df, ["steps"], f"budget gate of {c.id}")
     steps = df["steps"].astype(float)
     bad = df[~(steps >= need)]
@@ -568,10 +634,37 @@ def seeds_gate(claim: Claim | str, cells: pd.DataFrame) -> GateResult:
     return GateResult("seeds", True, f"every cell ≥ {need} paired seeds")
 
 
+def diverged_gate(claim: Claim | str, runs: pd.DataFrame) -> GateResult:
+    """No diverged run is silently dropped: with none, or with a registered
+    :attr:`GateSpec.diverged_value` (the run counts as a failure of its arm at that value), the
+    gate passes and says how many; otherwise (``None``) a diverged run withholds the verdict."""
+    c = registered(claim)
+    df = prepare_runs(c, runs)
+    bad = df[diverged_mask(df)]
+    if bad.empty:
+        return GateResult("divergence", True, "no diverged run")
+    where = sorted(set(_cells_of(c, bad)))
+    at = f" ({'; '.join(where[:4])}{' ...' if len(where) > 4 else ''})"
+    value = c.gates.diverged_value
+    if value is None:
+        return GateResult(
+            "divergence",
+            False,
+            f"{len(bad)}/{len(df)} runs diverged{at}; registered: a diverged run leaves its cell "
+            "undecided (no value of its statistic stands for it)",
+        )
+    return GateResult(
+        "divergence",
+        True,
+        f"{len(bad)}/{len(df)} runs diverged{at}, counted as failures of their arm at "
+        f"{c.statistic.metric} = {value:g} (chance)",
+    )
+
+
 def check_gates(
     claim: Claim | str, runs: pd.DataFrame, cells: pd.DataFrame | None = None
 ) -> list[GateResult]:
-    """The four gates, in order regime, factor, budget, seeds."""
+    """The five gates, in order regime, factor, budget, seeds, divergence."""
     c = registered(claim)
     cells = cell_table(c, runs) if cells is None else cells
     return [
@@ -579,6 +672,7 @@ def check_gates(
         factor_gate(c, runs),
         budget_gate(c, runs),
         seeds_gate(c, cells),
+        diverged_gate(c, runs),
     ]
 
 
@@ -608,13 +702,18 @@ def _evidence(claim: Claim, cells: pd.DataFrame, decisive: str | None) -> str:
     parts = []
     for _, r in cells.iterrows():
         seeds = f", {int(r['seeds_needed'])} seeds needed" if pd.notna(r["seeds_needed"]) else ""
+        div = int(r.get("diverged", 0) or 0)
+        diverged = f", {div} diverged" if div else ""
         parts.append(
             f"{r['cell']}: {_fmt(claim, r['estimate'])} [{_fmt(claim, r['low'])}, "
-            f"{_fmt(claim, r['high'])}]{unit}, n={int(r['n'])} -> {r['outcome']}{seeds}"
+            f"{_fmt(claim, r['high'])}]{unit}, n={int(r['n'])}{diverged} -> {r['outcome']}{seeds}"
         )
     thr = rule.threshold
     target = f"{st.scale * thr:g}" if st.kind != LOG_RATIO else f"{thr:g}"
-    if rule.side == EQUIVALENT:
+    if rule.side == EQUIVALENT and st.kind == LOG_RATIO:  # a band of ratios, log-symmetric
+        m = math.exp(float(rule.margin or 0))
+        target = f"[{thr / m:.3g}, {thr * m:.3g}]"
+    elif rule.side == EQUIVALENT:
         target += f" ± {st.scale * float(rule.margin or 0):g}"
     head = (
         f"{st.description}; mean and {100 * rule.level:g} % t-interval per cell vs {target}{unit} "
@@ -728,7 +827,7 @@ def decide(
     elif verdict == INCONCLUSIVE and not failed:
         reasons.append(
             f"interval straddles the claim; about {needed} seeds per cell would "
-            "decide it at the measured spread"
+            "decide it with 80 % power at the observed effect and spread"
         )
     return Verdict(
         claim=c.id,
@@ -763,6 +862,7 @@ def _cell_stats(claim: Claim, cells: pd.DataFrame) -> tuple[CellStat, ...]:
             threshold=nat(r["threshold"]),
             n=int(r["n"]),
             outcome=str(r["outcome"]),
+            diverged=int(r.get("diverged", 0) or 0),
         )
         for _, r in cells.iterrows()
     )

@@ -7,7 +7,9 @@ book's CSS, ``book/_static/jacnb.css``) stays sharp."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -169,3 +171,136 @@ def norm_growth(df: pd.DataFrame, provenance: str | None = None) -> Figure:
     fig.tight_layout()
     stamp(fig, provenance)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Forest plots of verdicts: the scorecard's (one row per claim) and the chapters' claim cards
+# (one row per cell of a claim)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ForestRow:
+    """One interval of a forest plot, in the statistic's natural units (a ratio for a log-ratio
+    claim, ``log=True``). ``side``: the claimed side of ``threshold`` (``"greater"``, ``"less"``,
+    ``"equivalent"`` with ``margin``)."""
+
+    label: str
+    estimate: float
+    low: float
+    high: float
+    threshold: float
+    side: str
+    colour: str
+    margin: float | None = None
+    log: bool = False
+
+
+def _finite(*values: float | None) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
+def _oriented(row: ForestRow) -> tuple[float, float, float, float]:
+    """``(estimate, low, high, margin)`` relative to the threshold, oriented so that the claimed
+    side is to the right (equivalence: the margin band around 0), scaled to [-1, 1]."""
+    f = math.log if row.log else float
+    sign = -1.0 if row.side == "less" else 1.0
+    thr = f(row.threshold)
+    est, lo, hi = (sign * (f(v) - thr) for v in (row.estimate, row.low, row.high))
+    lo, hi = min(lo, hi), max(lo, hi)
+    margin = abs(row.margin or 0.0)
+    scale = 1.1 * max(abs(lo), abs(hi), margin, 1e-12)
+    return est / scale, lo / scale, hi / scale, margin / scale
+
+
+def forest(
+    rows: list[ForestRow],
+    *,
+    normalize: bool,
+    xlabel: str = "",
+    scale: float = 1.0,
+    width: float = 7.5,
+    legend: Mapping[str, str] | None = None,
+) -> Figure:
+    """A forest plot: each row's interval (bar), estimate (dot) and threshold.
+
+    ``normalize=True`` (the scorecard, claims in different units): each row is drawn relative
+    to its own threshold (the vertical line at 0), oriented so that the claimed side is to the
+    right and scaled so that its interval spans at most the plot's half-width; the numbers are
+    on the scorecard's lines. ``normalize=False`` (a chapter's claim card, the cells of one claim
+    in one unit): the values times ``scale`` on a common axis (logarithmic for ratios), each
+    row's threshold as a tick and, for an equivalence claim, its margin band. Rows without an
+    interval (fewer than two seeds) show only the estimate. ``legend``: verdict -> colour.
+    """
+    height = 0.55 + 0.26 * max(len(rows), 1) + (0.35 if legend else 0.0)
+    fig, ax = plt.subplots(figsize=(width, height))
+    ys = np.arange(len(rows))[::-1]
+    for y, row in zip(ys, rows, strict=True):
+        if normalize:
+            if not _finite(row.estimate, row.threshold):
+                continue
+            has_iv = _finite(row.low, row.high)
+            est, lo, hi, m = _oriented(
+                row
+                if has_iv
+                else ForestRow(**{**row.__dict__, "low": row.estimate, "high": row.estimate})
+            )
+            if m:
+                ax.fill_betweenx([y - 0.4, y + 0.4], -m, m, color="0.85", lw=0)
+        else:
+            k = 1.0 if row.log else scale
+            est, lo, hi, thr = (
+                k * v if v is not None else math.nan
+                for v in (row.estimate, row.low, row.high, row.threshold)
+            )
+            has_iv = _finite(lo, hi)
+            if row.margin:
+                ax.fill_betweenx(
+                    [y - 0.4, y + 0.4],
+                    thr - k * row.margin,
+                    thr + k * row.margin,
+                    color="0.85",
+                    lw=0,
+                )
+            ax.plot([thr, thr], [y - 0.4, y + 0.4], color="0.2", lw=1.2)
+        if has_iv:
+            ax.plot([lo, hi], [y, y], color=row.colour, lw=3, solid_capstyle="butt")
+        ax.plot([est], [y], "o", color=row.colour, ms=5, mec="white", mew=0.6)
+    if normalize:
+        ax.axvline(0.0, color="0.2", lw=1.2)
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_xticks([-1, 0, 1], ["other side", "threshold", "claimed side"])
+    else:
+        if rows and rows[0].log:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel, fontsize=10)
+    ax.set_yticks(ys, [r.label for r in rows], fontsize=9)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.grid(axis="y", visible=False)
+    if legend:
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color=c, lw=3, label=v) for v, c in legend.items()]
+        ax.legend(
+            handles=handles,
+            loc="lower center",
+            bbox_to_anchor=(0.5, 1.0),
+            ncol=len(handles),
+            frameon=False,
+            fontsize=9,
+        )
+    fig.tight_layout()
+    return fig
+
+
+def png_data_uri(fig: Figure, dpi: int = 200) -> str:
+    """``fig`` as a ``data:image/png;base64,...`` URI (for raw-HTML pages: the scorecard, the
+    claim cards), then closed. Drawn at ``dpi``; the page scales it to the column's width."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

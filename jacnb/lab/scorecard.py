@@ -42,6 +42,7 @@ from jacnb.lab.claims import (
     registry_digest,
 )
 from jacnb.lab.gates import is_stand_in
+from jacnb.lab.plotting import ForestRow, forest, png_data_uri
 from jacnb.lab.store import write_atomic
 from jacnb.lab.verdicts import (
     INCONCLUSIVE,
@@ -88,6 +89,10 @@ COLUMNS = (
     "reason",
     "evidence",
     "link",
+    "estimate",
+    "low",
+    "high",
+    "threshold",
     "paper disagrees",
 )
 
@@ -240,6 +245,15 @@ def _link(claim: Claim, link_prefix: str) -> str:
     return f"{link_prefix}{claim.page}.html#{claim.anchor}"
 
 
+def _deciding_threshold(claim: Claim, v: Verdict) -> float:
+    """The threshold of the verdict's deciding cell (a claim may set one per cell), natural
+    units; the rule's threshold when the verdict names no cell."""
+    for cell in v.cells:
+        if cell.cell == v.deciding_cell and cell.threshold is not None:
+            return float(cell.threshold)
+    return float(claim.rule.threshold)
+
+
 def scorecard_frame(
     verdicts: Iterable[Verdict],
     claims: Sequence[Claim] = REGISTRY,
@@ -295,6 +309,10 @@ def scorecard_frame(
                 "reason": v.reason,
                 "evidence": v.evidence,
                 "link": _link(c, link_prefix),
+                "estimate": v.estimate,
+                "low": v.low,
+                "high": v.high,
+                "threshold": _deciding_threshold(c, v),
                 "paper disagrees": c.paper_disagrees,
             }
         )
@@ -358,10 +376,162 @@ def _e(v: Any) -> str:
     return html.escape(str(v))
 
 
-def render_html(card: Scorecard) -> str:
-    """The counts and the table as one HTML block without blank lines (so MyST passes it through
-    as raw HTML)."""
-    head = "".join(f"<th>{_e(v)}</th>" for v in VERDICTS)
+def _badge(verdict: str) -> str:
+    """The verdict as a coloured badge (colour and word)."""
+    colour = VERDICT_COLOURS.get(verdict, "#6e7781")
+    return f'<span class="jacnb-badge" style="background:{colour}">{_e(verdict)}</span>'
+
+
+def _seeds(r: pd.Series) -> str:
+    n = r["n seeds"]
+    if n is None or pd.isna(n):
+        return "–"
+    seeds = f"{int(n)} seed{'s' if int(n) != 1 else ''}"
+    if pd.notna(r["seeds needed"]) and r["seeds needed"] is not None:
+        seeds += f" ({int(r['seeds needed'])} needed)"
+    return seeds
+
+
+def _ours(r: pd.Series, claim: Claim) -> str:
+    """``estimate [low, high] unit`` (the unit once), or a dash."""
+    est = r["estimate"]
+    if est is None or pd.isna(est):
+        return "–"
+    st = claim.statistic
+
+    def num(v: Any) -> str:
+        if v is None or pd.isna(v):
+            return "?"
+        return f"{float(v):.3g}x" if st.kind == LOG_RATIO else f"{st.scale * float(v):+.3g}"
+
+    text = num(est)
+    if r["low"] is not None and pd.notna(r["low"]):
+        text += f' <span class="jacnb-muted">[{num(r["low"])}, {num(r["high"])}]</span>'
+    if st.unit and st.kind != LOG_RATIO:
+        text += f" {_e(st.unit)}"
+    return text
+
+
+def gates_text(claim: Claim) -> str:
+    """A claim's gates (regime, budget, factor, seeds) with their thresholds, in one line."""
+    g = claim.gates
+    parts = []
+    if g.min_train_acc is not None:
+        parts.append(f"regime: training accuracy ≥ {100 * g.min_train_acc:g} % ({g.regime_reason})")
+    else:
+        parts.append(f"regime: {g.regime_reason}")
+    parts.append(f"budget: ≥ {g.min_steps:,} steps ({g.steps_reason})")
+    if g.tuned_arms:
+        parts.append(
+            f"factor ({', '.join(g.tuned_arms)}): interior to its grid, no tie, chosen on "
+            "validation data of selection seeds disjoint from the final runs'"
+        )
+    parts.append(f"seeds: ≥ {g.min_seeds} per cell")
+    return "; ".join(parts)
+
+
+def _line(r: pd.Series, claim: Claim) -> str:
+    """One claim as a ``<details>``: the summary line (badge, the claim in a few words, the id
+    linked to its section, ours with its interval, the paper's number, dataset, seeds) and,
+    collapsed under it, the rule, evidence, reason and gates."""
+    ours = _ours(r, claim)
+    dataset = _e(r["dataset"]) or "–"
+    if r["stand-in"]:
+        dataset = f"<b>stand-in</b>: {dataset}"
+    paper_no = _e(r["paper's number"])
+    summary = (
+        '<summary class="jacnb-line">'
+        f"{_badge(r['verdict'])}"
+        f'<span class="jacnb-what" title="{_e(r["statement"])}">{_e(r["statement"])}</span>'
+        f'<span class="jacnb-id"><a href="{_e(r["link"])}"><code>{_e(r["claim"])}</code></a></span>'
+        f'<span class="jacnb-ours" title="ours: estimate [95 % interval]">{ours}</span>'
+        f'<span class="jacnb-paper" title="paper: {paper_no}">paper: {paper_no}</span>'
+        f'<span class="jacnb-data" title="{_e(r["dataset"])}">{dataset}</span>'
+        f'<span class="jacnb-seeds" title="paired seeds">{_seeds(r)}</span>'
+        "</summary>"
+    )
+    extra = ""
+    if "paper disagrees" in r and r["paper disagrees"]:
+        extra = f"<p><b>The paper's own numbers:</b> {_e(r['paper disagrees'])}</p>"
+    body = (
+        '<div class="jacnb-detail">'
+        f"<p><b>{_e(r['paper'])}, {_e(r['section'])}.</b> {_e(claim.quote)}</p>"
+        f"<p><b>Rule:</b> {_e(claim.rule.text)}. <b>Paper's number:</b> {paper_no}.</p>"
+        f"<p><b>Reason:</b> {_e(r['reason']) or '–'}</p>{extra}"
+        f"<p><b>Evidence</b> (profile {_e(r['profile']) or '–'}): {_e(r['evidence']) or '–'}</p>"
+        f"<p><b>Gates:</b> {_e(gates_text(claim))}</p>"
+        "</div>"
+    )
+    return f'<details class="jacnb-claim">{summary}{body}</details>'
+
+
+def _is_check(r: pd.Series) -> bool:
+    return str(r.get("kind", "")) == Kind.CHECK.value
+
+
+def forest_rows(card: Scorecard, claims: Sequence[Claim] = REGISTRY) -> list[ForestRow]:
+    """The scorecard's forest plot: every decided or inconclusive claim (checks apart) with a
+    deciding interval, against its threshold (that of the deciding cell), coloured by verdict."""
+    by_id = {c.id: c for c in claims}
+    rows = []
+    for _, r in card.frame.iterrows():
+        c = by_id[r["claim"]]
+        if r["verdict"] == NOT_RUN or _is_check(r) or r["estimate"] is None:
+            continue
+        if any(pd.isna(r[k]) for k in ("estimate", "low", "high")):
+            continue
+        rows.append(
+            ForestRow(
+                label=_short(c.id),
+                estimate=float(r["estimate"]),
+                low=float(r["low"]),
+                high=float(r["high"]),
+                threshold=float(r["threshold"]),
+                side=c.rule.side,
+                colour=VERDICT_COLOURS[r["verdict"]],
+                margin=c.rule.margin,
+                log=c.statistic.kind == LOG_RATIO,
+            )
+        )
+    return rows
+
+
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def forest_html(card: Scorecard) -> str:
+    """The forest plot as an ``<img>`` (PNG data URI), or a sentence when nothing was decided."""
+    rows = forest_rows(card)
+    if not rows:
+        return "<p>No claim has a deciding interval yet (nothing ran at this profile).</p>"
+    legend = {v: VERDICT_COLOURS[v] for v in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)}
+    fig = forest(rows, normalize=True, legend=legend)
+    alt = (
+        "Forest plot: each decided or inconclusive claim's deciding 95 % interval relative to its "
+        "threshold, the claimed side to the right, coloured by verdict"
+    )
+    return (
+        f'<figure class="jacnb-figure"><img src="{png_data_uri(fig)}" alt="{alt}">'
+        "<figcaption>Every decided or inconclusive claim: the deciding cell's mean (dot) and 95 % "
+        "interval (bar) relative to the claim's threshold (vertical line), oriented so that the "
+        "claimed side is to the right and scaled per claim (the numbers are on the lines below; "
+        "grey band: the margin of an 'on par' claim).</figcaption></figure>"
+    )
+
+
+_SECTIONS = (
+    ("sokolic2017", True, "Sokolić et al. 2017 (arXiv 1605.08254)"),
+    ("oymak2019", True, "Oymak et al. 2019 (arXiv 1906.05392)"),
+    (None, False, "This book's own claims"),
+)
+
+
+def render_html(card: Scorecard, claims: Sequence[Claim] = REGISTRY) -> str:
+    """The counts, the forest plot, one collapsible line per claim (grouped by paper) and the
+    checks, as one HTML block without blank lines (so MyST passes it through as raw HTML)."""
+    by_id = {c.id: c for c in claims}
+    head = "".join(f"<th>{_badge(v)}</th>" for v in VERDICTS)
     count_rows = "".join(
         f"<tr><th>{_e(g)}</th>"
         + "".join(f"<td>{int(card.counts.loc[g, v])}</td>" for v in VERDICTS)
@@ -369,63 +539,65 @@ def render_html(card: Scorecard) -> str:
         for g in card.counts.index
     )
     counts_html = (
-        f'<table class="scorecard-counts"><thead><tr><th></th>{head}</tr></thead>'
+        f'<table class="jacnb-counts"><thead><tr><th></th>{head}</tr></thead>'
         f"<tbody>{count_rows}</tbody></table>"
     )
-    cols = ("claim", "paper's number", "ours", "dataset", "n seeds", "verdict", "reason")
-    rows = []
-    for _, r in card.frame.iterrows():
-        colour = VERDICT_COLOURS.get(r["verdict"], "inherit")
-        claim = (
-            f'<a href="{_e(r["link"])}"><code>{_e(r["claim"])}</code></a><br>'
-            f"{_e(r['statement'])}<br><small>{_e(r['paper'])}, {_e(r['section'])}</small>"
+    parts = [counts_html, forest_html(card), _HOW]
+    checks = []
+    for paper, paper_claim, title in _SECTIONS:
+        lines = []
+        for _, r in card.frame.iterrows():
+            c = by_id[r["claim"]]
+            if _is_check(r):
+                if (paper, paper_claim) == (_SECTIONS[0][0], True):
+                    checks.append(_line(r, c))
+                continue
+            if c.paper_claim != paper_claim or (paper is not None and c.paper != paper):
+                continue
+            lines.append(_line(r, c))
+        if lines:
+            parts.append(
+                f'<p class="jacnb-group"><b>{_e(title)}</b> ({len(lines)} claims)</p>'
+                f'<div class="jacnb-lines">{"".join(lines)}</div>'
+            )
+    if checks:
+        parts.append(
+            '<p class="jacnb-group"><b>Checks</b>: statements that hold by construction or by '
+            "theorem, verified on every build, never counted above</p>"
+            f'<div class="jacnb-lines">{"".join(checks)}</div>'
         )
-        ours = _e(r["ours"]) + (f"<br><small>{_e(r['interval'])}</small>" if r["interval"] else "")
-        if r["profile"] and r["verdict"] != NOT_RUN:
-            ours += f"<br><small>profile {_e(r['profile'])}</small>"
-        dataset = _e(r["dataset"]) + (" <b>(stand-in)</b>" if r["stand-in"] else "")
-        seeds = _e(r["n seeds"])
-        if pd.notna(r["seeds needed"]) and r["seeds needed"] is not None:
-            seeds += f"<br><small>{int(r['seeds needed'])} needed</small>"
-        verdict = f'<b style="color:{colour}">{_e(r["verdict"])}</b>'
-        if r["kind"] == Kind.CHECK.value:
-            verdict += "<br><small>check (holds by construction; not counted)</small>"
-        reason = _e(r["reason"])
-        if r["paper disagrees"]:
-            reason += f"<br><small><b>paper's own numbers:</b> {_e(r['paper disagrees'])}</small>"
-        cells = (claim, _e(r["paper's number"]), ours, dataset, seeds, verdict, reason)
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    header = "".join(f"<th>{_e(c)}</th>" for c in cols)
-    table_html = (
-        f'<table class="scorecard"><thead><tr>{header}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
-    box = '<div class="scorecard-box" style="overflow-x:auto;max-width:100%">'
-    return f"{box}{counts_html}{table_html}</div>"
+    return '<div class="jacnb-scorecard">' + "".join(parts) + "</div>"
 
 
 _INTRO = """\
 # Scorecard
 
-Every claim of the two papers that this book tests, with its verdict. The claims and their
-decision rules are registered in `jacnb.lab.claims` before any run (registry digest
-`{digest}`); the verdicts are those the chapters stored under `results/verdicts/` when they
-ran{profile}. Nothing on this page is typed by hand.
-
-**How a verdict is decided.** One seed fixes the training draw, the initialization and the batch
-order for both arms of a comparison; per cell, the mean paired difference (or the per-seed slope,
-for trends) over at least 3 seeds gets a Student-t 95 % interval. *Reproduced*: every cell's
-interval lies on the claimed side (for "on par": inside the stated margin). *Not reproduced*:
-some cell's interval (Bonferroni-widened over the cells) lies on the other side. Otherwise
-*inconclusive*, with the number of seeds a decisive verdict would need at the measured spread.
-Before that, the runs must pass the gates -- regime (the nets reach the paper's training fit),
-factor (the chosen λ is interior to its grid, not a tie, chosen on seeds disjoint from the final
-runs'), budget (enough SGD steps) -- or the verdict is *inconclusive* with the failed gate as its
-reason. A factor is chosen on validation data only, among the factors whose selection nets reach
-the regime's training fit (best mean validation accuracy; exact ties broken by validation
-cross-entropy); a weight-decay grid that starts at 0 (no decay) has no edge below it.
-A verdict on a stand-in dataset is shown with the stand-in's name and counted apart.
+Every claim of the two papers that this book tests, with its verdict{profile}: the forest plot
+first, then one line per claim (click a line for the paper's sentence, the rule, the evidence,
+the reason and the gates; the claim's id links to the section that shows it). Claims and rules
+were registered in `jacnb.lab.claims` before any run (registry digest `{digest}`); the verdicts
+are those the chapters stored when they ran. Nothing on this page is typed by hand.
 """
+
+_HOW = (
+    "<details class=\"jacnb-how\"><summary><b>How a verdict is decided</b></summary>"
+    "<p>One seed fixes the training draw, the initialization and the batch order for both arms "
+    "of a comparison; per cell, the mean paired difference (or the per-seed slope, for trends) "
+    "over at least 3 seeds gets a Student-t 95 % interval. <i>Reproduced</i>: every cell's "
+    "interval lies on the claimed side (for \u201con par\u201d: inside the stated margin). "
+    "<i>Not reproduced</i>: some cell's interval (Bonferroni-widened over the cells) lies on the "
+    "other side. Otherwise <i>inconclusive</i>, with the number of seeds a decisive verdict would "
+    "need with 80 % power if the observed effect and spread were the true ones. Before that, "
+    "the runs must pass the gates \u2013 regime (the "
+    "baseline arm's nets reach the paper's training fit, so the budget is adequate; 100 % for "
+    "the smallest-training-score claims), factor (the chosen \u03bb is interior to its grid, "
+    "not a tie, chosen on seeds disjoint from the final runs'), budget (enough SGD steps) \u2013 "
+    "or the verdict is <i>inconclusive</i> with the failed gate as its reason. A factor is "
+    "chosen on validation accuracy alone, every factor of its grid competing (best mean "
+    "validation accuracy; exact ties broken by validation cross-entropy); a weight-decay grid "
+    "that starts at 0 (no decay) has no edge below it. A "
+    "verdict on a stand-in dataset is marked <b>stand-in</b> and counted apart.</p></details>"
+)
 
 
 def page_markdown(card: Scorecard) -> str:

@@ -358,7 +358,14 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                             "batch_size": 64,
                             "lam": 1.0,
                             "weight_decay": 0.0001}},
-        "paper": {"datasets": ["cifar10", "imagenet"],
+        # paper: 3 seeds, the minimum every Table IV-V claim needs (jacnb.lab.claims,
+        # GateSpec.min_seeds); with one seed no claim of the page could be decided. Cost of the
+        # two extra seeds, Table V: 4 runs x 90 epochs x 5,005 steps (ImageNet, batch 256) at
+        # the paper's own Table VI step times on a Titan X (0.120 s plain, 0.190 s per-layer
+        # JR) = 77.6 GPU-hours per seed, so +155 Titan X-hours; Table IV (WRN-22-5): 2 arms x
+        # 125 epochs x (20 + 79 + 391) steps = 122,500 steps per seed, no measured GPU step time.
+        "paper": {"seeds": [0, 1, 2],
+                 "datasets": ["cifar10", "imagenet"],
                  "table4": {"candidates": ["cifar10"],
                             "depth": 22,
                             "widen_factor": 5,
@@ -394,10 +401,13 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # interleaved blocks (rounds = repeats: one step per regularizer in turn); "repetitions":
     # how often that is done -- each repetition is one "seed" of the cost claims (>= 3
     # repetitions of >= 20 timed steps decide them); "resnet_repeats"/"resnet_repetitions": the
-    # same for ResNet-18, which no claim is judged on (its row is Table VI's per-layer figure).
+    # same for ResNet-18 (Table VI's per-layer row; its claim needs >= 3 repetitions of >= 5
+    # timed steps). cpu: ResNet-18 at batch 8 on 32x32 inputs (0.7 s per plain step, 2.1 s
+    # per per-layer step, one thread on a loaded 2-core machine, 2026-12-07) so that 3
+    # repetitions fit the page's time.
     # "threads": torch CPU threads (None: torch's default). One thread at smoke/cpu: on a shared
     # 2-core machine a 2-thread step stalls whenever another process takes a core. cpu: MNIST
-    # batch 32 and ResNet-18 at 64x64 keep the page within its share of the 45-minute cpu book
+    # batch 32 and ResNet-18 at 32x32 keep the page within its share of the 45-minute cpu book
     # (the ratios, not the seconds, are compared with the paper). Fig. 4's cost: max ||J(x)||_2
     # over "fig4_n" images, the naive per-sample loop timed on "naive_n" of them and
     # extrapolated.
@@ -416,12 +426,12 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                  "fig4_n": 300,
                  "naive_n": 10},
         "cpu": {"mnist_batch": 32,
-                 "resnet_batch": 16,
-                 "resnet_size": 64,
+                 "resnet_batch": 8,
+                 "resnet_size": 32,
                  "repeats": 20,
                  "repetitions": 3,
                  "resnet_repeats": 5,
-                 "resnet_repetitions": 1,
+                 "resnet_repetitions": 3,
                  "warmup": 2,
                  "rounds": 20,
                  "threads": 1,
@@ -443,7 +453,7 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                          "repeats": 20,
                          "repetitions": 3,
                          "resnet_repeats": 10,
-                         "resnet_repetitions": 1,
+                         "resnet_repetitions": 3,
                          "warmup": 2,
                          "rounds": 20,
                          "naive_n": 1000}},

@@ -19,6 +19,6 @@ def percent_mean_sd(values: pd.Series) -> str:
 
 
 def factor_list(values: list[float]) -> str:
-    """Factors as ``"1, 10, 100"`` (``"–"`` for none): the *excluded: no fit* cells of the
+    """Factors as ``"1, 10, 100"`` (``"–"`` for none): the *below fit (competed)* cells of the
     factor-choice tables of notebooks ``02_fully_connected`` and ``04_convolutional``."""
     return ", ".join(f"{v:g}" for v in values) or "–"

@@ -1,6 +1,6 @@
 """ResNet chapter (Sec. VI-C): per-layer regularizer on real ResNet blocks, configs, the runs
 frame -> gates.decide path (smoke never decisive; a planted effect reproduced, its reverse not),
-diverged runs left out and counted, tables beside the paper, the ImageNet folder loader and
+diverged runs counted in their cells, tables beside the paper, the ImageNet folder loader and
 stand-in labelling."""
 
 from __future__ import annotations
@@ -126,9 +126,12 @@ def _records(sign: float) -> tuple[pd.DataFrame, pd.DataFrame]:
                 )
         for aug in ("none", "crop_colour"):
             te = 0.3 + 0.003 * rng.standard_normal()
+            # JR: a much smaller GE without augmentation; with it, GEs close (paper's world)
+            # or still 18 points apart (the reverse)
+            jr_train = 0.9 - sign * 0.2 if aug == "none" else (0.92 if sign > 0 else 0.7)
             for reg, train_acc, test_acc in (
                 ("none", 0.9, te),
-                ("per_layer", 0.9 - sign * 0.2, te + sign * 0.02),
+                ("per_layer", jr_train, te + sign * 0.02),
             ):
                 rows5.append(
                     {
@@ -176,7 +179,7 @@ def test_diverged_runs_are_left_out_and_counted_and_gates_bite() -> None:
     result.records4.loc[0, "status"] = "diverged"
     assert result.diverged()["table4"] == 1 and len(result.runs("table4")) == 23
     v = {x.claim: x for x in result.verdicts()}["table4.jr_helps_resnet"]
-    assert "1 diverged runs left out" in v.reason
+    assert "1 diverged" in v.evidence and "gate divergence" not in v.reason  # chance
     result.records4["steps"] = 100  # a short schedule: the budget gate makes it inconclusive
     v = {x.claim: x for x in result.verdicts()}["table4.jr_helps_resnet"]
     assert v.verdict == INCONCLUSIVE and "gate budget" in v.reason

@@ -214,13 +214,16 @@ def test_smoke_claims_are_never_decided_and_frames_have_the_columns(smoke) -> No
     assert list(smoke.figures()) == ["ratios"]
 
 
-def _planted(exact: float, per_layer: float, projection: float) -> pd.DataFrame:
+def _planted(
+    exact: float, per_layer: float, projection: float, resnet_per_layer: float = 1.5
+) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     rows = []
     for rep in range(4):
         for net, regs in (
             ("mnist_convnet", {"none": 1.0, "exact": exact, "per_layer": per_layer}),
             ("mnist_fc", {"none": 1.0, "exact": 10.0, "projection_1": projection}),
+            ("resnet18", {"none": 1.0, "per_layer": resnet_per_layer}),
         ):
             for reg, sec in regs.items():
                 sec *= float(np.exp(rng.normal(0, 0.02)))
@@ -256,7 +259,7 @@ def test_planted_costs_are_reproduced_and_reversed_ones_not() -> None:
     s = get_profile("timing", "cpu")
     good = timing.TimingResult(s, _planted(10.0, 2.0, 1.0), pd.DataFrame())
     assert {v.verdict for v in good.verdicts()} == {REPRODUCED}
-    bad = timing.TimingResult(s, _planted(0.5, 20.0, 9.0), pd.DataFrame())
+    bad = timing.TimingResult(s, _planted(0.5, 20.0, 9.0, 3.0), pd.DataFrame())
     assert {v.verdict for v in bad.verdicts()} == {NOT_REPRODUCED}
     nums = good.numbers()
     assert nums["fc_projection_over_exact"] == pytest.approx(0.1, rel=0.1)

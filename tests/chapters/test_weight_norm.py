@@ -14,7 +14,7 @@ from jacnb.chapters import weight_norm as wn
 from jacnb.core import bounds
 from jacnb.core.models import WeightNormLinear, fully_connected
 from jacnb.lab import gates
-from jacnb.lab.claims import claims_of
+from jacnb.lab.claims import CLAIMS, claims_of
 from jacnb.lab.datasets import Panel
 from jacnb.lab.store import ResultStore
 from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
@@ -105,7 +105,9 @@ def test_runs_frame_has_the_columns_the_gates_read(smoke_result):
         assert set(gates.required_columns(claim)) <= set(runs.columns), claim.id
 
 
-def _planted(sign: int = 1, train_acc: float = 1.0, spectral: float = 1.2) -> pd.DataFrame:
+def _planted(
+    sign: int = 1, train_acc: float = 1.0, spectral: float = 1.2, frobenius: float = 28.0
+) -> pd.DataFrame:
     """Runs with every Fig. 4 trend planted in the paper's direction (``sign=1``) or reversed."""
     rng = np.random.default_rng(0)
     rows = []
@@ -121,6 +123,9 @@ def _planted(sign: int = 1, train_acc: float = 1.0, spectral: float = 1.2) -> pd
                     "max_J_train": 2.0 - sign * (0.2 * depth + 0.1 * k) + e,
                     "max_J_test": 2.0 + sign * 0.3 * depth + e,
                     "min_spectral": spectral + abs(e),
+                    "min_score_printed": 1.35 + sign * 0.01 * depth + e,
+                    "spectral": [spectral + abs(e), 1.5],
+                    "frobenius": [frobenius, 3.5],
                 })
     return pd.DataFrame(rows)
 
@@ -140,6 +145,24 @@ def test_planted_effects_are_reproduced_and_reversed_ones_are_not():
     assert low["fig4.train_acc_100"] == NOT_REPRODUCED
     assert low["fig4.spectral_norms_above_one"] == INCONCLUSIVE  # the fit gate fails first
     assert _decided(_planted(spectral=0.9))["fig4.spectral_norms_above_one"] == NOT_REPRODUCED
+    # rows aligned: ||W||_2 close to ||W||_F in the first layer
+    aligned = _decided(_planted(spectral=1.2, frobenius=1.3))
+    assert aligned["fig4.spectral_much_below_frobenius"] == NOT_REPRODUCED
+
+
+def test_score_claims_need_every_net_at_100_percent():
+    """One net short of 100 % training accuracy withholds the smallest-score claims (their
+    regime gate), not the others (99 % suffices there)."""
+    runs = _planted()
+    short = (runs["width_factor"] == 1) & (runs["seed"] == 0) & runs["depth"].isin([2, 3])
+    runs.loc[short, "train_acc"] = 0.998
+    panel = Panel("MNIST", "mnist", "MNIST", "")
+    got = {v.claim: v for v in wn.verdicts_from_runs(runs, panel, "test")}
+    for cid, v in got.items():
+        if CLAIMS[cid].statistic.metric.startswith("min_score"):
+            assert v.verdict == INCONCLUSIVE and "gate regime" in v.reason, (cid, v.reason)
+        elif cid != "fig4.train_acc_100":
+            assert v.verdict == REPRODUCED, (cid, v.reason)
 
 
 def test_absent_dataset_is_not_run():

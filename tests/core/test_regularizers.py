@@ -334,3 +334,30 @@ def test_jacobian_regularizer_is_per_sample_under_training_batch_norm():
     torch.testing.assert_close(JacobianRegularizer()(model, x).detach(), ref)
     coupled = JacobianRegularizer(batch_norm="coupled")(copy.deepcopy(model), x).detach()
     assert abs(float(coupled) - float(ref)) > 1e-3 * float(ref)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "says"),
+    [
+        ("jacobain", {}, "did you mean 'jacobian'"),
+        ("jacobian", {"method": "exakt"}, "did you mean 'exact'"),
+        ("jacobian", {"n_proj": 0}, "n_proj must be an integer >= 1"),
+        ("jacobian", {"n_proj": 1.5}, "n_proj must be an integer >= 1"),
+        ("jacobian", {"output": "softmaks"}, "did you mean 'softmax'"),
+        ("jacobian", {"strategy": "vmapp"}, "did you mean 'vmap'"),
+        ("jacobian", {"batch_norm": "fix"}, "did you mean 'fixed'"),
+        ("jacobian", {"nproj": 2}, "did you mean \\['n_proj'\\]"),
+        ("per_layer", {"batch_norm": "coupld"}, "did you mean 'coupled'"),
+        ("none", {"n_proj": 2}, "takes no arguments"),
+    ],
+)
+def test_make_regularizer_checks_every_argument_at_construction(name, kwargs, says):
+    with pytest.raises(ValueError, match=says):
+        make_regularizer(name, **kwargs)
+
+
+def test_valid_regularizer_arguments_are_accepted():
+    assert make_regularizer("none") is None
+    assert make_regularizer("jacobian", method="projection", n_proj=3).n_proj == 3
+    per_layer = make_regularizer("per_layer", batch_norm="coupled")
+    assert isinstance(per_layer, PerLayerJacobianRegularizer)

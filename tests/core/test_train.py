@@ -134,3 +134,39 @@ def test_progress_bars_follow_tqdm_disable(monkeypatch):
         assert progress_off(True) is True
     monkeypatch.setenv("TQDM_DISABLE", "0")
     assert progress_off(True) is False
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("momentum", 5.0, "momentum"),
+        ("momentum", 1.0, "< 1.0"),
+        ("momentum", -0.1, ">= 0.0"),
+        ("lr_drop_factor", 10.0, "<= 1.0"),
+        ("lr_drop_factor", 0.0, "> 0"),
+        ("loss", "mse", "cross_entropy"),
+        ("progress", "yes", "bool"),
+        ("drop_last", 1, "bool"),
+        ("extra", [], "dict"),
+        ("batch_size", 2.0, "positive integer"),
+        ("diverge_factor", 0.5, ">= 1.0"),
+    ],
+)
+def test_every_train_config_field_is_checked_at_construction(field, value, says):
+    with pytest.raises(ValueError, match=f"TrainConfig.{field}.*{says}|{says}"):
+        TrainConfig(**{field: value})
+    TrainConfig(momentum=0.0, lr_drop_factor=1.0, loss="squared")  # the edges that are valid
+
+
+def test_train_refuses_an_empty_or_mismatched_test_set():
+    x, y = data()
+    cfg = TrainConfig(epochs=1, batch_size=64, progress=False)
+    with pytest.raises(ValueError, match="empty or mismatched test set"):
+        train(model(), x, y, cfg, x_test=x[:0], y_test=y[:0], device="cpu")
+    with pytest.raises(ValueError, match="empty or mismatched test set"):
+        train(model(), x, y, cfg, x_test=x[:5], y_test=y[:4], device="cpu")
+    with pytest.raises(ValueError, match="both x_test and y_test"):
+        train(model(), x, y, cfg, x_test=x, device="cpu")
+    with pytest.raises(ValueError, match="non-empty training set"):
+        train(model(), x[:0], y[:0], cfg, device="cpu")
+    assert "test_acc" in train(model(), x, y, cfg, x_test=x[:8], y_test=y[:8], device="cpu")

@@ -48,7 +48,18 @@ ISSUE_CLAIMS = {
     "table6.per_layer_cheaper",
     # Oymak et al.
     "oymak.spectrum_grows_sqrt_n",
-    "oymak.clean_labels_align_with_information_space",
+    "oymak.table1.trained_alignment_high",
+    "oymak.table1.initial_alignment_low",
+    "oymak.table2.trained_alignment_high",
+    "oymak.table2.initial_alignment_low",
+    "oymak.jacobian_low_rank",
+    "oymak.test_error_rises_with_corruption",
+    # sizes the papers print, and the statements the first registry missed
+    "table6.exact_cost_near_classes",
+    "table6.per_layer_resnet18_below_2x",
+    "fig4.score_close_to_sqrt2",
+    "fig4.spectral_much_below_frobenius",
+    "table5.ge_close_with_aug",
     "oymak.label_noise_on_nuisance_space",
     "oymak.residual_falls_faster_on_information_space",
     "oymak.test_error_dips_then_rises",
@@ -169,12 +180,23 @@ def test_rules_and_gates_state_their_thresholds():
         if r.side == claims.EQUIVALENT:
             assert r.margin and r.margin > 0 and r.margin_reason, c.id
         if g.min_train_acc is not None:
-            assert g.min_train_acc == claims.FIT == 0.99, c.id
+            assert g.min_train_acc in (claims.FIT, claims.FULL_FIT), c.id
+            # 100 % only where the statistic (the smallest training score) needs it
+            assert (g.min_train_acc == claims.FULL_FIT) == (
+                c.statistic.metric.startswith("min_score")
+            ), c.id
         if c.statistic.kind in (claims.DIFFERENCE, claims.LOG_RATIO, claims.GAIN_CONTRAST):
             assert len(c.statistic.arms) == 2, c.id
     # where the paper trains to fit, the fit gate is on; the paper's own 99.6 % passes it
-    fig4 = [c for c in REGISTRY if c.id.startswith("fig4.") and c.id != "fig4.train_acc_100"]
-    assert all(c.gates.min_train_acc is not None and c.gates.min_train_acc < 0.996 for c in fig4)
+    fig4 = [
+        c
+        for c in REGISTRY
+        if c.id.startswith("fig4.")
+        and c.gates.min_train_acc is not None
+        and not c.statistic.metric.startswith("min_score")
+    ]
+    assert len(fig4) >= 5
+    assert all(c.gates.min_train_acc < 0.996 for c in fig4)
     for cid in ("fig3.mnist.jr_beats_wd", "table2.mnist.jr_beats_wd", "table3.jr_helps_batch_norm"):
         assert CLAIMS[cid].gates.min_train_acc == 0.99
     # Table V: the paper's JR net does not fit (59.52 % training accuracy): no fit gate
@@ -208,3 +230,46 @@ def test_registry_frame_lists_every_rule():
     row = df.set_index("claim").loc["fig3.mnist.jr_less_data_on_par"]
     assert row["side"] == claims.EQUIVALENT and row["margin"] == 0.005
     assert row["arms"] == "jr_less_data vs wd_more_data"
+
+
+def _paper_gain_contrasts(claim):
+    """Per cell of the paper's table, (gain at the smallest n) - (gain at n) for every larger n,
+    read from jacnb.lab.paper (the claim's own statistic on the paper's printed numbers)."""
+    from jacnb.lab import paper
+
+    ref = claim.paper_ref
+    df = paper.paper_table(ref.table)
+    for col, val in ref.where:
+        df = df[df[col] == val]
+    wide = df.pivot_table(index=list(ref.by), columns=ref.arm_column, values=ref.value)
+    gain = (wide[ref.arms[1]] - wide[ref.arms[0]]).reset_index()
+    groups = gain.groupby(list(ref.by[:-1])) if len(ref.by) > 1 else [((), gain)]
+    out = []
+    for _, g in groups:
+        g = g.sort_values(ref.by[-1])
+        first = g[0].iloc[0]
+        out += [first - v for v in g[0].iloc[1:]]
+    return out
+
+
+def test_paper_disagreement_is_flagged_exactly_where_the_papers_numbers_disagree():
+    """Table II LaRED: most of the paper's own contrasts go against 'gain largest at the
+    smallest set'; MNIST's and Table IV's do not. The registry's flag must say so, and only
+    there."""
+    for cid in ("table2.mnist.gain_largest_at_smallest", "table2.lared.gain_largest_at_smallest",
+                "table4.gain_largest_at_smallest"):
+        contrasts = _paper_gain_contrasts(CLAIMS[cid])
+        against = sum(v < 0 for v in contrasts)
+        assert bool(CLAIMS[cid].paper_disagrees) == (against > len(contrasts) / 2), cid
+    flagged = [c.id for c in REGISTRY if c.paper_disagrees]
+    assert flagged == ["table2.lared.gain_largest_at_smallest"]
+
+
+def test_the_paper_profile_has_the_seeds_every_resnet_claim_needs():
+    """Tables IV-V: the `paper` profile trains as many seeds as the claims' seeds gate asks
+    (with one seed, none of them could be decided even after a full GPU run)."""
+    from jacnb.lab.settings import get_profile
+
+    seeds = get_profile("resnet", "paper")["seeds"]
+    for c in claims.claims_of("05_resnet"):
+        assert len(seeds) >= c.gates.min_seeds, c.id

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -112,10 +113,10 @@ def test_equivalence_claim():
     assert decide(par, runs((0.001, -0.001, 0.0))).verdict == REPRODUCED
     # mean 0.02, sd 0.001 -> [0.0175, 0.0225] entirely above +0.005
     assert decide(par, runs((0.02, 0.021, 0.019))).verdict == NOT_REPRODUCED
-    # mean 0.004, sd 0.001 -> [0.0015, 0.0065] straddles +0.005; distance 0.001:
-    # n=7: 2.447 * 0.001 / 2.646 = 0.000925 < 0.001 (n=6: 2.571/2.449 * 0.001 = 0.00105) -> 7
+    # mean 0.004, sd 0.001 -> [0.0015, 0.0065] straddles +0.005; distance 0.001 = one sd:
+    # 80 % power needs 10 seeds (noncentral t; tests/lab/test_stats.py); the 50 % rule said 7
     v = decide(par, runs((0.003, 0.005, 0.004)))
-    assert v.verdict == INCONCLUSIVE and v.seeds_needed == 7
+    assert v.verdict == INCONCLUSIVE and v.seeds_needed == 10
     # the claim covers depth 4 only: runs at depth 3 are not its cells
     v = decide(par, runs((0.0, 0.0, 0.0), depth=3))
     assert v.verdict == NOT_RUN
@@ -229,8 +230,10 @@ def test_gain_contrast_claim():
 def test_each_gate_forces_inconclusive(change, gate, words):
     runs = fig3_runs()
     assert decide(FIG3, runs).verdict == REPRODUCED
-    # the change hits one run only (one arm of one seed of one cell)
-    idx = runs.index[(runs["depth"] == 4) & (runs["seed"] == 1) & (runs["arm"] == "jacobian")]
+    # the change hits one run only (one arm of one seed of one cell); the regime gate reads the
+    # baseline arm (weight decay), the factor gate the tuned arms
+    arm = "weight_decay" if gate == "regime" else "jacobian"
+    idx = runs.index[(runs["depth"] == 4) & (runs["seed"] == 1) & (runs["arm"] == arm)]
     for col, value in change.items():
         runs[col] = runs[col].astype(object)
         runs.at[idx[0], col] = value
@@ -238,6 +241,22 @@ def test_each_gate_forces_inconclusive(change, gate, words):
     assert v.verdict == INCONCLUSIVE
     assert f"gate {gate}:" in v.reason and words in v.reason, v.reason
     assert v.estimate is not None  # the numbers are still shown
+
+
+def test_the_regime_gate_asks_the_baseline_arm_to_fit_not_the_regularized_one():
+    """A JR net held below the fit by its regularizer is a result; an unfit baseline means the
+    budget was short. (Planted: the old rule, every compared net, withholds the first case.)"""
+    runs = fig3_runs()
+    runs.loc[runs["arm"] == "jacobian", "train_acc"] = 0.97
+    v = decide(FIG3, runs)
+    assert v.verdict == REPRODUCED and "regime" not in v.reason
+    assert "arm weight_decay" in gates.regime_gate(FIG3, runs).detail
+    runs = fig3_runs()
+    runs.loc[runs["arm"] == "weight_decay", "train_acc"] = 0.97
+    v = decide(FIG3, runs)
+    assert v.verdict == INCONCLUSIVE and "gate regime" in v.reason
+    assert gates.fit_arms(FIG3) == ("weight_decay",)
+    assert gates.fit_arms("fig4.score_grows_with_depth") == ()  # unpaired: every net
 
 
 def test_a_grid_that_starts_at_zero_has_no_edge_below_it():
@@ -284,7 +303,7 @@ def test_gates_that_do_not_apply_pass():
     v = decide("table5.jr_smaller_ge_without_aug", pd.DataFrame(rows), dataset="ImageNet")
     assert v.verdict == REPRODUCED
     results = gates.check_gates("table5.jr_smaller_ge_without_aug", pd.DataFrame(rows))
-    assert [g.name for g in results] == ["regime", "factor", "budget", "seeds"]
+    assert [g.name for g in results] == ["regime", "factor", "budget", "seeds", "divergence"]
     assert all(g.passed for g in results)
     assert "not applicable" in results[0].detail and "not applicable" in results[1].detail
 
@@ -386,3 +405,55 @@ def test_required_columns_are_exactly_what_decide_reads():
             decide(FIG3, runs[[c for c in cols if c != col]])
     for c in REGISTRY:
         assert gates.required_columns(c.id)[0] == "seed"
+
+
+# --- no survivorship: diverged runs are counted ------------------------------------------------
+
+
+def _diverge(runs, arm, depth=4, n=2500, seed=1):
+    runs = runs.assign(status="ok")
+    hit = (runs["depth"] == depth) & (runs["n_train"] == n) & (runs["seed"] == seed)
+    hit &= runs["arm"] == arm
+    runs.loc[hit, ["status", "test_acc", "train_acc", "steps"]] = ["diverged", np.nan, np.nan, 37]
+    return runs
+
+
+def test_a_diverged_treatment_run_counts_as_a_failure_at_chance():
+    """Planted survivorship: dropping the diverged JR run leaves 2 good seeds per cell there;
+    counting it at chance (0.1) sinks the cell. Every cell shows its diverged count."""
+    runs = _diverge(fig3_runs(), "jacobian")
+    v = decide(FIG3, runs)
+    assert v.verdict != REPRODUCED, v.evidence
+    assert "gate divergence" not in v.reason  # registered as a failure at chance: counted
+    assert "depth=4, n_train=2500: " in v.evidence and "n=3, 1 diverged" in v.evidence
+    cells = gates.cell_table(FIG3, runs).set_index("cell")
+    assert cells.loc["depth=4, n_train=2500", "diverged"] == 1
+    assert cells.loc["depth=4, n_train=2500", "estimate"] < -0.2  # (0.1 - 0.901) / 3
+    assert cells["diverged"].sum() == 1 and cells.loc["depth=2, n_train=1000", "diverged"] == 0
+    assert {c.cell: c.diverged for c in v.cells}["depth=4, n_train=2500"] == 1
+    gate = gates.diverged_gate(FIG3, runs)
+    assert gate.passed and "counted as failures of their arm at test_acc = 0.1" in gate.detail
+    # dropping it instead keeps only the survivors' favourable differences: the old bug
+    survivors = gates.cell_table(FIG3, runs[runs["status"] == "ok"]).set_index("cell")
+    assert survivors.loc["depth=4, n_train=2500", "estimate"] > 0
+
+
+def test_a_diverged_baseline_run_fails_the_regime_gate():
+    v = decide(FIG3, _diverge(fig3_runs(), "weight_decay"))
+    assert v.verdict == INCONCLUSIVE and "gate regime" in v.reason
+
+
+def test_a_claim_without_a_chance_value_withholds_cells_with_diverged_runs():
+    claim = "fig4.test_acc_grows_with_depth"
+    rows = []
+    for k in (1, 2):
+        for seed in range(3):
+            for depth in (2, 3, 4):
+                rows.append({"depth": depth, "width_factor": k, "seed": seed, "steps": 800,
+                             "train_acc": 1.0, "test_acc": 0.9 + 0.01 * depth, "status": "ok"})
+    df = pd.DataFrame(rows)
+    assert decide(claim, df).verdict == REPRODUCED
+    df.loc[0, ["status", "test_acc", "train_acc"]] = ["diverged", np.nan, 1.0]
+    v = decide(claim, df)
+    assert v.verdict == INCONCLUSIVE and "gate divergence" in v.reason
+    assert "1/18 runs diverged" in v.reason and "leaves its cell undecided" in v.reason

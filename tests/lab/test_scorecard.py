@@ -202,16 +202,19 @@ def test_page_is_generated_from_the_store(tmp_path):
         assert f"<code>{c.id}</code>" in text
         assert f'href="{c.page}.html#{c.anchor}"' in text
     # the HTML is one block: no blank line inside it (MyST would end the raw block there)
-    html_part = text[text.index("<div class=\"scorecard-box\"") :]
+    html_part = text[text.index("<div class=\"jacnb-scorecard\"") :]
     assert "\n\n" not in html_part.strip()
     assert re.search(r"<th>claims of the papers</th><td>1</td><td>0</td><td>1</td>", text)
-    assert "(stand-in)" in text and "7 needed" in text
+    assert "<b>stand-in</b>" in text and "(7 needed)" in text
+    # one collapsible line per claim, the forest plot of the decided ones at the top
+    assert text.count('<details class="jacnb-claim">') == len(REGISTRY)
+    assert text.index("data:image/png;base64,") < text.index('<details class="jacnb-claim">')
     assert not list((tmp_path / "site").glob(".*"))  # no temporary left behind
 
 
 def test_card_displays_in_a_notebook(tmp_path):
     card = scorecard.build(tmp_path)
-    assert card._repr_html_().startswith("<div class=\"scorecard-box\"")
+    assert card._repr_html_().startswith("<div class=\"jacnb-scorecard\"")
     assert (card.counts[NOT_RUN].sum()) == len(counted_ids())
 
 
@@ -227,3 +230,37 @@ def test_cells_survive_the_store_round_trip(tmp_path):
     (back,) = scorecard.load_verdicts(tmp_path)
     assert back.cells[0] == cells[0] and back.deciding_cell == "depth=3"
     assert isinstance(back.cells[1], CellStat) and back.cells[1].low is None
+
+
+def test_forest_rows_are_the_decided_claims_at_their_deciding_cell_s_threshold():
+    from jacnb.lab.verdicts import CellStat
+
+    vs = verdicts_fc()
+    cells = (
+        CellStat("a", 0.02, 0.01, 0.03, 0.0, 3, "claimed"),
+        CellStat("b", 0.004, 0.0015, 0.0065, 0.002, 3, "straddles"),
+    )
+    vs[2] = Verdict(**{**vs[2].__dict__, "cells": cells, "deciding_cell": "b"})
+    card = scorecard.Scorecard(
+        scorecard.scorecard_frame(vs), scorecard.counts(scorecard.scorecard_frame(vs)), "x", None
+    )
+    rows = scorecard.forest_rows(card)
+    assert [r.label for r in rows] == [v.claim[:39] + "…" if len(v.claim) > 40 else v.claim
+                                       for v in vs]
+    assert [r.threshold for r in rows] == [0.0, 0.0, 0.002]
+    assert rows[1].colour == scorecard.VERDICT_COLOURS[NOT_REPRODUCED]
+
+
+def test_checks_are_listed_apart_after_the_claims():
+    from jacnb.lab.claims import Kind
+
+    checks = [c.id for c in REGISTRY if c.kind == Kind.CHECK]
+    assert checks
+    card = scorecard.build("/nonexistent")
+    text = scorecard.render_html(card)
+    head = text.index("<b>Checks</b>")
+    for cid in checks:
+        assert text.index(f"<code>{cid}</code>") > head
+    for c in REGISTRY:
+        if c.kind != Kind.CHECK:
+            assert text.index(f"<code>{c.id}</code>") < head

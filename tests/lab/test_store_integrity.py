@@ -173,6 +173,7 @@ WRITER = textwrap.dedent(
     fsync = os.fsync
 
     def slow_fsync(fd):  # a slow disk: each temp file lives 0.2 s before its rename
+        print("fsync", flush=True)
         time.sleep(0.2)
         fsync(fd)
 
@@ -200,10 +201,17 @@ def test_sigkill_during_writes_leaves_a_store_that_opens_and_counts_once(tmp_pat
             [sys.executable, "-c", WRITER, str(root)], stdout=subprocess.PIPE, env=env, cwd=REPO
         )
         assert proc.stdout is not None
-        if proc.stdout.readline().strip() != b"run":  # all stored already: nothing to kill
+        line = b"fsync"
+        while line == b"fsync":  # the store's probe before the grid
+            line = proc.stdout.readline().strip()
+        if line != b"run":  # all stored already: nothing to kill
             proc.wait()
             continue
-        time.sleep(rng.uniform(0.0, 0.45))
+        if rng.random() < 0.5:  # half the kills while a temp file is being written
+            proc.stdout.readline()  # "fsync" of the record's temp file
+            time.sleep(rng.uniform(0.0, 0.15))
+        else:  # the others anywhere from the end of the run on
+            time.sleep(rng.uniform(0.0, 0.45))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         left_tmp |= {p.name for p in root.glob("*/.tmp-*")}

@@ -46,5 +46,5 @@ def trained_model(
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     write_atomic(ckpt, buffer.getvalue())
-    store.put(config, result)
+    store.put(config, result, replace=True)  # new weights: their record replaces the old
     return model, result

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures
-import multiprocessing
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,13 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from jacnb.lab.store.worker import BUSY, attempt_pickled
+from jacnb.lab.store.worker_pool import WorkerPool
 from jacnb.lab.timing import default_threads
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
@@ -30,7 +24,8 @@ class LocalPool:
     ``torch.set_num_threads(max(1, cores // workers))``. Pass it (or ``"local"``) as
     ``run_grid(..., executor=...)``. The processes are started with ``spawn`` on first use and
     kept for the next grids of this process (a chapter runs several), until :meth:`shutdown`,
-    an interrupted grid, or the end of the process."""
+    an interrupted grid (:meth:`stop`), or the end of the process. A worker that dies costs
+    only its run, which a fresh worker retries (:mod:`jacnb.lab.store.worker_pool`)."""
 
     workers: int | None = None
 
@@ -48,27 +43,30 @@ class LocalPool:
     def threads_per_worker(self) -> int:
         return max(1, default_threads() // self.n_workers)
 
-    def executor(self) -> concurrent.futures.ProcessPoolExecutor:
-        """The running pool of this size (started if there is none, or it broke)."""
+    def executor(self) -> WorkerPool:
+        """The running pool of this size (started if there is none, or it was stopped)."""
         pool = _LOCAL_POOLS.get(self)
-        if pool is None or getattr(pool, "_broken", False) or getattr(pool, "_shutdown_thread", 0):
-            pool = concurrent.futures.ProcessPoolExecutor(
-                self.n_workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(self.threads_per_worker,),
-            )
+        if pool is None or pool.closed:
+            pool = WorkerPool(self.n_workers, self.threads_per_worker)
             _LOCAL_POOLS[self] = pool
         return pool
 
     def shutdown(self) -> None:
-        """Stop this pool's worker processes (runs not yet started are cancelled)."""
+        """Stop this pool's worker processes once their runs are done (runs not yet started
+        are cancelled)."""
         pool = _LOCAL_POOLS.pop(self, None)
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
+    def stop(self) -> None:
+        """Stop this pool's worker processes now: their runs unwind (claims released) and are
+        lost; what they had stored stays stored."""
+        pool = _LOCAL_POOLS.pop(self, None)
+        if pool is not None:
+            pool.stop()
 
-_LOCAL_POOLS: dict[LocalPool, concurrent.futures.ProcessPoolExecutor] = {}
+
+_LOCAL_POOLS: dict[LocalPool, WorkerPool] = {}
 
 
 @atexit.register

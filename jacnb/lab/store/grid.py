@@ -11,8 +11,9 @@ from tqdm.auto import tqdm
 
 from jacnb.core.train import progress_off
 from jacnb.lab.store.executors import resolve_executor, run_with
-from jacnb.lab.store.records import RECORD_BYTES, config_key
+from jacnb.lab.store.records import RECORD_BYTES, check_config, config_key
 from jacnb.lab.store.result_store import ResultStore
+from jacnb.lab.store.schema import ResultSchema
 from jacnb.lab.store.worker import BUSY, attempt
 
 
@@ -42,6 +43,7 @@ def run_grid(
     record_bytes: int = RECORD_BYTES,
     checkpoint_bytes: int = 0,
     poll: float = 5.0,
+    schema: ResultSchema | None = None,
 ) -> pd.DataFrame:
     """Run ``run(config)`` for every config without a valid record; return all their records.
 
@@ -63,9 +65,22 @@ def run_grid(
     records (``record_bytes`` each) and checkpoints (``checkpoint_bytes``: a run's peak checkpoint
     use, per run in flight), else :class:`StoreError` says what to do. Each finished run is stored
     before the grid goes on, so an interrupted grid loses at most the runs in flight.
+
+    Every config must pass :func:`~jacnb.lab.store.records.check_config` (a plain experiment
+    name, no reserved field, JSON values), checked before anything runs. ``schema``: what every
+    finished run of these experiments must report (:class:`~jacnb.lab.store.schema.ResultSchema`);
+    a stored record that fails it is quarantined and its run recomputed. An empty grid returns
+    an empty frame.
     """
     store = store or ResultStore()
     configs = list(configs)
+    for config in configs:
+        check_config(config)
+    if not configs:
+        return pd.DataFrame(columns=["key"])
+    experiments = {str(c.get("experiment", "misc")) for c in configs}
+    if schema is not None:
+        store = store.with_schema(experiments, schema)
     store.clean_tmp()
     todo = [c for c in configs if not store.has(c)]
     if todo:
@@ -86,8 +101,8 @@ def run_grid(
                     run_with(pool, todo, run, store, poll, bar)
         except BaseException:
             if local is not None:  # stop its workers: nothing keeps training behind the user
-                local.shutdown()
+                local.stop()
             raise
     keys = {config_key(c) for c in configs}
-    frame = pd.concat([store.frame(e) for e in {str(c.get("experiment", "misc")) for c in configs}])
+    frame = pd.concat([store.frame(e) for e in sorted(experiments)])
     return frame[frame["key"].isin(keys)].reset_index(drop=True) if len(frame) else frame

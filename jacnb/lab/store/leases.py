@@ -23,10 +23,13 @@ from typing import Any
 from jacnb.lab.store.records import create_exclusive
 
 #: How often a worker touches the claim of the run it trains.
-HEARTBEAT_SECONDS = 30.0
-#: A claim whose heartbeat is older than this (ten missed beats) has lost its owner: host down,
-#: process frozen or killed on another machine. Hosts must agree on the time to within minutes.
-STALE_CLAIM_SECONDS = 300.0
+HEARTBEAT_SECONDS = 15.0
+#: A claim whose heartbeat is older than this (six missed beats) has lost its owner: host down,
+#: process frozen or killed on another machine. Six beats rather than two or three because NFS
+#: clients may cache a file's modification time for up to 60 s; hosts must agree on the time to
+#: within a few tens of seconds. On the claim's own host the owner is checked directly instead
+#: (:func:`owner_alive`): a dead, stopped or replaced owner loses its claim at once.
+STALE_CLAIM_SECONDS = 6 * HEARTBEAT_SECONDS
 
 CLAIMS_FOLDER = ".claims"
 
@@ -42,7 +45,7 @@ def claim_files(folder: Path, key: str) -> list[tuple[int, Path]]:
 
 def claim_alive(path: Path, stale_seconds: float = STALE_CLAIM_SECONDS) -> bool:
     """Whether the owner of the claim file ``path`` may still be training: its heartbeat is
-    fresh and, on this host, its process exists."""
+    fresh and, on this host, its process is the one that claimed (:func:`owner_alive`)."""
     try:
         age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
@@ -53,9 +56,73 @@ def claim_alive(path: Path, stale_seconds: float = STALE_CLAIM_SECONDS) -> bool:
         owner = json.loads(path.read_text())
     except (OSError, ValueError):
         return True  # unreadable: trust the heartbeat alone
-    if owner.get("host") == socket.gethostname():
-        return pid_alive(owner.get("pid"))
+    if isinstance(owner, dict) and owner.get("host") == socket.gethostname():
+        return owner_alive(owner)
     return True
+
+
+def this_process() -> dict[str, Any]:
+    """What a claim records of its owner: host, pid, the process's start time (``start``,
+    clock ticks after boot: a later process with the same pid has another), the kernel's boot
+    id and the pid namespace (two containers with one host name do not share pids), and the
+    time."""
+    pid = os.getpid()
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "start": _proc_stat(pid)[1],
+        "boot": _read("/proc/sys/kernel/random/boot_id"),
+        "pidns": _pid_namespace(),
+        "time": time.time(),
+    }
+
+
+def owner_alive(owner: dict[str, Any]) -> bool:
+    """Whether the process a claim on this host names is still the live owner: it exists, is
+    neither a zombie nor stopped (``SIGSTOP``: it would not train until resumed, and a run
+    stored meanwhile is not stored again), and has the recorded start time (not a new process
+    that reuses the pid). A claim from another boot or pid namespace is judged by its heartbeat
+    alone (``True`` here)."""
+    boot, ns = owner.get("boot"), owner.get("pidns")
+    if boot is not None and boot != _read("/proc/sys/kernel/random/boot_id"):
+        return False  # the host rebooted since: every process of that boot is gone
+    if ns is not None and ns != _pid_namespace():
+        return True  # another container's pid: not ours to check
+    pid = owner.get("pid")
+    if not pid_alive(pid):
+        return False
+    state, start = _proc_stat(pid)
+    if state == "T":
+        return False
+    recorded = owner.get("start")
+    return recorded is None or start is None or recorded == start
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _pid_namespace() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
+def _proc_stat(pid: int) -> tuple[str | None, int | None]:
+    """``(state, start time)`` of process ``pid`` from ``/proc/<pid>/stat`` (fields 3 and 22);
+    ``(None, None)`` where there is no ``/proc``."""
+    text = _read(f"/proc/{pid}/stat")
+    if text is None:
+        return None, None
+    try:
+        fields = text.rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None, None
 
 
 def take_claim(
@@ -74,7 +141,7 @@ def take_claim(
         generation = claims[-1][0] + 1
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.{generation}.claim"
-    owner = {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+    owner = this_process()
     if not create_exclusive(path, json.dumps(owner).encode()):
         return None
     for _, old in claims:  # the dead owners' generations

@@ -9,7 +9,8 @@ cannot take its records. See :mod:`jacnb.lab.store` for the guarantees.
 from __future__ import annotations
 
 import contextlib
-import json
+import copy
+import errno
 import os
 import shutil
 import tempfile
@@ -43,14 +44,24 @@ from jacnb.lab.store.records import (
     TRAIN_CHECKPOINT_SUFFIX,
     InvalidRecordError,
     StoreError,
+    check_config,
     config_key,
-    decode,
     default_root,
     encode,
     mb,
+    publish,
+    record_bytes,
     validate,
     write_atomic,
 )
+from jacnb.lab.store.schema import ResultSchema
+
+#: Files a stored run keeps: its record and (while it trains) its claim.
+INODES_PER_RUN = 2
+#: Files a run in flight may hold at once: temporary files and checkpoint generations.
+INODES_IN_FLIGHT = 4
+#: ``errno`` values that mean "this process may not change the store here".
+READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def _keep_weights_default() -> bool:
@@ -61,6 +72,8 @@ class ResultStore:
     """A folder of ``<experiment>/<key>.json`` records:
     ``{"key", "config", "status", "reason", "result"[, "nonfinite"]}``.
 
+    ``schemas``: per experiment, the :class:`~jacnb.lab.store.schema.ResultSchema` its finished
+    runs' results must meet (besides the naming conventions every record meets).
     ``keep_weights``: keep a finished run's training checkpoint (``<key>.train.pt``, the model
     weights of a ResNet run) after its record is stored; default ``$JACNB_KEEP_WEIGHTS`` or
     ``False`` (the checkpoint is removed once the record is safe).
@@ -73,11 +86,20 @@ class ResultStore:
         keep_weights: bool | None = None,
         stale_claim_seconds: float = STALE_CLAIM_SECONDS,
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        schemas: Mapping[str, ResultSchema] | None = None,
     ) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.keep_weights = _keep_weights_default() if keep_weights is None else keep_weights
         self.stale_claim_seconds = stale_claim_seconds
         self.heartbeat_seconds = heartbeat_seconds
+        self.schemas: dict[str, ResultSchema] = dict(schemas or {})
+
+    def with_schema(self, experiments: Iterable[str], schema: ResultSchema) -> ResultStore:
+        """A copy of this store that also checks every result of ``experiments`` against
+        ``schema`` (records that fail are quarantined on read)."""
+        other = copy.copy(self)
+        other.schemas = {**self.schemas, **dict.fromkeys(experiments, schema)}
+        return other
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.root)!r}, keep_weights={self.keep_weights})"
@@ -147,7 +169,7 @@ class ResultStore:
         except FileNotFoundError:
             return None
         try:
-            return decode(validate(path, data))
+            return validate(path, data, self.schemas.get(path.parent.name))
         except InvalidRecordError as err:
             with contextlib.suppress(FileNotFoundError):
                 after = path.stat()
@@ -157,15 +179,29 @@ class ResultStore:
             return None
 
     def quarantine(self, path: Path, why: str) -> Path | None:
-        """Move a damaged file into ``<its folder>/.quarantine/`` with a warning naming it."""
+        """Move a damaged file into ``<its folder>/.quarantine/`` with a warning naming it.
+
+        On a store this process may not change (a read-only volume, another user's folder) the
+        file stays where it is, with a warning saying what would be done; it is never read as
+        a record either way."""
         folder = path.parent / QUARANTINE_FOLDER
-        folder.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S")
         dest = folder / f"{path.name}.{stamp}-{os.getpid()}-{threading.get_ident() % 10**6}"
         try:
+            folder.mkdir(parents=True, exist_ok=True)
             os.replace(path, dest)
         except FileNotFoundError:
             return None  # another reader moved it first
+        except OSError as err:
+            if err.errno not in READ_ONLY_ERRNOS:
+                raise
+            warnings.warn(
+                f"damaged file {path} ({why}) is skipped; it would be moved to {folder}, but "
+                f"the store is read-only here ({err.strerror}); its run is not shown",
+                UserWarning,
+                stacklevel=4,
+            )
+            return None
         warnings.warn(
             f"damaged file {path} ({why}) moved to {dest}; its run will be recomputed",
             UserWarning,
@@ -182,8 +218,16 @@ class ResultStore:
         *,
         status: str | None = None,
         reason: str | None = None,
+        replace: bool = False,
     ) -> Path:
         """Write the record atomically (temp file, fsync, rename); returns its path.
+
+        A run is stored once: if a valid record of ``config`` is already there (another worker
+        finished the run, e.g. after taking over the claim of this one, thought dead), this
+        result is dropped with a warning and the stored record kept, unless ``replace``.
+        ``config`` must pass :func:`~jacnb.lab.store.records.check_config`, and the record
+        must be one a reader accepts (its result meeting the metric conventions and the
+        experiment's schema), else ``ValueError`` and nothing is stored.
 
         ``status``/``reason`` default to the result's own ``status``/``reason`` entries (which
         then move to the record's top level), else ``"diverged"`` with the result's ``diverged``
@@ -191,6 +235,7 @@ class ResultStore:
         Non-finite floats are stored as ``null`` and listed under ``nonfinite``. Once the record
         is on disk, the run's training checkpoint is removed unless ``keep_weights``.
         """
+        check_config(config)
         path = self.path(config)
         path.parent.mkdir(parents=True, exist_ok=True)
         result = dict(result)
@@ -213,8 +258,26 @@ class ResultStore:
         }
         if nonfinite:
             record["nonfinite"] = nonfinite
-        text = json.dumps(record, allow_nan=False)
-        write_atomic(path, text.encode("utf-8"))
+        data = record_bytes(record)
+        try:  # what a reader would see: a result it would quarantine is not stored
+            validate(path, data, self.schemas.get(path.parent.name))
+        except InvalidRecordError as err:
+            raise ValueError(
+                f"the result of run {path.stem} ({path.parent.name}) is not stored because it "
+                f"would not be valid: {err}"
+            ) from err
+        if replace:
+            write_atomic(path, data)
+        else:
+            while not publish(path, data):
+                if self._load(path) is not None:  # a damaged one is quarantined: try again
+                    warnings.warn(
+                        f"{path} was already stored by another worker; this result of the same "
+                        "run was dropped (a run is stored once)",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                    break
         if not self.keep_weights:
             self.discard_checkpoints(config)
         return path
@@ -239,13 +302,30 @@ class ResultStore:
         if not self.root.is_dir():
             return []
         now = time.time()
-        removed = []
+        removed: list[Path] = []
+        kept: list[Path] = []
+        errors: set[str] = set()
         patterns = (f"{TMP_PREFIX}*", f"*/{TMP_PREFIX}*", f"{CLAIMS_FOLDER}/*/{TMP_PREFIX}*")
         for path in (p for pattern in patterns for p in self.root.glob(pattern)):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 if now - path.stat().st_mtime >= max_age:
                     path.unlink()
                     removed.append(path)
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                if err.errno not in READ_ONLY_ERRNOS:
+                    raise
+                kept.append(path)
+                errors.add(str(err.strerror))
+        if kept:
+            warnings.warn(
+                f"{len(kept)} stale temporary file(s) in {self.root} (e.g. {kept[0].name}) "
+                f"would be removed, but the store is read-only here ({', '.join(errors)}); "
+                "they are never read as records",
+                UserWarning,
+                stacklevel=2,
+            )
         return removed
 
     # -- early checks --------------------------------------------------------------------------
@@ -281,7 +361,9 @@ class ResultStore:
         """Raise :class:`StoreError` unless the store's disk has room for ``n_runs`` records of
         ``record_bytes`` plus the checkpoints: ``checkpoint_bytes`` (a run's peak checkpoint
         use) for each of the ``in_flight`` runs trained at once, or for all ``n_runs`` when
-        ``keep_weights``."""
+        ``keep_weights``; and free inodes (files) for them: :data:`INODES_PER_RUN` per run
+        and :data:`INODES_IN_FLIGHT` per run in flight (a volume out of inodes refuses new
+        files however many bytes are free)."""
         holders = n_runs if self.keep_weights else min(n_runs, max(1, in_flight))
         need = n_runs * record_bytes + holders * checkpoint_bytes
         probe = self.root
@@ -296,8 +378,16 @@ class ResultStore:
                 "Free some space, or point JACNB_RESULTS (or ResultStore(root) / "
                 "python -m jacnb.run --results) at a larger disk."
             )
+        stats = os.statvfs(probe)
+        files = n_runs * INODES_PER_RUN + min(n_runs, max(1, in_flight)) * INODES_IN_FLIGHT
+        if stats.f_files and stats.f_favail < files:  # f_files == 0: no inode limit here
+            raise StoreError(
+                f"The result store {self.root} has {stats.f_favail} free inodes (files), but "
+                f"the {n_runs} runs still to train need about {files}; nothing was trained. "
+                "Remove files on that volume, or point JACNB_RESULTS (or ResultStore(root) / "
+                "python -m jacnb.run --results) at another one."
+            )
 
-    # -- claims --------------------------------------------------------------------------------
     # -- claims --------------------------------------------------------------------------------
 
     def _claim_folder(self, config: Mapping[str, Any]) -> Path:
