@@ -720,6 +720,8 @@ def with_diverged(claim: str, runs: pd.DataFrame, records: pd.DataFrame | None) 
     arms = list(c.statistic.arms) or [
         v for col, vals in c.cell_filter if col == "arm" for v in vals
     ] or [None]
+    if arms == [None] and "jacobian" in runs.columns:  # a cell per Jacobian (initial, final)
+        arms = sorted(set(runs["jacobian"]))
     rows = []
     for _, rec in bad.iterrows():
         for arm in arms:
