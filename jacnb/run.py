@@ -13,11 +13,15 @@ only reads the records (Sokolic et al. 2017 and Oymak et al. 2019 grids, ``noteb
 ``run(profile, executor=..., store=...)`` hands the executor to
 :func:`jacnb.lab.store.run_grid`. ``--executor local`` trains in ``--workers`` local processes
 (default: one per core, each with ``cores // workers`` torch threads); ``--executor slurm``
-submits the missing runs as one SLURM job array through submitit (``--partition``, ``--gpus``
-per task, ``--timeout-min``, ``--cpus-per-task``, ``--mem-gb``, ``--parallel`` = most array tasks
-at once; job scripts and logs in ``--folder``, default ``<results>/.submitit``). The result store
+submits the missing runs as SLURM job arrays through submitit, one per set of grids that do not
+depend on each other (:func:`jacnb.lab.store.run_grids`; ``--partition``, ``--gpus`` per task,
+``--timeout-min``, ``--cpus-per-task``, ``--mem-gb``, ``--parallel`` = most array tasks at once;
+job scripts and logs in ``--folder``, default ``<results>/.submitit``). The result store
 (``--results`` or ``$JACNB_RESULTS``) must then be on storage every node sees. Any number of
-such commands, notebooks and jobs can share one store: each run is claimed before it trains.
+such commands, notebooks and jobs can share one store: each run is claimed before it is
+submitted or trains. A SLURM task that ends without a result (cancelled, killed, out of time) is
+reported (:class:`jacnb.lab.store.LostRunsError`, exit status 3) once the other runs are
+stored; the same command again trains it.
 
 Also here: the checks that make a mistyped or unknown notebook parameter (``-p profle paper``,
 ``-p epochs 1``) an error naming the valid ones, instead of papermill's warning and a silent run
@@ -46,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 EXECUTORS = ("none", "local", "slurm")
+#: Exit status of ``python -m jacnb.run`` when SLURM tasks ended without a result.
+LOST_EXIT = 3
 
 
 def check_parameters(notebook_path: str | Path, parameters: Mapping[str, Any]) -> None:
@@ -163,7 +169,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jacnb.lab.store import ResultStore
+    from jacnb.lab.store import LostRunsError, ResultStore
 
     p = parser()
     args = p.parse_args(argv)
@@ -187,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt():
             chapter.run(args.profile, executor=executor, store=store)
+    except LostRunsError as err:
+        print(f"[jacnb.run] {args.chapter}: {err}", file=sys.stderr)
+        return LOST_EXIT
     except KeyboardInterrupt as err:
         command = " ".join(["python -m jacnb.run", *(sys.argv[1:] if argv is None else argv)])
         why = "SIGTERM" if isinstance(err, Terminated) else "interrupted"

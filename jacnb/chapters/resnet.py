@@ -20,12 +20,13 @@ Chapter interface (``PLAN.md``): :data:`NAME`, :func:`settings`, :func:`configs`
 -> :class:`ResnetResult` (``frames``, ``figures``, ``paper_table``, ``verdicts``). Every run is
 one config dict (:func:`table4_configs`, :func:`table5_configs`) trained by :func:`run_config`
 through :func:`jacnb.core.distributed.fit`, which checkpoints every epoch beside the result-store
-record, so a killed run resumes; :func:`run_table` goes through
-:func:`jacnb.lab.store.run_grid` (with the executor, and the runs' peak checkpoint size), so
-finished runs are never repeated. ``scripts/train_resnet.py`` trains the same configs under
-``torchrun`` (DDP) and writes the same records. The verdicts come only from
-:func:`jacnb.lab.gates.decide` on the tidy runs frames, or :func:`jacnb.lab.gates.not_run` where
-no dataset is on disk. The factors are the paper's (no selection), so no factor gate applies.
+record, so a killed run resumes; :func:`run_tables` sends both tables through
+:func:`jacnb.lab.store.run_grids` (with the executor, and the runs' peak checkpoint size; one
+SLURM job array for both), so finished runs are never repeated. ``scripts/train_resnet.py``
+trains the same configs under ``torchrun`` (DDP) and writes the same records. The verdicts come
+only from :func:`jacnb.lab.gates.decide` on the tidy runs frames, or
+:func:`jacnb.lab.gates.not_run` where no dataset is on disk. The factors are the paper's (no
+selection), so no factor gate applies.
 
 Datasets: the real ones when present (CIFAR-10 via torchvision's files, ImageNet from a user
 folder in ImageFolder layout, :func:`imagenet_folder`). A profile may list a stand-in after
@@ -56,7 +57,7 @@ from jacnb.lab import gates, paper
 from jacnb.lab import settings as lab_settings
 from jacnb.lab.claims import claims_of
 from jacnb.lab.datasets import NOT_RUN, dataset_label, get_dataset, stand_in_label, try_dataset
-from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.store import Grid, ResultStore, run_grids
 from jacnb.lab.tables import percent_mean_sd
 from jacnb.lab.verdicts import Verdict
 
@@ -325,6 +326,34 @@ def checkpoint_bytes(config: Mapping[str, Any]) -> int:
     return int(2 * 2 * 4 * n + 2**20)
 
 
+def run_tables(
+    tables: Mapping[str, list[dict[str, Any]]],
+    store: ResultStore | None = None,
+    executor: Any = None,
+    progress: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Every table's configs (``{"Table IV": configs, ...}``) through
+    :func:`jacnb.lab.store.run_grids` (finished ones are not rerun), with the executor and the
+    largest :func:`checkpoint_bytes` of the configs; the tables do not depend on each other, so
+    their missing runs go out together (one SLURM job array). An empty table gets an empty
+    frame."""
+    store = store or ResultStore()
+    present = {name: configs for name, configs in tables.items() if configs}
+    if not present:
+        return {name: pd.DataFrame() for name in tables}
+    peak = max(checkpoint_bytes(c) for configs in present.values() for c in configs)
+    run = functools.partial(run_config, store=store)
+    frames = run_grids(
+        [Grid(configs, run, desc=name) for name, configs in present.items()],
+        store,
+        executor,
+        progress=progress,
+        checkpoint_bytes=peak,
+    )
+    out = dict(zip(present, frames, strict=True))
+    return {name: out.get(name, pd.DataFrame()) for name in tables}
+
+
 def run_table(
     configs: list[dict[str, Any]],
     store: ResultStore | None = None,
@@ -332,21 +361,8 @@ def run_table(
     progress: bool = True,
     desc: str = "resnet",
 ) -> pd.DataFrame:
-    """All configs through :func:`jacnb.lab.store.run_grid` (finished ones are not rerun), with
-    the executor and the largest :func:`checkpoint_bytes` of the configs."""
-    store = store or ResultStore()
-    if not configs:
-        return pd.DataFrame()
-    peak = max(checkpoint_bytes(c) for c in configs)
-    return run_grid(
-        configs,
-        functools.partial(run_config, store=store),
-        store,
-        desc=desc,
-        progress=progress,
-        executor=executor,
-        checkpoint_bytes=peak,
-    )
+    """One table's configs through :func:`run_tables`."""
+    return run_tables({desc: configs}, store, executor, progress)[desc]
 
 
 def run(
@@ -363,8 +379,16 @@ def run(
     store = store or ResultStore()
     name4 = pick_dataset(s["table4"]["candidates"])
     name5 = pick_dataset(s["table5"]["candidates"])
-    rec4 = run_table(table4_configs(s, name4), store, executor, desc="Table IV") if name4 else None
-    rec5 = run_table(table5_configs(s, name5), store, executor, desc="Table V") if name5 else None
+    frames = run_tables(
+        {
+            "Table IV": table4_configs(s, name4) if name4 else [],
+            "Table V": table5_configs(s, name5) if name5 else [],
+        },
+        store,
+        executor,
+    )
+    rec4 = frames["Table IV"] if name4 else None
+    rec5 = frames["Table V"] if name5 else None
     return ResnetResult(s["profile"], s, name4, name5, rec4, rec5)
 
 
