@@ -23,6 +23,13 @@ submitted or trains. A SLURM task that ends without a result (cancelled, killed,
 reported (:class:`jacnb.lab.store.LostRunsError`, exit status 3) once the other runs are
 stored; the same command again trains it.
 
+``--dry-run`` (one chapter, or all without a name) builds every config of the profile at its
+shapes and times a few steps of each distinct shape on the device at hand instead of training
+(:mod:`jacnb.lab.dryrun`); ``--json PATH`` saves its table (``book/_static/paper_cost.json`` is
+what the page "What the ``paper`` profile costs" shows)::
+
+    python -m jacnb.run --profile paper --dry-run --json book/_static/paper_cost.json
+
 Also here: the checks that make a mistyped or unknown notebook parameter (``-p profle paper``,
 ``-p epochs 1``) an error naming the valid ones, instead of papermill's warning and a silent run
 at the default profile: :func:`check_parameters`, which :func:`jacnb.book.execute_notebook`
@@ -150,7 +157,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m jacnb.run", description=__doc__.split("\n\n")[0].replace("\n", " ")
     )
-    p.add_argument("chapter", help="a module of jacnb.chapters, e.g. fully_connected")
+    p.add_argument(
+        "chapter",
+        nargs="?",
+        help="a module of jacnb.chapters, e.g. fully_connected (with --dry-run: default all)",
+    )
     p.add_argument("--profile", default="cpu", help="smoke | cpu | paper | auto (default: cpu)")
     p.add_argument("--executor", choices=EXECUTORS, default="none")
     p.add_argument("--workers", type=int, default=None, help="local: processes (default: cores)")
@@ -165,6 +176,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keep-weights", action="store_true", help="keep finished runs' training checkpoints"
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build every config at the profile's shapes, time a few steps, project the cost; "
+        "trains nothing to the end and writes no record (jacnb.lab.dryrun)",
+    )
+    p.add_argument("--steps", type=int, default=2, help="dry run: timed steps per shape")
+    p.add_argument("--json", default=None, help="dry run: write its table to this JSON file")
     return p
 
 
@@ -173,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = parser()
     args = p.parse_args(argv)
+    if args.dry_run:
+        return dry_run(p, args)
+    if args.chapter is None:
+        p.error("name a chapter (all chapters only with --dry-run)")
     module = f"jacnb.chapters.{args.chapter}"
     try:
         chapter = importlib.import_module(module)
@@ -208,6 +231,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + (signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT)
     print(f"[jacnb.run] {args.chapter} at profile {args.profile}: records in {root}")
     return 0
+
+
+def dry_run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--dry-run``: :func:`jacnb.lab.dryrun.dry_run_chapter` for the chapter (or every chapter
+    with a ``dry_run`` hook) on the device at hand; prints the per-shape lines and the
+    per-chapter table, writes the JSON with ``--json``. Exit status 1 if any config failed."""
+    import time
+
+    import torch
+
+    from jacnb.lab import dryrun
+    from jacnb.lab.settings import resolve_profile
+
+    names = [args.chapter] if args.chapter else chapter_names()
+    modules = {}
+    for name in names:
+        try:
+            module = importlib.import_module(f"jacnb.chapters.{name}")
+        except ModuleNotFoundError:
+            module = None
+        if module is None or not hasattr(module, "dry_run"):
+            if args.chapter:
+                p.error(f"chapter {name!r} has no dry run; valid: {dry_run_chapters()}")
+            continue
+        modules[name] = module
+    profile = resolve_profile(args.profile)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.perf_counter()
+    rows = []
+    for name, module in modules.items():
+        rows += dryrun.dry_run_chapter(name, module, profile, device, steps=args.steps)
+    result = dryrun.report(profile, rows, device, time.perf_counter() - t0, args.steps, 1)
+    print(dryrun.format_table(dryrun.table(result)))
+    total = dryrun.total_hours(result)
+    print(
+        f"[jacnb.run] dry run of profile {profile} on {result['device']} in "
+        f"{result['wall_seconds']:.0f} s: the full profile would take {dryrun.months(total)} "
+        f"here ({args.steps} timed steps per distinct shape; configs differing only by seed or "
+        "factor share one)"
+    )
+    if args.json:
+        print(f"[jacnb.run] table written to {dryrun.save(result, args.json)}")
+    failures = sum(bool(r.error) for r in rows)
+    if failures:
+        print(f"[jacnb.run] {failures} shapes FAILED (see FAIL lines above)")
+    return 1 if failures else 0
+
+
+def dry_run_chapters() -> list[str]:
+    """The chapters with a dry-run hook (``dry_run(settings, device)``)."""
+    out = []
+    for name in chapter_names():
+        if hasattr(importlib.import_module(f"jacnb.chapters.{name}"), "dry_run"):
+            out.append(name)
+    return out
 
 
 class Terminated(KeyboardInterrupt):

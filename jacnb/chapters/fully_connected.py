@@ -57,6 +57,7 @@ from jacnb.lab.datasets import (  # noqa: F401 - Panel, dataset_label, try_datas
     plan_panels,
     try_dataset,
 )
+from jacnb.lab.dryrun import DryConfig, batch_of
 from jacnb.lab.selection import VAL_METRICS
 from jacnb.lab.selection import choose_lambdas as choose
 from jacnb.lab.store import (
@@ -1079,3 +1080,61 @@ def fig3_workload(s: Mapping[str, Any], in_dims: Mapping[str, int]) -> list[dict
                 for n in s["n_train"]:
                     out += [{**base, "n_fit": n, "phase": "final"}] * len(s["seeds"])
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run (python -m jacnb.run fully_connected --profile paper --dry-run; jacnb.lab.dryrun)
+# ---------------------------------------------------------------------------------------------
+
+
+def largest_factors(s: Mapping[str, Any], select: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A stand-in for :func:`choose_lambdas` before any selection ran: every selection cell at
+    the largest factor of its grid (a factor changes no step's shape, so the final grids of a
+    dry run are the real ones)."""
+    rows = [
+        {k: c[k] for k in ("dataset", "regularizer", "depth", "n_train")}
+        | {"lam": max(s["lambdas"][c["regularizer"]])}
+        for c in select
+    ]
+    return pd.DataFrame(rows).drop_duplicates(ignore_index=True)
+
+
+def dry_run(s: Mapping[str, Any], device: torch.device) -> list[DryConfig]:
+    """Every run of the page at settings ``s`` as the dry run sees it: per present panel the
+    selection grid, the final grid and the projection cell (:func:`configs`,
+    :func:`fig3_configs`, :func:`projection_configs`), each with its SGD steps
+    (:func:`steps_per_run` on the samples it fits) and one training step of its net."""
+    out = []
+    for panel in plan_panels(s):
+        if panel.dataset is None:
+            continue
+        select = select_configs(s, panel.dataset)
+        chosen = largest_factors(s, select)
+        grids = {
+            "Fig. 3 selection": select,
+            "Fig. 3 final": fig3_configs(s, panel.dataset, chosen),
+            "projection cell": projection_configs(s, panel.dataset, chosen),
+        }
+        out += [dry_config(phase, c) for phase, cs in grids.items() for c in cs]
+    return out
+
+
+def dry_config(phase: str, c: Mapping[str, Any], weight_norm: bool = False) -> DryConfig:
+    """One config of this page (or of Fig. 4's, ``weight_norm``) for :mod:`jacnb.lab.dryrun`."""
+    ds = get_dataset(c["dataset"])
+    n = int(c["n_train"])
+    n_fit = n - round(c["val_fraction"] * n) if "val_fraction" in c else n
+    lam = float(c.get("lam", 0.0))
+    reg = c.get("regularizer", "none") if lam > 0 else "none"
+    if reg == "jacobian":
+        reg = f"jacobian ({c['jr_method']})"
+
+    def build(device: torch.device) -> Any:
+        model = _build(c, ds, weight_norm=weight_norm).to(device)
+        x, y = batch_of(ds, int(c["batch_size"]), device)
+        regularizer = regularizer_from_config(c) if lam > 0 else None
+        return make_step(model, regularizer, x, y, lam=lam, lr=float(c["lr"]))
+
+    shape = (f"depth {c['depth']}", f"width {c['width']}", f"batch {c['batch_size']}", reg)
+    steps = steps_per_run(n_fit, c["batch_size"], c["epochs"])
+    return DryConfig(phase, ds.name, steps, shape, build, dict(c))

@@ -311,10 +311,12 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # Sec. VI-C, Tables IV, V, Fig. 5 (notebooks/05_resnet.ipynb, jacnb.chapters.resnet).
     # "candidates": the first dataset on disk is used; stand-ins are labelled as such.
+    # smoke lists the paper's datasets first too, so that the page's data paths run in CI on
+    # small fixtures in their on-disk layouts (tests/core/test_data_layouts.py).
     "resnet": {
         "base": {"seeds": [0]},
-        "smoke": {"datasets": ["fashion-mnist", "digits", "mnist-10k"],
-                 "table4": {"candidates": ["fashion-mnist", "digits"],
+        "smoke": {"datasets": ["cifar10", "fashion-mnist", "digits", "imagenet", "mnist-10k"],
+                 "table4": {"candidates": ["cifar10", "fashion-mnist", "digits"],
                             "depth": 10,
                             "widen_factor": 1,
                             "image_size": 16,
@@ -325,7 +327,7 @@ CHAPTER_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                             "batch_size": 60,
                             "weight_decay": 0.0005,
                             "nesterov": True},
-                 "table5": {"candidates": ["mnist-10k"],
+                 "table5": {"candidates": ["imagenet", "mnist-10k"],
                             "image_size": 16,
                             "crop": 14,
                             "n_train": 20,
