@@ -54,6 +54,7 @@ from jacnb.lab import gates, paper
 from jacnb.lab import settings as lab_settings
 from jacnb.lab.claims import Claim, claims_of
 from jacnb.lab.datasets import Panel, dataset_label, get_dataset, plan_panel
+from jacnb.lab.dryrun import DryConfig, batch_of
 from jacnb.lab.pipeline import (
     assemble_verdicts,
     choice_provenance,
@@ -69,6 +70,7 @@ from jacnb.lab.selection import choose_lambdas as choose
 from jacnb.lab.settings import ABSENT
 from jacnb.lab.store import FRACTION, ResultSchema, ResultStore, run_grid
 from jacnb.lab.tables import factor_list, percent_mean_sd
+from jacnb.lab.timing import make_step
 from jacnb.lab.verdicts import Verdict
 
 NAME = "04_convolutional"
@@ -1085,3 +1087,75 @@ def bn_jacobian_check(seed: int = 0, batch: int = 8) -> pd.DataFrame:
             "naive (gradient through the batch statistics)",
         ],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run (python -m jacnb.run convolutional --profile paper --dry-run; jacnb.lab.dryrun)
+# ---------------------------------------------------------------------------------------------
+
+
+def largest_factors(ts: Mapping[str, Any], select: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A stand-in for :func:`choose_lambdas` before any selection ran (what :func:`lookup`
+    reads): every selection cell at the largest factor of its grid (a factor changes no step's
+    shape, so the final grids of a dry run are the real ones)."""
+    rows = []
+    for c in select:
+        grid = list(ts["lambdas"][c["regularizer"]])
+        rows.append(
+            {
+                "dataset": c["dataset"],
+                "regularizer": c["regularizer"],
+                "n_train": c["n_train"],
+                "lam": max(grid),
+                "lam_grid": tuple(grid),
+                "chosen_by_tie": False,
+                "selection_seeds": (c["seed"],),
+                "selection_steps": 0,
+            }
+        )
+    return pd.DataFrame(rows).drop_duplicates(["dataset", "regularizer", "n_train"])
+
+
+def dry_run(settings: Mapping[str, Any], device: torch.device) -> list[DryConfig]:
+    """Every run of Tables II and III at ``settings`` as :mod:`jacnb.lab.dryrun` sees it: per
+    panel that can run the selection grid and the final grid (:func:`select_configs`,
+    :func:`final_configs`), each with its SGD steps (:func:`jacnb.lab.pipeline.sgd_steps` on
+    the samples it fits) and one training step of its net on a batch at the run's image size."""
+    out = []
+    for table in TABLES:
+        ts = table_settings(settings, table)
+        for panel, spec in plan_table(ts):
+            if panel.dataset is None:
+                continue
+            select = select_configs(ts, table, panel.dataset, spec["n_train"])
+            chosen = largest_factors(ts, select)
+            final = final_configs(ts, table, panel.dataset, spec["n_train"], chosen)
+            name = f"Table {TABLES[table].name}"
+            out += [_dry_config(f"{name} selection", c) for c in select]
+            out += [_dry_config(f"{name} final", c) for c in final]
+    return out
+
+
+def _dry_config(phase: str, c: Mapping[str, Any]) -> DryConfig:
+    ds = get_dataset(c["dataset"])
+    n = int(c["n_train"])
+    n_fit = n - round(c["val_fraction"] * n) if "val_fraction" in c else n
+    lam = float(c.get("lam", 0.0))
+    side = c.get("image_size") or int(ds.x_train.shape[-1])
+    with torch.device("meta"):  # the net's layers without its weights: batch norm or not
+        probe = build_model(c, int(ds.x_train.shape[1]), side)
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in probe.modules())
+    reg = c["regularizer"] if lam > 0 else "none"
+    if reg == "jacobian":
+        reg = f"jacobian ({c['jr_method']})"
+
+    def build(device: torch.device) -> Any:
+        x, y = batch_of(ds, int(c["batch_size"]), torch.device("cpu"))
+        x = resize_images(x, c.get("image_size"))
+        model = build_model(c, int(x.shape[1]), int(x.shape[-1])).to(device)
+        regularizer = regularizer_from_config(c) if lam > 0 else None
+        return make_step(model, regularizer, x.to(device), y.to(device), lam, float(c["lr"]))
+
+    shape = (c["model"], f"{ds.x_train.shape[1]}x{side}x{side}", f"batch {c['batch_size']}", reg)
+    steps = sgd_steps(n_fit, int(c["batch_size"]), int(c["epochs"]), has_bn)
+    return DryConfig(phase, ds.name, steps, shape, build, dict(c))

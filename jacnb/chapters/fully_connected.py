@@ -42,7 +42,8 @@ from jacnb.lab import gates
 from jacnb.lab import settings as lab_settings
 from jacnb.lab.claims import Claim, get_claim
 from jacnb.lab.datasets import Panel, get_dataset, plan_panels
-from jacnb.lab.fc_nets import build_fc, input_dim, project_gpu_hours
+from jacnb.lab.dryrun import DryConfig
+from jacnb.lab.fc_nets import build_fc, dry_config, input_dim, project_gpu_hours
 from jacnb.lab.pipeline import (
     assemble_verdicts,
     choice_provenance,
@@ -59,7 +60,7 @@ from jacnb.lab.records import diverged_record, is_ok, run_or_diverged, split_ok
 from jacnb.lab.selection import VAL_METRICS
 from jacnb.lab.selection import choose_lambdas as choose
 from jacnb.lab.settings import ABSENT
-from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.store import FRACTION, ResultSchema, ResultStore, run_grid
 from jacnb.lab.tables import factor_list
 from jacnb.lab.timing import regularizer_steps, time_interleaved
 from jacnb.lab.verdicts import REPRODUCED, Verdict
@@ -203,6 +204,11 @@ def _fig3_base(s: Mapping[str, Any], ds: Dataset) -> dict[str, Any]:
         "n_proj": s["n_proj"],
         **{k: s[k] for k in TRAIN_KEYS},
     }
+
+
+#: What every finished Fig. 3 run reports (a stored record without it is quarantined and
+#: recomputed, never shown).
+FINAL = ResultSchema({"test_acc": FRACTION, "train_acc": FRACTION})
 
 
 def select_configs(s: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
@@ -480,6 +486,7 @@ def run_fig3(
         desc="Fig. 3",
         stack=stack,
         executor=executor,
+        schema=FINAL,
     )
     proj_cfgs = projection_configs(s, dataset, chosen)
     projection = (
@@ -862,3 +869,43 @@ def fig3_workload(s: Mapping[str, Any], in_dims: Mapping[str, int]) -> list[dict
                 for n in s["n_train"]:
                     out += [{**base, "n_fit": n, "phase": "final"}] * len(s["seeds"])
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run (python -m jacnb.run fully_connected --profile paper --dry-run; jacnb.lab.dryrun)
+# ---------------------------------------------------------------------------------------------
+
+
+def largest_factors(s: Mapping[str, Any], select: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A stand-in for :func:`choose_lambdas` before any selection ran: every selection cell at
+    the largest factor of its grid (a factor changes no step's shape, so the final grids of a
+    dry run are the real ones)."""
+    rows = [
+        {k: c[k] for k in ("dataset", "regularizer", "depth", "n_train")}
+        | {"lam": max(s["lambdas"][c["regularizer"]])}
+        for c in select
+    ]
+    return pd.DataFrame(rows).drop_duplicates(ignore_index=True)
+
+
+def dry_run(s: Mapping[str, Any], device: torch.device) -> list[DryConfig]:
+    """Every run of the page at settings ``s`` as the dry run sees it: per present panel the
+    selection grid, the final grid and the projection cell (:func:`configs`,
+    :func:`fig3_configs`, :func:`projection_configs`), each with its SGD steps
+    (:func:`jacnb.lab.pipeline.sgd_steps` on the samples it fits) and one training step of its
+    net."""
+    out = []
+    for panel in plan_panels(s):
+        if panel.dataset is None:
+            continue
+        select = select_configs(s, panel.dataset)
+        chosen = largest_factors(s, select)
+        grids = {
+            "Fig. 3 selection": select,
+            "Fig. 3 final": fig3_configs(s, panel.dataset, chosen),
+            "projection cell": projection_configs(s, panel.dataset, chosen),
+        }
+        out += [dry_config(phase, c) for phase, cs in grids.items() for c in cs]
+    return out
+
+

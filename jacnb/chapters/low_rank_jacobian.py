@@ -53,10 +53,12 @@ from jacnb.core.train import TrainConfig, pick_device, train
 from jacnb.lab import gates
 from jacnb.lab import settings as lab_settings
 from jacnb.lab.claims import Claim, get_claim
-from jacnb.lab.datasets import Panel, dataset_label
+from jacnb.lab.datasets import Panel, dataset_label, get_dataset
+from jacnb.lab.dryrun import DryConfig, batch_of
 from jacnb.lab.pipeline import assemble_verdicts
 from jacnb.lab.records import RunStatus, is_ok, split_ok
 from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.timing import make_step
 from jacnb.lab.verdicts import Verdict
 
 NAME = "07_low_rank_jacobian"
@@ -792,6 +794,8 @@ def with_diverged(claim: str, runs: pd.DataFrame, records: pd.DataFrame | None) 
     arms = list(c.statistic.arms) or [
         v for col, vals in c.cell_filter if col == "arm" for v in vals
     ] or [None]
+    if arms == [None] and "jacobian" in runs.columns:  # a cell per Jacobian (initial, final)
+        arms = sorted(set(runs["jacobian"]))
     rows = []
     for _, rec in bad.iterrows():
         for arm in arms:
@@ -1216,3 +1220,34 @@ __all__: list[str] = [
     "sweep_frame",
     "synthetic_spectrum",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run (python -m jacnb.run low_rank_jacobian --profile paper --dry-run; jacnb.lab.dryrun)
+# ---------------------------------------------------------------------------------------------
+
+
+def dry_run(settings: Mapping[str, Any], device: torch.device) -> list[DryConfig]:
+    """Every run of :func:`configs` as :mod:`jacnb.lab.dryrun` sees it: its SGD steps (clean or
+    corrupted epochs x batches of ``n_train``) and one step of its net (squared loss, the exact
+    Jacobian regularizer of the bridge runs). The Jacobian spectra taken at every checkpoint are
+    not counted."""
+    ds = get_dataset(settings["dataset"])
+    out = []
+    for c in configs(settings):
+        lam = float(c.get("lam", 0.0))
+        epochs = int(c["epochs_noisy"] if c["corruption"] > 0 else c["epochs_clean"])
+
+        def build(device: torch.device, c: Mapping[str, Any] = c, lam: float = lam) -> Any:
+            model = build_net(c, ds.input_shape, ds.n_classes).to(device)
+            x, y = batch_of(ds, int(c["batch_size"]), device)
+            reg = None
+            if lam > 0:
+                reg = JacobianRegularizer(method="exact", output=c.get("reg_output", "logits"))
+            return make_step(model, reg, x, y, lam=lam, lr=float(c["lr"]), loss="squared")
+
+        shape = (c["arch"], f"batch {c['batch_size']}", "jacobian (exact)" if lam > 0 else "none")
+        steps = epochs * math.ceil(int(c["n_train"]) / int(c["batch_size"]))
+        phase = "bridge (Jacobian reg.)" if lam > 0 else "corruption sweep"
+        out.append(DryConfig(phase, ds.name, steps, shape, build, dict(c)))
+    return out

@@ -435,7 +435,8 @@ class ToyProblem:
 
 @dataclass(frozen=True)
 class CubeProblem:
-    """The cube-manifold data and net of the generalization-error check (Thm. 5, eqs. 8, 12):
+    """The cube-manifold data and net of the generalization-error check (the covering-number
+    bound on a cube manifold, Sec. II-B; Thm. 5, eqs. 8, 12):
     ``n_classes`` classes on ``k``-dimensional cubes in ``dim`` dimensions; the net (depth,
     width) trains with the chapter's epochs and learning-rate drops."""
 
@@ -791,3 +792,67 @@ def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> The
         toy=toy_view,
         ge_fixed={"m": 10**5, "gamma": 0.5, "k": 2},
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run (python -m jacnb.run theory --profile paper --dry-run; jacnb.lab.dryrun)
+# ---------------------------------------------------------------------------------------------
+
+
+def dry_run(settings: Mapping[str, Any], device: torch.device) -> list[Any]:
+    """The chapter's three trained nets (:func:`configs`: the Fig. 2 toy net, the net under test
+    on ``settings["dataset"]``, the cube-manifold net) as :mod:`jacnb.lab.dryrun` sees them: SGD
+    steps and one training step each. The checks run on the trained nets are not counted."""
+    from jacnb.core.models import fully_connected
+    from jacnb.lab.datasets import get_dataset
+    from jacnb.lab.dryrun import DryConfig, batch_of, random_batch
+    from jacnb.lab.timing import make_step
+
+    toy_cfg, net_cfg, cube_cfg = configs(settings)
+    tp, cp = settings["toy"], settings["cube"]
+    ds = get_dataset(settings["dataset"])
+    n_in = math.prod(ds.input_shape)
+    nets = [  # (config, phase, dataset, n, batch, make net, batch on a device)
+        (
+            toy_cfg,
+            "Fig. 2 toy net",
+            "gaussian-mixture",
+            tp["n_train"],
+            tp["batch_size"],
+            lambda: fully_connected(tp["dim"], tp["n_classes"], depth=2, width=tp["width"]),
+            lambda dev: random_batch((tp["dim"],), tp["n_classes"], tp["batch_size"], dev),
+        ),
+        (
+            net_cfg,
+            "net under test",
+            ds.name,
+            settings["n_train"],
+            settings["batch_size"],
+            lambda: fully_connected(
+                n_in, ds.n_classes, depth=settings["depth"], width=settings["width"]
+            ),
+            lambda dev: batch_of(ds, settings["batch_size"], dev),
+        ),
+        (
+            cube_cfg,
+            "cube-manifold net",
+            "cube-manifold",
+            settings["n_train"],
+            cp["batch_size"],
+            lambda: fully_connected(
+                cp["dim"], cp["n_classes"], depth=cp["depth"], width=cp["width"]
+            ),
+            lambda dev: random_batch((cp["dim"],), cp["n_classes"], cp["batch_size"], dev),
+        ),
+    ]
+    out = []
+    for cfg, phase, name, n, batch, make, data in nets:
+
+        def build(dev: torch.device, make: Any = make, data: Any = data, cfg: Any = cfg) -> Any:
+            torch.manual_seed(cfg["seed"])
+            x, y = data(dev)
+            return make_step(make().to(dev), None, x, y, lr=0.05)
+
+        steps = int(cfg["epochs"]) * math.ceil(n / batch)
+        out.append(DryConfig(phase, name, steps, (phase, f"batch {batch}"), build, cfg))
+    return out

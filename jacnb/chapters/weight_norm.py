@@ -42,7 +42,14 @@ from jacnb.core.stacked import train_stacked_by_size
 from jacnb.core.train import TRAIN_KEYS, NonFiniteLossError, accuracy, train, train_config
 from jacnb.lab import settings as lab_settings
 from jacnb.lab.datasets import Panel, get_dataset, try_dataset
-from jacnb.lab.fc_nets import build_fc, input_dim, measured_gflops, project_gpu_hours
+from jacnb.lab.dryrun import DryConfig
+from jacnb.lab.fc_nets import (
+    build_fc,
+    dry_config,
+    input_dim,
+    measured_gflops,
+    project_gpu_hours,
+)
 from jacnb.lab.pipeline import (
     assemble_verdicts,
     claims_table,
@@ -501,3 +508,9 @@ def run(
         else pd.DataFrame()
     )
     return WeightNormResult(s["profile"], s, panel, frame)
+
+
+def dry_run(s: Mapping[str, Any], device: torch.device) -> list[DryConfig]:
+    """Every Fig. 4 run at settings ``s`` (:func:`configs`) as :mod:`jacnb.lab.dryrun` sees it:
+    its SGD steps and one training step of its weight-normalized net."""
+    return [dry_config("Fig. 4", c, weight_norm=True) for c in configs(s)]

@@ -21,6 +21,18 @@ One claim registered by this book itself (``paper_claim=False``): the random-pro
 of ``R_F`` (eq. 49) with one projection regularizes as well as the exact ``R_F`` at the same
 factor, at a fifth of the cost.
 
+Claims and checks
+-----------------
+Every registered statement is of a :class:`Kind`. A *claim* is an empirical statement that a
+plausible alternative world would fail; it names that world (:class:`NullWorld`), and
+``tests/lab/test_null_worlds.py`` draws a runs frame from it and asserts the claim's rule does not
+call it reproduced (and that the rule weakened to a sign would, for the size claims). A *check*
+holds by construction or by a theorem (:attr:`Claim.check_basis` says which); it is decided and
+shown like a claim but never counted on the scorecard (:func:`counted_ids`, :func:`check_ids`).
+Where a paper prints a size (Table VI's increase factors, Oymak et al.'s alignments), the rule
+tests the size with a tolerance fixed before the runs and justified in ``margin_reason``.
+Changes to this registry are logged on the book's protocol page (:mod:`jacnb.lab.protocol`).
+
 Immutability
 ------------
 :class:`Claim` and its parts are frozen dataclasses whose fields are strings, numbers and tuples;

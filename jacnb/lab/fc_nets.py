@@ -1,6 +1,6 @@
 """The fully connected nets of Figs. 3 and 4 (Sokolic et al. 2017, Sec. VI-A; pages
 ``notebooks/02_fully_connected.ipynb`` and ``notebooks/03_weight_norm.ipynb``): the net of a run
-config, its SGD step count, and the cost arithmetic the two pages project the ``paper``
+config, its dry-run view, and the cost arithmetic the two pages project the ``paper``
 profile's GPU-hours with.
 """
 
@@ -16,6 +16,11 @@ from torch import nn
 
 from jacnb.core.data import Dataset
 from jacnb.core.models import fully_connected
+from jacnb.core.regularizers import regularizer_from_config
+from jacnb.lab.datasets import get_dataset
+from jacnb.lab.dryrun import DryConfig, batch_of
+from jacnb.lab.pipeline import sgd_steps
+from jacnb.lab.timing import make_step
 
 
 def input_dim(ds: Dataset) -> int:
@@ -73,3 +78,25 @@ def project_gpu_hours(
         total += 6 * p * r["n_fit"] * r["epochs"] * multiplier.get(r["regularizer"], 1.0)
         runs += 1
     return {"runs": runs, "pflop": total / 1e15, "gpu_hours": total / (gpu_tflops * 1e12) / 3600}
+
+
+def dry_config(phase: str, c: Mapping[str, Any], weight_norm: bool = False) -> DryConfig:
+    """One fully connected run config (Fig. 3's; Fig. 4's with ``weight_norm``) as
+    :mod:`jacnb.lab.dryrun` sees it: its SGD steps on the samples it fits, one training step."""
+    ds = get_dataset(c["dataset"])
+    n = int(c["n_train"])
+    n_fit = n - round(c["val_fraction"] * n) if "val_fraction" in c else n
+    lam = float(c.get("lam", 0.0))
+    reg = c.get("regularizer", "none") if lam > 0 else "none"
+    if reg == "jacobian":
+        reg = f"jacobian ({c['jr_method']})"
+
+    def build(device: torch.device) -> Any:
+        model = build_fc(c, ds, weight_norm=weight_norm).to(device)
+        x, y = batch_of(ds, int(c["batch_size"]), device)
+        regularizer = regularizer_from_config(c) if lam > 0 else None
+        return make_step(model, regularizer, x, y, lam=lam, lr=float(c["lr"]))
+
+    shape = (f"depth {c['depth']}", f"width {c['width']}", f"batch {c['batch_size']}", reg)
+    steps = sgd_steps(n_fit, c["batch_size"], c["epochs"])
+    return DryConfig(phase, ds.name, steps, shape, build, dict(c))

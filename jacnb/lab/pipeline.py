@@ -222,8 +222,10 @@ def run_grid_stacked(
     stack: bool = False,
     progress: bool = True,
     executor: Any = None,
+    schema: Any = None,
 ) -> pd.DataFrame:
-    """:func:`jacnb.lab.store.run_grid`, with the missing runs of each :func:`stack_groups` group
+    """:func:`jacnb.lab.store.run_grid` (``schema``: what every finished record reports), with
+    the missing runs of each :func:`stack_groups` group
     trained together by ``run_group(configs) -> [record or exception]`` when ``stack``.
 
     Before a group trains, each of its configs is claimed in the store
@@ -247,7 +249,13 @@ def run_grid_stacked(
         for group in bar:
             _train_group(store, group, run, run_group)
     return run_grid(
-        configs, run, store, desc=desc, progress=progress and not stack, executor=executor
+        configs,
+        run,
+        store,
+        desc=desc,
+        progress=progress and not stack,
+        executor=executor,
+        schema=schema,
     )
 
 

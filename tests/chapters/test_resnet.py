@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from jacnb.chapters import resnet as rx
+from jacnb.core.data import imagenet_root, load_imagenet
 from jacnb.core.distributed import FitConfig, fit
 from jacnb.core.models import wide_resnet
 from jacnb.core.regularizers import CONV_LAYERS, LINEAR_LAYERS, PerLayerJacobianRegularizer
@@ -73,7 +74,7 @@ def test_stand_ins_are_never_named_as_the_real_dataset() -> None:
             assert panel.stand_in is not real, (table, name)
             assert ("stand-in" in panel.label) is not real, panel.label
             assert real or paper not in panel.label.split("(")[0], panel.label
-    assert rx.pick_dataset(["imagenet"]) is None or rx.imagenet_root().exists()
+    assert rx.pick_dataset(["imagenet"]) is None or imagenet_root().exists()
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +214,8 @@ def test_imagenet_folder_loader_trains(tmp_path: Path) -> None:
             for i in range(2):
                 arr = (torch.rand(20, 24, 3) * 255).to(torch.uint8).numpy()
                 Image.fromarray(arr).save(tmp_path / split / c / f"{i}.png")
-    train, val = rx.imagenet_folder(16, tmp_path)
+    ds = load_imagenet(tmp_path, 16)
+    train, val = ds.train, ds.test
     assert train[0][0].shape == (3, 16, 16) and len(val) == 4
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 14 * 14, 2))
@@ -228,4 +230,4 @@ def test_imagenet_folder_loader_trains(tmp_path: Path) -> None:
     result = fit(model, train, val, cfg)
     assert 0 <= result["test_acc"] <= 1 and len(result["curves"]["test_top5"]) == 1
     with pytest.raises(FileNotFoundError):
-        rx.imagenet_folder(16, tmp_path / "absent")
+        load_imagenet(tmp_path / "absent", 16)
