@@ -9,6 +9,8 @@ runs, and its frames must name the real dataset (not a stand-in).
 
 from __future__ import annotations
 
+import copy
+import importlib
 import os
 import pickle
 from pathlib import Path
@@ -26,7 +28,6 @@ from jacnb.core.data import (
 )
 from jacnb.core.distributed import FitConfig, fit
 from jacnb.lab import datasets
-from jacnb.lab import settings as lab_settings
 from tests.data_fixtures import IMAGENET_WNIDS, write_cifar10, write_imagenet, write_lared
 
 
@@ -157,17 +158,19 @@ def test_imagenet_trains_with_loader_processes(fixture_root: Path) -> None:
 def _smoke(monkeypatch, chapter: str, **overrides) -> None:
     """Narrow a chapter's ``smoke`` settings for these tests (the code path is unchanged): the
     panels of the datasets under test only, fewer cells where a cell is slow."""
-    smoke = lab_settings.SETTINGS[chapter]["smoke"]
+    module = importlib.import_module(f"jacnb.chapters.{chapter}")
+    smoke = module.settings("smoke")
     for key, value in overrides.items():
         block, _, name = key.rpartition("__")
-        monkeypatch.setitem(smoke[block] if block else smoke, name, value)
+        (smoke[block] if block else smoke)[name] = value
+    monkeypatch.setattr(module, "settings", lambda profile="smoke": copy.deepcopy(smoke))
 
 
 def test_fully_connected_reads_cifar10(on_fixtures: Path, monkeypatch) -> None:
     """Fig. 3 on CIFAR-10 (its nets are as wide as the input: 3072) at one depth, size and seed."""
     from jacnb.chapters import fully_connected as ch
 
-    cifar = {"paper": "CIFAR-10", "dataset": "cifar10", "fallback": None}
+    cifar = {"paper": "CIFAR-10", "candidates": ["cifar10"]}
     _smoke(
         monkeypatch,
         "fully_connected",
@@ -192,7 +195,7 @@ def test_convolutional_reads_lared_and_cifar10(on_fixtures: Path, monkeypatch) -
     size and seed."""
     from jacnb.chapters import convolutional as ch
 
-    smoke = lab_settings.SETTINGS["convolutional"]["smoke"]
+    smoke = ch.settings("smoke")
     lared = [{**p, "n_train": [200]} for p in smoke["table2"]["panels"] if p["paper"] == "LaRED"]
     cifar = [{**p, "n_train": [50]} for p in smoke["table3"]["panels"]]
     _smoke(

@@ -268,8 +268,8 @@ def test_paper_disagreement_is_flagged_exactly_where_the_papers_numbers_disagree
 def test_the_paper_profile_has_the_seeds_every_resnet_claim_needs():
     """Tables IV-V: the `paper` profile trains as many seeds as the claims' seeds gate asks
     (with one seed, none of them could be decided even after a full GPU run)."""
-    from jacnb.lab.settings import get_profile
+    from jacnb.chapters import resnet
 
-    seeds = get_profile("resnet", "paper")["seeds"]
+    seeds = resnet.settings("paper")["seeds"]
     for c in claims.claims_of("05_resnet"):
         assert len(seeds) >= c.gates.min_seeds, c.id

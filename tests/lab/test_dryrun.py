@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from jacnb.chapters import fully_connected, weight_norm
+from jacnb.chapters import weight_norm
 from jacnb.core.data import DatasetMissingError
-from jacnb.lab import datasets, dryrun
+from jacnb.lab import datasets, dryrun, fc_nets, pipeline
 from jacnb.lab.dryrun import PAPER_SHAPES, DryConfig
 
 CPU = torch.device("cpu")
@@ -105,7 +105,7 @@ def test_weight_norm_dry_run_at_smoke_writes_no_record(no_data: Path) -> None:
     s = weight_norm.settings("smoke")
     n_configs = len(s["depths"]) * len(s["width_factors"]) * len(s["seeds"])
     assert sum(r.configs for r in rows) == n_configs and not any(r.error for r in rows)
-    steps = fully_connected.steps_per_run(s["n_train"], s["batch_size"], s["epochs"])
+    steps = pipeline.sgd_steps(s["n_train"], s["batch_size"], s["epochs"])
     assert sum(r.steps for r in rows) == n_configs * steps
     results = no_data / "results"
     assert not results.exists() or not any(p.is_file() for p in results.rglob("*"))
@@ -117,7 +117,7 @@ def test_planted_shape_error_in_a_chapter_fails_the_dry_run(no_data: Path, monke
     def wrong_input(config, ds, weight_norm):  # the bug: the net's input is 1 pixel short
         return fc_net(63, ds.n_classes, config["depth"], config["width"], weight_norm=weight_norm)
 
-    monkeypatch.setattr(fully_connected, "_build", wrong_input)
+    monkeypatch.setattr(fc_nets, "build_fc", wrong_input)
     rows = dryrun.dry_run_chapter("weight_norm", weight_norm, "smoke", CPU, steps=1, log=None)
     assert rows and all(r.error for r in rows)
 
