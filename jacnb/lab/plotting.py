@@ -48,27 +48,90 @@ use_book_style()
 
 
 def stamp(fig: Figure, provenance: str | None) -> None:
-    """Put the provenance line (profile, dataset, sizes, seeds) under the figure."""
+    """Put the provenance line (profile, dataset, sizes, seeds) under the figure, wrapped at the
+    figure's width (a longer line would widen the saved image and shrink everything in it)."""
     if provenance:
-        fig.text(0.5, -0.02, provenance, ha="center", va="top", fontsize=8, color="0.35")
+        fig.text(
+            0.5, -0.02, provenance, ha="center", va="top", fontsize=8, color="0.35", wrap=True
+        )
+
+
+#: Width of the book's text column in CSS pixels at a 1440 px wide window (measured by
+#: ``tests/test_browser.py``); every figure is shown at this width.
+COLUMN_PX = 790
+#: The smallest text a figure may show on the page, in CSS pixels at :data:`COLUMN_PX`.
+MIN_TEXT_PX = 9.0
+#: PNG text keys (read back by ``tests/test_browser.py``): the smallest font of the figure in
+#: points, and the resolution it was saved at.
+PNG_MIN_FONT, PNG_DPI = "jacnb:min_font_pt", "jacnb:dpi"
+
+
+def _texts(fig: Figure) -> list:
+    from matplotlib.text import Text
+
+    return [
+        t
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and t.figure is fig
+    ]
+
+
+def _saved_width_in(fig: Figure) -> float:
+    fig.canvas.draw()
+    pad = float(plt.rcParams["savefig.pad_inches"])  # bbox_inches="tight" adds it on each side
+    return float(fig.get_tightbbox(fig.canvas.get_renderer()).width) + 2 * pad
+
+
+def fit_text(fig: Figure, column_px: float = COLUMN_PX, min_px: float = MIN_TEXT_PX) -> float:
+    """Make every text of ``fig`` at least ``min_px`` CSS pixels tall when the saved figure
+    (``bbox_inches="tight"``) is scaled to ``column_px``: fonts are enlarged together (their
+    ratios kept) when the figure is too wide for its smallest font, then the layout is redone.
+    Returns the smallest font size in points afterwards."""
+    import warnings
+
+    texts = _texts(fig)
+    if not texts:
+        return float("inf")
+    for _ in range(6):  # larger labels widen the figure a little: settle in a few rounds
+        width = _saved_width_in(fig)
+        smallest = min(t.get_fontsize() for t in texts)
+        needed = min_px * 72.0 * width / column_px
+        if smallest >= needed * 0.995:
+            break
+        factor = needed / smallest * 1.04
+        for t in texts:
+            t.set_fontsize(t.get_fontsize() * factor)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fig.tight_layout()
+    return min(t.get_fontsize() for t in texts)
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """``fig`` fitted (:func:`fit_text`) and saved as PNG (tight box) with its smallest font and
+    resolution as PNG text, then closed."""
+    import io
+
+    smallest = fit_text(fig)
+    buf = io.BytesIO()
+    meta = {PNG_MIN_FONT: f"{smallest:.3f}", PNG_DPI: str(dpi)}
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata=meta)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def show(fig: Figure, dpi: int = 100) -> None:
-    """Display ``fig`` in the notebook output as a PNG and close it.
+    """Display ``fig`` in the notebook output as a PNG (:func:`png_bytes`: text at least
+    :data:`MIN_TEXT_PX` on the page) and close it.
 
     Works whatever the matplotlib backend: ``jacnb.book`` runs the notebooks with
     ``MPLBACKEND=Agg``, under which a figure is not shown at the end of a cell (and ``display``
     of a figure gives only its text repr); closing it avoids a second copy under the inline
     backend. ``bbox_inches="tight"`` keeps the provenance line printed under the axes.
     """
-    import io
-
     from IPython.display import Image, display
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buf.getvalue()))
+    display(Image(png_bytes(fig, dpi)))
 
 
 def pick_figure(figures: Mapping[str, Figure], name: str, missing: str) -> Figure:
@@ -298,9 +361,5 @@ def png_data_uri(fig: Figure, dpi: int = 200) -> str:
     """``fig`` as a ``data:image/png;base64,...`` URI (for raw-HTML pages: the scorecard, the
     claim cards), then closed. Drawn at ``dpi``; the page scales it to the column's width."""
     import base64
-    import io
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(png_bytes(fig, dpi)).decode()
