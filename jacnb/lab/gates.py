@@ -751,7 +751,7 @@ def decide(
     elif verdict == INCONCLUSIVE and not failed:
         reasons.append(
             f"interval straddles the claim; about {needed} seeds per cell would "
-            "decide it at the measured spread"
+            "decide it with 80 % power at the observed effect and spread"
         )
     return Verdict(
         claim=c.id,

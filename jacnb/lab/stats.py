@@ -13,7 +13,9 @@ trend), and the interval is the Student-t interval of its mean over seeds:
   width, n, ... then the interval over seeds (trend claims: Fig. 4, Sec. VI-A2; Oymak et al.);
 * :func:`classify` -- where an interval lies relative to a claim's threshold (or equivalence
   band, for "on par" claims such as Fig. 3 (a));
-* :func:`seeds_needed` -- how many seeds a decisive verdict would need, from the measured sd.
+* :func:`seeds_needed` -- how many seeds a decisive verdict would need with 80 % power, from the
+  observed effect (the mean's distance to the decision boundary) and the observed sd;
+* :func:`power` -- the probability that the interval of ``n`` seeds clears the boundary.
 
 Pure functions of numbers; no torch. Used by :mod:`jacnb.lab.gates` for every chapter's verdicts.
 """
@@ -40,7 +42,12 @@ __all__ = [
     "classify",
     "distance_to_decision",
     "seeds_needed",
+    "power",
+    "POWER",
 ]
+
+#: The power :func:`seeds_needed` plans for (the verdicts' "seeds needed").
+POWER = 0.8
 
 CLAIMED = "claimed side"
 OTHER = "other side"
@@ -165,23 +172,47 @@ def distance_to_decision(
     raise ValueError(f"unknown side {side!r}")
 
 
-def seeds_needed(sd: float, effect: float, level: float = 0.95, max_n: int = 100_000) -> int | None:
-    """The smallest ``n >= 2`` with ``t_{1-α/2, n-1} · sd / √n < |effect|``: how many seeds a
-    decisive verdict would need if the mean stayed ``effect`` away from the decision boundary and
-    the seeds' sd stayed ``sd`` (see :func:`distance_to_decision`). ``None`` when ``effect`` is
-    0 or no ``n <= max_n`` suffices; 2 when ``sd`` is 0."""
+def power(n: int, sd: float, effect: float, level: float = 0.95) -> float:
+    """Probability that the ``level`` Student-t interval of ``n`` seeds lies entirely on the far
+    side of a boundary ``|effect|`` away from the true mean, the seeds' sd being ``sd``: with
+    ``δ = |effect| √n / sd``, ``P(T' > t_{1-α/2, n-1})`` for ``T'`` noncentral t with ``n - 1``
+    degrees of freedom and noncentrality ``δ`` (the interval clears the boundary iff the
+    one-sided t statistic exceeds the two-sided critical value; the far tail is neglected)."""
+    if n < 2:
+        return 0.0
+    if sd == 0.0:
+        return 1.0 if effect != 0.0 else 0.0
+    delta = abs(effect) * math.sqrt(n) / sd
+    return float(_st.nct.sf(critical_t(n, level), n - 1, delta))
+
+
+def seeds_needed(
+    sd: float,
+    effect: float,
+    level: float = 0.95,
+    max_n: int = 100_000,
+    target: float = POWER,
+) -> int | None:
+    """The smallest ``n >= 2`` with :func:`power` ``(n, sd, effect, level) >= target`` (80 % by
+    default): how many seeds a decisive verdict would need, with 80 % probability, if the true
+    mean sat ``effect`` away from the decision boundary (see :func:`distance_to_decision`) and
+    the seeds' sd were ``sd`` -- both as observed. (Plugging the observed mean into the
+    interval's half-width alone, ``t · sd / √n < |effect|``, gives only 50 % power.) ``None``
+    when ``effect`` is 0 or no ``n <= max_n`` suffices; 2 when ``sd`` is 0."""
     if not (math.isfinite(sd) and math.isfinite(effect)) or sd < 0:
         raise ValueError(f"sd and effect must be finite, sd >= 0 (got {sd}, {effect})")
+    if not 0.0 < target < 1.0:
+        raise ValueError(f"target power must be in (0, 1), got {target}")
     effect = abs(effect)
     if effect == 0.0:
         return None
     if sd == 0.0:
         return 2
-    # t_{n-1} > z, so n must at least exceed (z·sd/effect)^2; start there and walk up.
-    z = float(_st.norm.ppf(1.0 - (1.0 - level) / 2.0))
-    n = max(2, math.floor((z * sd / effect) ** 2))
+    # normal approximation n ~ ((z_{1-α/2} + z_power) sd / effect)^2 from below, then walk up
+    z = float(_st.norm.ppf(1.0 - (1.0 - level) / 2.0)) + float(_st.norm.ppf(target))
+    n = max(2, math.floor((z * sd / effect) ** 2) - 2)
     while n <= max_n:
-        if critical_t(n, level) * sd / math.sqrt(n) < effect:
+        if power(n, sd, effect, level) >= target:
             return n
         n += 1
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from jacnb.lab import stats
@@ -99,16 +100,32 @@ def test_classify(low, high, side, thr, margin, expected):
     assert stats.classify(low, high, side, thr, margin) == expected
 
 
-def test_seeds_needed_by_hand():
-    # sd 0.0057735, |mean| 0.0133333 (the paired example above):
-    # n=3: 4.303 * 0.0057735 / 1.732 = 0.014342 >= 0.013333 (not yet)
-    # n=4: 3.182 * 0.0057735 / 2.000 = 0.009186 <  0.013333 -> 4
-    assert stats.seeds_needed(0.0057735, 0.0133333) == 4
-    # sd 1, effect 1: n=6: 2.571/2.449 = 1.0497 (no); n=7: 2.447/2.646 = 0.9249 -> 7
-    assert stats.seeds_needed(1.0, 1.0) == 7
-    assert stats.seeds_needed(1.0, -1.0) == 7
-    # sd 1, effect 0.5: n=17: 2.120/4.123 = 0.5142 (no); n=18: 2.110/4.243 = 0.4973 -> 18
-    assert stats.seeds_needed(1.0, 0.5) == 18
+def _mc_power(n: int, sd: float, effect: float, level: float = 0.95, reps: int = 40_000) -> float:
+    """Brute force: the share of simulated n-seed samples (mean ``effect`` above a boundary at
+    0) whose t-interval lies entirely above 0."""
+    rng = np.random.default_rng(n)
+    x = effect + sd * rng.standard_normal((reps, n))
+    half = stats.critical_t(n, level) * x.std(axis=1, ddof=1) / math.sqrt(n)
+    return float((x.mean(axis=1) - half > 0).mean())
+
+
+def test_power_against_simulation():
+    for n, sd, eff in ((3, 1.0, 1.0), (5, 0.01, 0.008), (12, 2.0, 1.0)):
+        assert stats.power(n, sd, eff) == pytest.approx(_mc_power(n, sd, eff), abs=0.01)
+
+
+def test_seeds_needed_reaches_80_percent_power_and_no_fewer_seeds_do():
+    for sd, eff in ((0.0057735, 0.0133333), (1.0, 1.0), (1.0, 0.5), (0.02, 0.005)):
+        n = stats.seeds_needed(sd, eff)
+        assert _mc_power(n, sd, eff) >= 0.79 and stats.power(n, sd, eff) >= 0.8
+        assert stats.power(n - 1, sd, eff) < 0.8
+        # the 50 %-power rule (half-width below the observed effect) never asks more seeds
+        half50 = next(m for m in range(2, 10**5)
+                      if stats.critical_t(m) * sd / math.sqrt(m) < eff)
+        assert half50 <= n
+    # sd 1, effect 1: n = 10 (power 0.803; n = 9: 0.748); by the 50 % rule it was 7
+    assert stats.seeds_needed(1.0, 1.0) == 10
+    assert stats.seeds_needed(1.0, -1.0) == 10
     assert stats.seeds_needed(0.0, 0.1) == 2
     assert stats.seeds_needed(1.0, 0.0) is None
     assert stats.seeds_needed(1.0, 1e-6) is None  # beyond max_n

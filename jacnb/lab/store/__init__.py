@@ -9,10 +9,17 @@ The store is built not to lie, whatever happens to the processes writing it:
   mid-write leaves no record or a complete one. Temporary files are never read as records (only
   ``<16 hex digits>.json`` names are) and are removed once older than
   :data:`STALE_TMP_SECONDS` (:meth:`ResultStore.clean_tmp`, called by every :func:`run_grid`).
-* **Validated reads.** A record counts only if it parses as UTF-8 JSON, is an object that carries
-  its ``config`` and ``result``, and its ``key`` equals its file name (and its experiment its
-  folder). A damaged one (truncated, empty, ``{}``, not UTF-8, ...) is moved to the folder's
-  ``.quarantine/`` with a warning naming it, and its run is recomputed.
+* **Validated reads: a record proves itself.** A record counts only if it parses as UTF-8 JSON,
+  is an object that carries its ``config`` and ``result``, its ``key`` equals its file name and
+  the key recomputed from its stored config (and its experiment its folder), its ``checksum``
+  matches its content, and its result meets the metric conventions and its experiment's
+  :class:`ResultSchema` (:mod:`~jacnb.lab.store.schema`). A damaged or edited one (truncated,
+  empty, ``{}``, not UTF-8, a hand-edited seed or accuracy, a missing metric ...) is moved to the
+  folder's ``.quarantine/`` with a warning naming it, and its run is recomputed. Records written
+  before records carried a checksum are accepted on their key. On a store this process may not
+  change (a read-only volume), clean-up and quarantine are skipped with a warning saying what
+  would be done; reading works whatever the store holds.
+* **Shared by a group.** Records, claims and folders get the modes the umask gives.
 * **Honest values.** Records are strict JSON (``allow_nan=False``): a non-finite float is stored
   as ``null`` and listed under the record's ``nonfinite`` entry (its path and ``"nan"``,
   ``"inf"`` or ``"-inf"``), from which :meth:`ResultStore.get`, :meth:`~ResultStore.records` and
@@ -22,14 +29,19 @@ The store is built not to lie, whatever happens to the processes writing it:
   (:meth:`ResultStore.claim`): an exclusively created file holding its host, pid and start
   time, touched every :data:`HEARTBEAT_SECONDS` while the run trains. Workers skip configs claimed
   by live workers and come back for them at the end (waiting for their records); a claim whose
-  owner died (its pid is gone on the same host, or its heartbeat is older than
-  :data:`STALE_CLAIM_SECONDS`) is taken over. Record layout, claims and writes are the same
-  whichever executor runs the grid (in-process, a local process pool, any
-  ``concurrent.futures.Executor``, submitit/SLURM job arrays), so the records of a parallel run
-  are byte-identical to those of a sequential one.
-* **Early failure.** Before training anything, :func:`run_grid` checks that the store is
-  writable (a probe file is written and removed) and that its disk has room for the records and
+  owner died (on the same host: its process is gone, stopped, or its pid reused by another
+  process; elsewhere: its heartbeat is older than :data:`STALE_CLAIM_SECONDS`) is taken over.
+  A record is published exclusively, so a run is stored once even if two workers finish it.
+  Record layout, claims and writes are the same whichever executor runs the grid (in-process, a
+  local process pool, any ``concurrent.futures.Executor``, submitit/SLURM job arrays), so the
+  records of a parallel run are byte-identical to those of a sequential one.
+* **Early failure.** Before training anything, :func:`run_grid` checks every config (a plain
+  experiment name, no reserved field, JSON values), that the store is writable (a probe file is
+  written and removed) and that its disk has room, bytes and inodes, for the records and
   checkpoints still to come (:meth:`ResultStore.check_room`).
+* **Clean stops.** An interrupted grid (Ctrl-C, or SIGTERM through ``python -m jacnb.run``)
+  stops its local workers, whose runs unwind and release their claims; a local worker that dies
+  costs only its own run, which is retried.
 
 Used by every notebook (``notebooks/01_theory`` ... ``07_low_rank_jacobian``) and by
 ``python -m jacnb.run`` (a chapter's grid without its notebook).
@@ -62,7 +74,9 @@ The modules, one job each: :mod:`~jacnb.lab.store.records` (keys, encoding, vali
 writes), :mod:`~jacnb.lab.store.result_store` (:class:`ResultStore`),
 :mod:`~jacnb.lab.store.leases` (claims and heartbeats), :mod:`~jacnb.lab.store.checkpoints`
 (:func:`trained_model`), :mod:`~jacnb.lab.store.worker` (one config: claim, train, store),
-:mod:`~jacnb.lab.store.executors` (:class:`LocalPool`, :func:`slurm_executor`, submit and wait)
+:mod:`~jacnb.lab.store.executors` (:class:`LocalPool`, :func:`slurm_executor`, submit and wait),
+:mod:`~jacnb.lab.store.worker_pool` (the local pool: one lost worker loses one run),
+:mod:`~jacnb.lab.store.schema` (metric conventions, :class:`ResultSchema`)
 and :mod:`~jacnb.lab.store.grid` (:func:`run_grid`). Every public name is importable from here.
 """
 
@@ -86,6 +100,7 @@ from jacnb.lab.store.records import (
     write_atomic,
 )
 from jacnb.lab.store.result_store import ResultStore
+from jacnb.lab.store.schema import FRACTION, NON_NEGATIVE, Metric, ResultSchema
 from jacnb.lab.timing import default_threads
 
 __all__ = [
@@ -98,7 +113,11 @@ __all__ = [
     "STALE_TMP_SECONDS",
     "STATUSES",
     "TRAIN_CHECKPOINT_SUFFIX",
+    "FRACTION",
+    "NON_NEGATIVE",
     "Claim",
+    "Metric",
+    "ResultSchema",
     "InvalidRecordError",
     "LocalPool",
     "ResultStore",
