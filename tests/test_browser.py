@@ -1,12 +1,16 @@
-"""The smoke book opened page by page in headless Chromium, as a reader sees it.
+"""The smoke book opened page by page in headless Chromium at 1440 x 900, as a reader sees it.
 
 Every HTML page of the built book (the ``smoke_book`` session fixture, shared with
 tests/test_notebooks.py) is loaded from disk, as the README tells readers to open it, and checked
 for: console errors and failed requests, images that did not load (natural width 0), maths left
 untypeset (raw ``$...$``, ``\\(``, ``\\[`` in the visible text, or a MathJax error), broken
-internal links (missing file or anchor), visible progress bars or stderr blocks, a table wider
-than the text column without a scrolling box of its own, a figure narrower than the column, and
-code cells shown expanded.
+internal links (missing file or anchor), visible progress bars or stderr blocks, code cells shown
+expanded (except on the pages whose code is their content), and the layout a reader can take in
+at a glance: no element outside the text column or scrolling sideways, no table row taller than
+250 px, every figure between 60 % and 100 % of the column's width with its smallest text at least
+9 px as rendered (read from the font record every figure's PNG carries), and the scorecard page
+under 4,000 px tall. The API reference must list every public name of ``jacnb`` and the
+own-training-loop page must have run in the build.
 
 Needs Playwright's Python package (``pip install -e '.[test]'``) and a Chromium binary (Debian's
 ``chromium``, ``apt-get install chromium``; ``make test`` installs it when root). Playwright's
