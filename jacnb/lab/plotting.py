@@ -77,6 +77,11 @@ def _texts(fig: Figure) -> list:
 
 
 def _saved_width_in(fig: Figure) -> float:
+    """Width in inches of ``fig`` saved with ``bbox_inches="tight"``."""
+    if not hasattr(fig.canvas, "get_renderer"):  # a figure without a drawing canvas (Figure())
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
     fig.canvas.draw()
     pad = float(plt.rcParams["savefig.pad_inches"])  # bbox_inches="tight" adds it on each side
     return float(fig.get_tightbbox(fig.canvas.get_renderer()).width) + 2 * pad
@@ -295,7 +300,7 @@ def forest(
     row's threshold as a tick and, for an equivalence claim, its margin band. Rows without an
     interval (fewer than two seeds) show only the estimate. ``legend``: verdict -> colour.
     """
-    height = 0.55 + 0.26 * max(len(rows), 1) + (0.35 if legend else 0.0)
+    height = 0.55 + 0.2 * max(len(rows), 1) + (0.3 if legend else 0.0)
     fig, ax = plt.subplots(figsize=(width, height))
     ys = np.arange(len(rows))[::-1]
     for y, row in zip(ys, rows, strict=True):

@@ -68,3 +68,14 @@ def test_fig3_draws_no_empty_panel_and_names_the_absent_dataset():
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 1
     texts = " ".join(t.get_text() for t in fig.texts)
     assert "CIFAR-10: not run: dataset absent" in texts and "profile=smoke" in texts
+
+
+def test_png_bytes_of_a_figure_without_a_canvas():
+    """A ``matplotlib.figure.Figure()`` made directly (no pyplot) has a bare canvas."""
+    from matplotlib.figure import Figure
+
+    from jacnb.lab.plotting import png_bytes
+
+    fig = Figure(figsize=(12, 3))
+    fig.add_subplot().set_title("t")
+    assert png_bytes(fig)[:4] == b"\x89PNG"
