@@ -47,6 +47,35 @@ def use_book_style() -> None:
 use_book_style()
 
 
+def no_automatic_figures() -> None:
+    """In a Jupyter kernel, a figure appears only where :func:`show` puts it.
+
+    The inline backend displays every open figure at the end of the cell that drew it; a
+    chapter draws its figures in its first cell (``result.figures()``) and shows each under its
+    section, so every figure appeared twice. This switches that end-of-cell display off (the
+    backend is loaded first, since it registers the display when it loads). Outside a kernel it
+    does nothing. Called on import."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is None:
+        return
+    try:
+        from matplotlib_inline import backend_inline
+    except ImportError:
+        return
+    plt.get_backend()  # resolve (and load) the backend
+    try:
+        ip.events.unregister("post_execute", backend_inline.flush_figures)
+    except ValueError:
+        pass  # not registered: another backend
+
+
+no_automatic_figures()
+
+
 def stamp(fig: Figure, provenance: str | None) -> None:
     """Put the provenance line (profile, dataset, sizes, seeds) under the figure, wrapped at the
     figure's width (a longer line would widen the saved image and shrink everything in it)."""
@@ -300,7 +329,7 @@ def forest(
     row's threshold as a tick and, for an equivalence claim, its margin band. Rows without an
     interval (fewer than two seeds) show only the estimate. ``legend``: verdict -> colour.
     """
-    height = 0.55 + 0.2 * max(len(rows), 1) + (0.3 if legend else 0.0)
+    height = (0.55 if normalize else 0.95) + 0.2 * max(len(rows), 1) + (0.3 if legend else 0.0)
     fig, ax = plt.subplots(figsize=(width, height))
     ys = np.arange(len(rows))[::-1]
     for y, row in zip(ys, rows, strict=True):
