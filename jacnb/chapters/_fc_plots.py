@@ -50,7 +50,7 @@ def fig3(
     # Only panels with runs are drawn (no empty panel); the others are named in the caption.
     drawn = [p for p in panels if runs_of(p) is not None and not runs_of(p).empty] or panels[:1]
     absent = [
-        f"{p.label}: {p.note if p.dataset is None else 'no finished runs'}"
+        f"{p.label.split(':')[0]}: {p.note if p.dataset is None else 'no finished runs'}"
         for p in panels
         if p not in drawn
     ]

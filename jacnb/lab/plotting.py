@@ -329,7 +329,8 @@ def forest(
     row's threshold as a tick and, for an equivalence claim, its margin band. Rows without an
     interval (fewer than two seeds) show only the estimate. ``legend``: verdict -> colour.
     """
-    height = (0.55 if normalize else 0.95) + 0.2 * max(len(rows), 1) + (0.3 if legend else 0.0)
+    pitch = 0.2 if normalize else 0.25
+    height = (0.55 if normalize else 0.95) + pitch * max(len(rows), 1) + (0.3 if legend else 0.0)
     fig, ax = plt.subplots(figsize=(width, height))
     ys = np.arange(len(rows))[::-1]
     for y, row in zip(ys, rows, strict=True):
