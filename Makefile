@@ -2,7 +2,7 @@
 #   make book   - set up .venv if missing, prepare data (installs Debian's dataset-fashion-mnist
 #                 when root and offline), execute every notebook with papermill (profile:
 #                 PROFILE=auto -> paper on a CUDA machine, cpu otherwise), build the HTML into
-#                 book/_build/html
+#                 book/_build/html; PROFILE=paper without CUDA prints its cost and asks (YES=1: don't)
 #   make test   - set up .venv if missing (and Debian's chromium for the browser test when root),
 #                 then lint, run the test suite and the mutation check (what .ci/run calls)
 #   make lab    - JupyterLab on notebooks/ with the project's kernel (.venv); LAB_ARGS="--port 8899 ..."
@@ -12,15 +12,20 @@ PY := $(VENV)/bin/python
 PROFILE ?= auto
 STAMP := $(VENV)/.jacnb-installed
 
-.PHONY: book test lab env chromium clean-book
+.PHONY: book test lab env chromium clean-book gpu-check
 
 book: $(STAMP)
-	$(PY) -m jacnb.book --profile $(PROFILE)
+	$(PY) -m jacnb.book --profile $(PROFILE) $(if $(YES),--yes)
 
 test: $(STAMP) chromium
 	$(PY) -m ruff check jacnb tests benchmarks scripts
 	$(PY) -m pytest
 	$(PY) scripts/mutation_check.py
+
+# Table VI and the paper profile's dry run on this machine's GPU (< 10 min), into one JSON;
+# without CUDA the same at a small size (scripts/gpu_check.py).
+gpu-check: $(STAMP)
+	$(PY) scripts/gpu_check.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)

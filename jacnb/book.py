@@ -504,9 +504,63 @@ def write_scorecard(site: Path, profile: str) -> Path:
     return write_page(default_root(), site / "executed" / "scorecard.md", profile=profile)
 
 
+def confirm_paper_cost(
+    chapters: Sequence[str],
+    yes: bool = False,
+    cuda: bool | None = None,
+    ask: Any = input,
+    cost_json: Path | None = None,
+) -> bool:
+    """Whether to start the ``paper`` profile: always on CUDA or with ``yes``; otherwise print
+    what the chapters would cost on this kind of machine (the saved dry run of
+    ``book/_static/paper_cost.json``, page "What the ``paper`` profile costs") and ask. Without a
+    terminal to ask on, the answer is no."""
+    import json
+
+    from jacnb.lab import dryrun
+
+    if yes or (torch_cuda() if cuda is None else cuda):
+        return True
+    path = cost_json or dryrun.DEFAULT_JSON
+    modules = {name.split("_", 1)[1] for name in chapters}
+    if path.is_file():
+        result = json.loads(path.read_text())
+        rows = [c for c in result["chapters"] if c["chapter"] in modules]
+        hours = sum(c["hours"] for c in rows)
+        print(
+            f"[jacnb.book] no CUDA here. The paper profile of {len(rows)} chapters would take "
+            f"{dryrun.months(hours)} on {result['device']} (dry run of {result['date']}, commit "
+            f"{result['commit']}; per chapter: "
+            + ", ".join(f"{c['chapter']} {c['hours']:.0f} h" for c in rows)
+            + "). `python -m jacnb.run --profile paper --dry-run` measures it on this machine.",
+            flush=True,
+        )
+    else:
+        print(
+            "[jacnb.book] no CUDA here, and no dry run saved: `python -m jacnb.run --profile "
+            "paper --dry-run` says what the paper profile would cost on this machine.",
+            flush=True,
+        )
+    try:
+        answer = ask("Start the paper profile anyway? [y/N] ") if sys.stdin.isatty() else ""
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
+def torch_cuda() -> bool:
+    """Whether torch sees a CUDA device."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", default="auto", help="smoke | cpu | paper | auto")
+    parser.add_argument(
+        "--yes", action="store_true", help="paper profile without CUDA: start without asking"
+    )
     parser.add_argument("--only", nargs="*", default=None, help="chapter names to execute")
     parser.add_argument("--skip-execute", action="store_true", help="only build the HTML")
     args = parser.parse_args(argv)
@@ -518,6 +572,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [c for c in chapters if c not in CHAPTERS]
     if unknown:
         parser.error(f"unknown chapters {unknown}; valid: {list(CHAPTERS)}")
+    if not args.skip_execute and profile == "paper":
+        if not confirm_paper_cost(chapters, yes=args.yes):
+            print("[jacnb.book] not started (pass --yes, or make book PROFILE=paper YES=1)")
+            return 1
     if not args.skip_execute:
         t0 = time.perf_counter()
         prepare(profile, chapters)

@@ -13,11 +13,22 @@ only reads the records (Sokolic et al. 2017 and Oymak et al. 2019 grids, ``noteb
 ``run(profile, executor=..., store=...)`` hands the executor to
 :func:`jacnb.lab.store.run_grid`. ``--executor local`` trains in ``--workers`` local processes
 (default: one per core, each with ``cores // workers`` torch threads); ``--executor slurm``
-submits the missing runs as one SLURM job array through submitit (``--partition``, ``--gpus``
-per task, ``--timeout-min``, ``--cpus-per-task``, ``--mem-gb``, ``--parallel`` = most array tasks
-at once; job scripts and logs in ``--folder``, default ``<results>/.submitit``). The result store
+submits the missing runs as SLURM job arrays through submitit, one per set of grids that do not
+depend on each other (:func:`jacnb.lab.store.run_grids`; ``--partition``, ``--gpus`` per task,
+``--timeout-min``, ``--cpus-per-task``, ``--mem-gb``, ``--parallel`` = most array tasks at once;
+job scripts and logs in ``--folder``, default ``<results>/.submitit``). The result store
 (``--results`` or ``$JACNB_RESULTS``) must then be on storage every node sees. Any number of
-such commands, notebooks and jobs can share one store: each run is claimed before it trains.
+such commands, notebooks and jobs can share one store: each run is claimed before it is
+submitted or trains. A SLURM task that ends without a result (cancelled, killed, out of time) is
+reported (:class:`jacnb.lab.store.LostRunsError`, exit status 3) once the other runs are
+stored; the same command again trains it.
+
+``--dry-run`` (one chapter, or all without a name) builds every config of the profile at its
+shapes and times a few steps of each distinct shape on the device at hand instead of training
+(:mod:`jacnb.lab.dryrun`); ``--json PATH`` saves its table (``book/_static/paper_cost.json`` is
+what the page "What the ``paper`` profile costs" shows)::
+
+    python -m jacnb.run --profile paper --dry-run --json book/_static/paper_cost.json
 
 Also here: the checks that make a mistyped or unknown notebook parameter (``-p profle paper``,
 ``-p epochs 1``) an error naming the valid ones, instead of papermill's warning and a silent run
@@ -46,6 +57,8 @@ from pathlib import Path
 from typing import Any
 
 EXECUTORS = ("none", "local", "slurm")
+#: Exit status of ``python -m jacnb.run`` when SLURM tasks ended without a result.
+LOST_EXIT = 3
 
 
 def check_parameters(notebook_path: str | Path, parameters: Mapping[str, Any]) -> None:
@@ -144,7 +157,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m jacnb.run", description=__doc__.split("\n\n")[0].replace("\n", " ")
     )
-    p.add_argument("chapter", help="a module of jacnb.chapters, e.g. fully_connected")
+    p.add_argument(
+        "chapter",
+        nargs="?",
+        help="a module of jacnb.chapters, e.g. fully_connected (with --dry-run: default all)",
+    )
     p.add_argument("--profile", default="cpu", help="smoke | cpu | paper | auto (default: cpu)")
     p.add_argument("--executor", choices=EXECUTORS, default="none")
     p.add_argument("--workers", type=int, default=None, help="local: processes (default: cores)")
@@ -159,14 +176,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keep-weights", action="store_true", help="keep finished runs' training checkpoints"
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build every config at the profile's shapes, time a few steps, project the cost; "
+        "trains nothing to the end and writes no record (jacnb.lab.dryrun)",
+    )
+    p.add_argument("--steps", type=int, default=2, help="dry run: timed steps per shape")
+    p.add_argument("--json", default=None, help="dry run: write its table to this JSON file")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from jacnb.lab.store import ResultStore
+    from jacnb.lab.store import LostRunsError, ResultStore
 
     p = parser()
     args = p.parse_args(argv)
+    if args.dry_run:
+        return dry_run(p, args)
+    if args.chapter is None:
+        p.error("name a chapter (all chapters only with --dry-run)")
     module = f"jacnb.chapters.{args.chapter}"
     try:
         chapter = importlib.import_module(module)
@@ -187,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with sigterm_as_interrupt():
             chapter.run(args.profile, executor=executor, store=store)
+    except LostRunsError as err:
+        print(f"[jacnb.run] {args.chapter}: {err}", file=sys.stderr)
+        return LOST_EXIT
     except KeyboardInterrupt as err:
         command = " ".join(["python -m jacnb.run", *(sys.argv[1:] if argv is None else argv)])
         why = "SIGTERM" if isinstance(err, Terminated) else "interrupted"
@@ -199,6 +231,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + (signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT)
     print(f"[jacnb.run] {args.chapter} at profile {args.profile}: records in {root}")
     return 0
+
+
+def dry_run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--dry-run``: :func:`jacnb.lab.dryrun.dry_run_chapter` for the chapter (or every chapter
+    with a ``dry_run`` hook) on the device at hand; prints the per-shape lines and the
+    per-chapter table, writes the JSON with ``--json``. Exit status 1 if any config failed."""
+    import time
+
+    import torch
+
+    from jacnb.lab import dryrun
+    from jacnb.lab.settings import resolve_profile
+
+    names = [args.chapter] if args.chapter else chapter_names()
+    modules = {}
+    for name in names:
+        try:
+            module = importlib.import_module(f"jacnb.chapters.{name}")
+        except ModuleNotFoundError:
+            module = None
+        if module is None or not hasattr(module, "dry_run"):
+            if args.chapter:
+                p.error(f"chapter {name!r} has no dry run; valid: {dry_run_chapters()}")
+            continue
+        modules[name] = module
+    profile = resolve_profile(args.profile)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    t0 = time.perf_counter()
+    rows = []
+    for name, module in modules.items():
+        rows += dryrun.dry_run_chapter(name, module, profile, device, steps=args.steps)
+    result = dryrun.report(profile, rows, device, time.perf_counter() - t0, args.steps, 1)
+    print(dryrun.format_table(dryrun.table(result)))
+    total = dryrun.total_hours(result)
+    print(
+        f"[jacnb.run] dry run of profile {profile} on {result['device']} in "
+        f"{result['wall_seconds']:.0f} s: the full profile would take {dryrun.months(total)} "
+        f"here ({args.steps} timed steps per distinct shape; configs differing only by seed or "
+        "factor share one)"
+    )
+    if args.json:
+        print(f"[jacnb.run] table written to {dryrun.save(result, args.json)}")
+    failures = sum(bool(r.error) for r in rows)
+    if failures:
+        print(f"[jacnb.run] {failures} shapes FAILED (see FAIL lines above)")
+    return 1 if failures else 0
+
+
+def dry_run_chapters() -> list[str]:
+    """The chapters with a dry-run hook (``dry_run(settings, device)``)."""
+    out = []
+    for name in chapter_names():
+        if hasattr(importlib.import_module(f"jacnb.chapters.{name}"), "dry_run"):
+            out.append(name)
+    return out
 
 
 class Terminated(KeyboardInterrupt):

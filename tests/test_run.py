@@ -99,6 +99,10 @@ def test_run_slurm_builds_a_submitit_job_array_executor(
     argv += ["--gpus", "1", "--folder", str(tmp_path / "jobs"), "--timeout-min", "90"]
     assert main(argv) == 0
     ((_, executor, _),) = fake_chapter
+    from jacnb.lab.store import SlurmArrayExecutor
+
+    assert isinstance(executor, SlurmArrayExecutor)
+    executor = executor.executor
     assert isinstance(executor, submitit.AutoExecutor) and executor.cluster == "slurm"
     params = executor._executor.parameters
     assert params["partition"] == "gpu" and params["gpus_per_node"] == 1
@@ -111,6 +115,19 @@ def test_run_unknown_chapter_names_the_valid_ones(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["no_such_chapter"])
     assert "no_such_chapter" in capsys.readouterr().err
+
+
+def test_run_exits_3_naming_the_runs_a_cluster_lost(fake_chapter, monkeypatch, capsys) -> None:
+    from jacnb.lab.store import LostRun, LostRunsError
+    from jacnb.run import LOST_EXIT, main
+
+    def run(profile: str = "cpu", *, executor=None, store=None):
+        raise LostRunsError([LostRun({"experiment": "e", "seed": 1}, "7_1", "CANCELLED", "x")])
+
+    monkeypatch.setattr(sys.modules["jacnb.chapters.fake"], "run", run)
+    assert main(["fake"]) == LOST_EXIT == 3
+    err = capsys.readouterr().err
+    assert "7_1" in err and "CANCELLED" in err and "again" in err
 
 
 # -- the papermill command a page prints refuses unknown parameters ----------------------------

@@ -32,7 +32,6 @@ verdicts come only from :func:`jacnb.lab.gates.decide` on the tidy runs frame
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -67,10 +66,12 @@ from jacnb.lab import settings as lab_settings
 from jacnb.lab.claims import claims_of
 from jacnb.lab.datasets import Panel, dataset_label, get_dataset, not_run, plan_panels
 from jacnb.lab.datasets import stand_in_label as panel_stand_in_label
+from jacnb.lab.dryrun import DryConfig, batch_of
 from jacnb.lab.selection import VAL_METRICS
 from jacnb.lab.selection import choose_lambdas as choose
-from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.store import FRACTION, ResultSchema, ResultStore, run_grid
 from jacnb.lab.tables import factor_list, percent_mean_sd
+from jacnb.lab.timing import make_step
 from jacnb.lab.verdicts import Verdict
 
 NAME = "04_convolutional"
@@ -114,7 +115,8 @@ TABLES = {
     ),
 }
 
-#: Every run record that is not ``ok`` (diverged) is left out of means, tables and verdicts.
+#: Every run record that is not ``ok`` (diverged) is left out of means and tables, and counted in
+#: the verdicts as the claims register (:func:`jacnb.lab.gates.diverged_gate`).
 OK = "ok"
 
 
@@ -298,6 +300,12 @@ def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**res, "n_fit": int(len(y_fit)), "n_val": int(len(y_val))}
 
 
+#: What every finished selection / final run reports (a stored record without it is
+#: quarantined and recomputed, never shown).
+SELECT = ResultSchema({"val_acc": FRACTION, "train_acc": FRACTION})
+FINAL = ResultSchema({"test_acc": FRACTION, "train_acc": FRACTION})
+
+
 def final_run(config: Mapping[str, Any]) -> dict[str, Any]:
     """One final run: the drawn training set, test accuracy (and LaRED's other-subject one)."""
     x, y = train_split(config)
@@ -448,10 +456,12 @@ def run_table(
             continue
         desc = f"Table {TABLES[table].name} {panel.paper}"
         cfgs = select_configs(ts, table, panel.dataset, spec["n_train"])
-        select = run_grid(cfgs, select_run, store, desc=f"{desc}: select lambda", executor=executor)
+        select = run_grid(
+            cfgs, select_run, store, f"{desc}: select lambda", executor=executor, schema=SELECT
+        )
         chosen = choose_lambdas(select, table)
         fcfgs = final_configs(ts, table, panel.dataset, spec["n_train"], chosen)
-        final = run_grid(fcfgs, final_run, store, desc=desc, executor=executor)
+        final = run_grid(fcfgs, final_run, store, desc=desc, executor=executor, schema=FINAL)
         selects.append(select)
         chosens.append(chosen)
         finals.append(final)
@@ -605,8 +615,8 @@ class ConvolutionalResult:
         return out
 
     def diverged(self) -> dict[str, int]:
-        """Runs stored as diverged (left out of means, tables and verdicts), per table and
-        phase."""
+        """Runs stored as diverged (left out of means and tables, counted in verdicts), per
+        table and phase."""
         out = {}
         for table, tr in self.tables.items():
             for phase, f in (("selection", tr.select), ("final", tr.final)):
@@ -870,9 +880,9 @@ class ConvolutionalResult:
 
     def verdicts(self) -> list[Verdict]:
         """One verdict per claim registered on this page: :func:`jacnb.lab.gates.decide` on the
-        ``ok`` rows of the claim's panel in :meth:`runs` (a stand-in named as such), or
-        :func:`jacnb.lab.gates.not_run` where the panel's dataset is absent. Diverged runs are
-        left out (their seed is then unpaired) and counted in the reason."""
+        rows of the claim's panel in :meth:`runs`, diverged ones included (counted as failures at
+        chance accuracy, or undecided cells, as each claim registers; a stand-in named as such),
+        or :func:`jacnb.lab.gates.not_run` where the panel's dataset is absent."""
         out = []
         for claim in claims_of(NAME):
             table = claim.id.split(".")[0]
@@ -888,19 +898,14 @@ class ConvolutionalResult:
                 continue
             runs = self.runs(table)
             mine = runs[runs["paper"] == claim.dataset] if len(runs) else runs
-            ok = mine[mine["status"] == OK]
-            cols = list(gates.required_columns(claim.id))
+            cols = [*gates.required_columns(claim.id), "status"]  # diverged runs are counted
             v = gates.decide(
                 claim.id,
-                ok[cols],
+                mine[cols],
                 profile=self.profile,
                 dataset=_dataset_name(panel, tr.settings),
                 stand_in=_is_stand_in(panel),
             )
-            n_bad = int((mine["status"] != OK).sum()) if len(mine) else 0
-            if n_bad:
-                note = f"{n_bad} diverged run rows left out"
-                v = dataclasses.replace(v, reason=f"{v.reason}; {note}" if v.reason else note)
             out.append(v)
         return out
 
@@ -976,3 +981,75 @@ def bn_jacobian_check(seed: int = 0, batch: int = 8) -> pd.DataFrame:
             "naive (gradient through the batch statistics)",
         ],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run (python -m jacnb.run convolutional --profile paper --dry-run; jacnb.lab.dryrun)
+# ---------------------------------------------------------------------------------------------
+
+
+def largest_factors(ts: Mapping[str, Any], select: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A stand-in for :func:`choose_lambdas` before any selection ran (what :func:`lookup`
+    reads): every selection cell at the largest factor of its grid (a factor changes no step's
+    shape, so the final grids of a dry run are the real ones)."""
+    rows = []
+    for c in select:
+        grid = list(ts["lambdas"][c["regularizer"]])
+        rows.append(
+            {
+                "dataset": c["dataset"],
+                "regularizer": c["regularizer"],
+                "n_train": c["n_train"],
+                "lam": max(grid),
+                "lam_grid": tuple(grid),
+                "chosen_by_tie": False,
+                "selection_seeds": (c["seed"],),
+                "selection_steps": 0,
+            }
+        )
+    return pd.DataFrame(rows).drop_duplicates(["dataset", "regularizer", "n_train"])
+
+
+def dry_run(settings: Mapping[str, Any], device: torch.device) -> list[DryConfig]:
+    """Every run of Tables II and III at ``settings`` as :mod:`jacnb.lab.dryrun` sees it: per
+    panel that can run the selection grid and the final grid (:func:`select_configs`,
+    :func:`final_configs`), each with its SGD steps (:func:`steps_of` on the samples it fits)
+    and one training step of its net on a batch at the run's image size."""
+    out = []
+    for table in TABLES:
+        ts = table_settings(settings, table)
+        for panel, spec in plan_table(ts):
+            if panel.dataset is None:
+                continue
+            select = select_configs(ts, table, panel.dataset, spec["n_train"])
+            chosen = largest_factors(ts, select)
+            final = final_configs(ts, table, panel.dataset, spec["n_train"], chosen)
+            name = f"Table {TABLES[table].name}"
+            out += [_dry_config(f"{name} selection", c) for c in select]
+            out += [_dry_config(f"{name} final", c) for c in final]
+    return out
+
+
+def _dry_config(phase: str, c: Mapping[str, Any]) -> DryConfig:
+    ds = get_dataset(c["dataset"])
+    n = int(c["n_train"])
+    n_fit = n - round(c["val_fraction"] * n) if "val_fraction" in c else n
+    lam = float(c.get("lam", 0.0))
+    side = c.get("image_size") or int(ds.x_train.shape[-1])
+    with torch.device("meta"):  # the net's layers without its weights: batch norm or not
+        probe = build_model(c, int(ds.x_train.shape[1]), side)
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in probe.modules())
+    reg = c["regularizer"] if lam > 0 else "none"
+    if reg == "jacobian":
+        reg = f"jacobian ({c['jr_method']})"
+
+    def build(device: torch.device) -> Any:
+        x, y = batch_of(ds, int(c["batch_size"]), torch.device("cpu"))
+        x = resize_images(x, c.get("image_size"))
+        model = build_model(c, int(x.shape[1]), int(x.shape[-1])).to(device)
+        regularizer = regularizer_from_config(c) if lam > 0 else None
+        return make_step(model, regularizer, x.to(device), y.to(device), lam, float(c["lr"]))
+
+    shape = (c["model"], f"{ds.x_train.shape[1]}x{side}x{side}", f"batch {c['batch_size']}", reg)
+    steps = steps_of(n_fit, int(c["batch_size"]), int(c["epochs"]), has_bn)
+    return DryConfig(phase, ds.name, steps, shape, build, dict(c))

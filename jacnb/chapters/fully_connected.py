@@ -57,9 +57,18 @@ from jacnb.lab.datasets import (  # noqa: F401 - Panel, dataset_label, try_datas
     plan_panels,
     try_dataset,
 )
+from jacnb.lab.dryrun import DryConfig, batch_of
 from jacnb.lab.selection import VAL_METRICS
 from jacnb.lab.selection import choose_lambdas as choose
-from jacnb.lab.store import DIVERGED, OK, ResultStore, canonical, run_grid
+from jacnb.lab.store import (
+    DIVERGED,
+    FRACTION,
+    OK,
+    ResultSchema,
+    ResultStore,
+    canonical,
+    run_grid,
+)
 from jacnb.lab.tables import factor_list
 from jacnb.lab.timing import make_step, time_calls
 from jacnb.lab.verdicts import REPRODUCED, Verdict
@@ -138,6 +147,11 @@ def _fig3_base(s: Mapping[str, Any], ds: Dataset) -> dict[str, Any]:
         "n_proj": s["n_proj"],
         **{k: s[k] for k in TRAIN_KEYS},
     }
+
+
+#: What every finished Fig. 3 run reports (a stored record without it is quarantined and
+#: recomputed, never shown).
+FINAL = ResultSchema({"test_acc": FRACTION, "train_acc": FRACTION})
 
 
 def select_configs(s: Mapping[str, Any], dataset: str) -> list[dict[str, Any]]:
@@ -426,6 +440,7 @@ def run_grid_stacked(
     stack: bool = False,
     progress: bool = True,
     executor: Any = None,
+    schema: ResultSchema | None = None,
 ) -> pd.DataFrame:
     """:func:`jacnb.lab.store.run_grid`, with the missing runs of each :func:`stack_groups` group
     trained together by ``run_group(configs) -> [record or exception]`` when ``stack``.
@@ -482,7 +497,13 @@ def run_grid_stacked(
                 for claim in held:
                     claim.release()
     return run_grid(
-        configs, run, store, desc=desc, progress=progress and not stack, executor=executor
+        configs,
+        run,
+        store,
+        desc=desc,
+        progress=progress and not stack,
+        executor=executor,
+        schema=schema,
     )
 
 
@@ -592,6 +613,7 @@ def run_fig3(
         desc="Fig. 3",
         stack=stack,
         executor=executor,
+        schema=FINAL,
     )
     proj_cfgs = projection_configs(s, dataset, chosen)
     projection = (
@@ -671,29 +693,20 @@ def projection_runs(projection: pd.DataFrame) -> pd.DataFrame:
     return projection.assign(arm=projection["jr_method"])
 
 
-def _with_left_out(v: Verdict, n: int) -> Verdict:
-    if not n:
-        return v
-    note = f"{n} diverged run(s) left out (stored with status 'diverged')"
-    return Verdict(**{**v.as_row(), "reason": "; ".join(x for x in (v.reason, note) if x)})
-
-
 def decide_runs(
     claim: str, runs: pd.DataFrame, *, profile: str, panel: Panel | None
 ) -> Verdict:
-    """``gates.decide`` on the finished runs of ``runs`` (diverged ones left out and counted);
-    ``gates.not_run`` when the panel's dataset is absent. The dataset named is the one used; a
-    stand-in (its panel label says so) is passed as ``stand_in=True``."""
+    """``gates.decide`` on every run of ``runs``, diverged ones included (``status``): the
+    claim's registered treatment counts them (a failure of their arm at chance accuracy, or an
+    undecided cell), never drops them; ``gates.not_run`` when the panel's dataset is absent.
+    The dataset named is the one used; a stand-in (its panel label says so) is passed as
+    ``stand_in=True``."""
     if panel is None or panel.dataset is None:
         why = panel.note if panel is not None else "no panel for this claim at this profile"
         return gates.not_run(claim, why, profile=profile)
-    ok, left_out = ok_runs(runs)
     stand_in = gates.is_stand_in(panel.label)
-    return _with_left_out(
-        gates.decide(
-            claim, ok, profile=profile, dataset=dataset_label(panel.dataset), stand_in=stand_in
-        ),
-        left_out,
+    return gates.decide(
+        claim, runs, profile=profile, dataset=dataset_label(panel.dataset), stand_in=stand_in
     )
 
 
@@ -1067,3 +1080,61 @@ def fig3_workload(s: Mapping[str, Any], in_dims: Mapping[str, int]) -> list[dict
                 for n in s["n_train"]:
                     out += [{**base, "n_fit": n, "phase": "final"}] * len(s["seeds"])
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run (python -m jacnb.run fully_connected --profile paper --dry-run; jacnb.lab.dryrun)
+# ---------------------------------------------------------------------------------------------
+
+
+def largest_factors(s: Mapping[str, Any], select: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """A stand-in for :func:`choose_lambdas` before any selection ran: every selection cell at
+    the largest factor of its grid (a factor changes no step's shape, so the final grids of a
+    dry run are the real ones)."""
+    rows = [
+        {k: c[k] for k in ("dataset", "regularizer", "depth", "n_train")}
+        | {"lam": max(s["lambdas"][c["regularizer"]])}
+        for c in select
+    ]
+    return pd.DataFrame(rows).drop_duplicates(ignore_index=True)
+
+
+def dry_run(s: Mapping[str, Any], device: torch.device) -> list[DryConfig]:
+    """Every run of the page at settings ``s`` as the dry run sees it: per present panel the
+    selection grid, the final grid and the projection cell (:func:`configs`,
+    :func:`fig3_configs`, :func:`projection_configs`), each with its SGD steps
+    (:func:`steps_per_run` on the samples it fits) and one training step of its net."""
+    out = []
+    for panel in plan_panels(s):
+        if panel.dataset is None:
+            continue
+        select = select_configs(s, panel.dataset)
+        chosen = largest_factors(s, select)
+        grids = {
+            "Fig. 3 selection": select,
+            "Fig. 3 final": fig3_configs(s, panel.dataset, chosen),
+            "projection cell": projection_configs(s, panel.dataset, chosen),
+        }
+        out += [dry_config(phase, c) for phase, cs in grids.items() for c in cs]
+    return out
+
+
+def dry_config(phase: str, c: Mapping[str, Any], weight_norm: bool = False) -> DryConfig:
+    """One config of this page (or of Fig. 4's, ``weight_norm``) for :mod:`jacnb.lab.dryrun`."""
+    ds = get_dataset(c["dataset"])
+    n = int(c["n_train"])
+    n_fit = n - round(c["val_fraction"] * n) if "val_fraction" in c else n
+    lam = float(c.get("lam", 0.0))
+    reg = c.get("regularizer", "none") if lam > 0 else "none"
+    if reg == "jacobian":
+        reg = f"jacobian ({c['jr_method']})"
+
+    def build(device: torch.device) -> Any:
+        model = _build(c, ds, weight_norm=weight_norm).to(device)
+        x, y = batch_of(ds, int(c["batch_size"]), device)
+        regularizer = regularizer_from_config(c) if lam > 0 else None
+        return make_step(model, regularizer, x, y, lam=lam, lr=float(c["lr"]))
+
+    shape = (f"depth {c['depth']}", f"width {c['width']}", f"batch {c['batch_size']}", reg)
+    steps = steps_per_run(n_fit, c["batch_size"], c["epochs"])
+    return DryConfig(phase, ds.name, steps, shape, build, dict(c))

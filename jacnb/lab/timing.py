@@ -113,16 +113,18 @@ def make_step(
     y: Tensor,
     lam: float = 0.1,
     lr: float = 0.01,
+    loss: str = "cross_entropy",
 ) -> Callable[[], float]:
     """One full SGD step as a closure: :func:`jacnb.core.train.training_step`, the step the book's
     training loop takes (cross-entropy ``+ lam * reg``, the regularizer sharing the forward pass).
 
-    The closure owns its own SGD (momentum 0.9) optimizer on ``model``; it returns the loss.
+    The closure owns its own SGD (momentum 0.9) optimizer on ``model``; it returns the loss
+    (``loss``: ``"cross_entropy"`` or ``"squared"``, as :func:`jacnb.core.train.training_step`).
     """
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
 
     def step() -> float:
-        return training_step(model, x, y, optimizer, "cross_entropy", reg, lam if reg else 0.0)
+        return training_step(model, x, y, optimizer, loss, reg, lam if reg else 0.0)
 
     return step
 

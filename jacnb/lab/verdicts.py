@@ -37,6 +37,7 @@ class CellStat:
     threshold: float
     n: int
     outcome: str  # jacnb.lab.stats.CLAIMED / OTHER / STRADDLES
+    diverged: int = 0  # runs of the cell that diverged (counted, never silently dropped)
 
 
 @dataclass(frozen=True)

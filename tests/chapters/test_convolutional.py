@@ -379,11 +379,11 @@ def test_a_planted_effect_is_reproduced_and_its_reverse_is_not():
 
 def test_gates_bite_on_the_chapter_frames():
     result = _planted(+1)
-    # a diverged run is left out and counted; a factor at the grid's edge is inconclusive
+    # a diverged run is counted in its cell; a factor at the grid's edge is inconclusive
     result.tables["table2"].final.loc[0, "status"] = "diverged"
     result.tables["table2"].chosen["lam_grid"] = [[0.01, 0.1, 1.0]] * 2
     v = {x.claim: x for x in result.verdicts()}["table2.mnist.jr_beats_wd"]
-    assert v.verdict == INCONCLUSIVE and "grid's edge" in v.reason and "diverged" in v.reason
+    assert v.verdict == INCONCLUSIVE and "grid's edge" in v.reason and "1 diverged" in v.evidence
 
 
 # --- batch norm ------------------------------------------------------------------------------

@@ -263,3 +263,13 @@ def test_paper_disagreement_is_flagged_exactly_where_the_papers_numbers_disagree
         assert bool(CLAIMS[cid].paper_disagrees) == (against > len(contrasts) / 2), cid
     flagged = [c.id for c in REGISTRY if c.paper_disagrees]
     assert flagged == ["table2.lared.gain_largest_at_smallest"]
+
+
+def test_the_paper_profile_has_the_seeds_every_resnet_claim_needs():
+    """Tables IV-V: the `paper` profile trains as many seeds as the claims' seeds gate asks
+    (with one seed, none of them could be decided even after a full GPU run)."""
+    from jacnb.lab.settings import get_profile
+
+    seeds = get_profile("resnet", "paper")["seeds"]
+    for c in claims.claims_of("05_resnet"):
+        assert len(seeds) >= c.gates.min_seeds, c.id

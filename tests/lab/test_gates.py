@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -302,7 +303,7 @@ def test_gates_that_do_not_apply_pass():
     v = decide("table5.jr_smaller_ge_without_aug", pd.DataFrame(rows), dataset="ImageNet")
     assert v.verdict == REPRODUCED
     results = gates.check_gates("table5.jr_smaller_ge_without_aug", pd.DataFrame(rows))
-    assert [g.name for g in results] == ["regime", "factor", "budget", "seeds"]
+    assert [g.name for g in results] == ["regime", "factor", "budget", "seeds", "divergence"]
     assert all(g.passed for g in results)
     assert "not applicable" in results[0].detail and "not applicable" in results[1].detail
 
@@ -404,3 +405,55 @@ def test_required_columns_are_exactly_what_decide_reads():
             decide(FIG3, runs[[c for c in cols if c != col]])
     for c in REGISTRY:
         assert gates.required_columns(c.id)[0] == "seed"
+
+
+# --- no survivorship: diverged runs are counted ------------------------------------------------
+
+
+def _diverge(runs, arm, depth=4, n=2500, seed=1):
+    runs = runs.assign(status="ok")
+    hit = (runs["depth"] == depth) & (runs["n_train"] == n) & (runs["seed"] == seed)
+    hit &= runs["arm"] == arm
+    runs.loc[hit, ["status", "test_acc", "train_acc", "steps"]] = ["diverged", np.nan, np.nan, 37]
+    return runs
+
+
+def test_a_diverged_treatment_run_counts_as_a_failure_at_chance():
+    """Planted survivorship: dropping the diverged JR run leaves 2 good seeds per cell there;
+    counting it at chance (0.1) sinks the cell. Every cell shows its diverged count."""
+    runs = _diverge(fig3_runs(), "jacobian")
+    v = decide(FIG3, runs)
+    assert v.verdict != REPRODUCED, v.evidence
+    assert "gate divergence" not in v.reason  # registered as a failure at chance: counted
+    assert "depth=4, n_train=2500: " in v.evidence and "n=3, 1 diverged" in v.evidence
+    cells = gates.cell_table(FIG3, runs).set_index("cell")
+    assert cells.loc["depth=4, n_train=2500", "diverged"] == 1
+    assert cells.loc["depth=4, n_train=2500", "estimate"] < -0.2  # (0.1 - 0.901) / 3
+    assert cells["diverged"].sum() == 1 and cells.loc["depth=2, n_train=1000", "diverged"] == 0
+    assert {c.cell: c.diverged for c in v.cells}["depth=4, n_train=2500"] == 1
+    gate = gates.diverged_gate(FIG3, runs)
+    assert gate.passed and "counted as failures of their arm at test_acc = 0.1" in gate.detail
+    # dropping it instead keeps only the survivors' favourable differences: the old bug
+    survivors = gates.cell_table(FIG3, runs[runs["status"] == "ok"]).set_index("cell")
+    assert survivors.loc["depth=4, n_train=2500", "estimate"] > 0
+
+
+def test_a_diverged_baseline_run_fails_the_regime_gate():
+    v = decide(FIG3, _diverge(fig3_runs(), "weight_decay"))
+    assert v.verdict == INCONCLUSIVE and "gate regime" in v.reason
+
+
+def test_a_claim_without_a_chance_value_withholds_cells_with_diverged_runs():
+    claim = "fig4.test_acc_grows_with_depth"
+    rows = []
+    for k in (1, 2):
+        for seed in range(3):
+            for depth in (2, 3, 4):
+                rows.append({"depth": depth, "width_factor": k, "seed": seed, "steps": 800,
+                             "train_acc": 1.0, "test_acc": 0.9 + 0.01 * depth, "status": "ok"})
+    df = pd.DataFrame(rows)
+    assert decide(claim, df).verdict == REPRODUCED
+    df.loc[0, ["status", "test_acc", "train_acc"]] = ["diverged", np.nan, 1.0]
+    v = decide(claim, df)
+    assert v.verdict == INCONCLUSIVE and "gate divergence" in v.reason
+    assert "1/18 runs diverged" in v.reason and "leaves its cell undecided" in v.reason

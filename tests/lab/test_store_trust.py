@@ -102,7 +102,10 @@ def test_a_record_without_checksum_is_accepted_on_its_key(tmp_path: Path) -> Non
 def test_a_result_that_breaks_its_schema_is_never_shown(tmp_path: Path, result, why) -> None:
     schema = ResultSchema({"test_acc": FRACTION, "train_acc": FRACTION})
     store = ResultStore(tmp_path)
-    path = store.put(CFG, result)  # written by other code: valid JSON, right key, checksum
+    with pytest.raises(ValueError, match=why):  # this store refuses to write it ...
+        store.with_schema(["e"], schema).put(CFG, result)
+    path = store.path(CFG)
+    _edit_to(path, CFG, result)  # ... other code wrote it: valid JSON, right key, checksum
     calls: list[int] = []
     with pytest.warns(UserWarning, match=why):
         frame = run_grid([CFG], _counting(calls), store, progress=False, schema=schema)
@@ -110,10 +113,25 @@ def test_a_result_that_breaks_its_schema_is_never_shown(tmp_path: Path, result, 
     assert _quarantined(path)
 
 
+def _edit_to(path: Path, config: dict, result: dict) -> None:
+    """Write a record as other code would: right key and checksum, any result."""
+    from jacnb.lab.store.records import config_key, record_bytes
+
+    record = {"key": config_key(config), "config": config, "status": "ok", "reason": ""}
+    record["result"] = {k: (None if v != v else v) for k, v in result.items()}
+    nan = [{"path": ["result", k], "value": "nan"} for k, v in result.items() if v != v]
+    if nan:
+        record["nonfinite"] = nan
+    path.write_bytes(record_bytes(record))
+
+
 def test_metric_conventions_hold_without_a_schema(tmp_path: Path) -> None:
     """An accuracy is a number in [0, 1] in every experiment (``"high"`` crashed a page)."""
     store = ResultStore(tmp_path)
-    store.put(CFG, {"test_acc": "high"})
+    with pytest.raises(ValueError, match="not a number"):
+        store.put(CFG, {"test_acc": "high"})
+    path = store.path(CFG)
+    _edit_to(path, CFG, {"test_acc": "high"})
     with pytest.warns(UserWarning, match="test_acc = 'high' is not a number"):
         assert store.records("e") == []
     # a diverged run may lack metrics and carry non-finite ones

@@ -31,10 +31,18 @@ The store is built not to lie, whatever happens to the processes writing it:
   by live workers and come back for them at the end (waiting for their records); a claim whose
   owner died (on the same host: its process is gone, stopped, or its pid reused by another
   process; elsewhere: its heartbeat is older than :data:`STALE_CLAIM_SECONDS`) is taken over.
-  A record is published exclusively, so a run is stored once even if two workers finish it.
-  Record layout, claims and writes are the same whichever executor runs the grid (in-process, a
-  local process pool, any ``concurrent.futures.Executor``, submitit/SLURM job arrays), so the
-  records of a parallel run are byte-identical to those of a sequential one.
+  A submitter claims each run before sending it to a pool or a queue, and its worker takes that
+  claim over, so a run waiting in a queue is not sent again by another submitter. A record is
+  published exclusively, so a run is stored once even if two workers finish it. Record layout,
+  claims and writes are the same whichever executor runs the grid (in-process, a local process
+  pool, any ``concurrent.futures.Executor``, submitit/SLURM job arrays): the same configs give
+  the same keys and the same results, except measured times (``seconds``); float results agree
+  to the last bit only between runs with the same number of torch threads (in-process: torch's
+  default, a :class:`LocalPool` worker: ``cores // workers``, a SLURM task:
+  ``$SLURM_CPUS_PER_TASK``).
+* **Lost cluster tasks reported.** A SLURM task that ends without a result (cancelled, killed,
+  out of time) is noticed from ``squeue`` within a bounded time, not stored, and raised as
+  :class:`LostRunsError` once the other runs are stored (:mod:`jacnb.lab.store.slurm`).
 * **Early failure.** Before training anything, :func:`run_grid` checks every config (a plain
   experiment name, no reserved field, JSON values), that the store is writable (a probe file is
   written and removed) and that its disk has room, bytes and inodes, for the records and
@@ -81,8 +89,8 @@ and :mod:`~jacnb.lab.store.grid` (:func:`run_grid`). Every public name is import
 """
 
 from jacnb.lab.store.checkpoints import trained_model
-from jacnb.lab.store.executors import LocalPool, slurm_executor
-from jacnb.lab.store.grid import run_grid
+from jacnb.lab.store.executors import LocalPool
+from jacnb.lab.store.grid import Grid, run_grid, run_grids
 from jacnb.lab.store.leases import HEARTBEAT_SECONDS, STALE_CLAIM_SECONDS, Claim
 from jacnb.lab.store.records import (
     DIVERGED,
@@ -101,6 +109,7 @@ from jacnb.lab.store.records import (
 )
 from jacnb.lab.store.result_store import ResultStore
 from jacnb.lab.store.schema import FRACTION, NON_NEGATIVE, Metric, ResultSchema
+from jacnb.lab.store.slurm import LostRun, LostRunsError, SlurmArrayExecutor, slurm_executor
 from jacnb.lab.timing import default_threads
 
 __all__ = [
@@ -116,17 +125,22 @@ __all__ = [
     "FRACTION",
     "NON_NEGATIVE",
     "Claim",
+    "Grid",
     "Metric",
     "ResultSchema",
     "InvalidRecordError",
     "LocalPool",
+    "LostRun",
+    "LostRunsError",
     "ResultStore",
+    "SlurmArrayExecutor",
     "StoreError",
     "canonical",
     "config_key",
     "default_root",
     "default_threads",
     "run_grid",
+    "run_grids",
     "slurm_executor",
     "trained_model",
     "write_atomic",

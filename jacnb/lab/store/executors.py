@@ -1,19 +1,36 @@
 """Executors for :func:`jacnb.lab.store.run_grid`: a local process pool (:class:`LocalPool`),
-SLURM job arrays through submitit (:func:`slurm_executor`), and the submit/wait loop that sends
-one task per missing run to any of them (or to any ``concurrent.futures.Executor``).
+and the submit/wait loop (:func:`run_with`) that sends one task per missing run to it, to any
+``concurrent.futures.Executor`` or to SLURM (:func:`jacnb.lab.store.slurm.slurm_executor`: one
+job array per round, watched with ``squeue``). The submitter claims each run before submitting it
+(:class:`Reservations`), so a run that waits in a queue is not sent again by another submitter.
 """
 
 from __future__ import annotations
 
 import atexit
 import concurrent.futures
+import os
+import threading
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jacnb.lab.store.worker import BUSY, attempt_pickled
+from jacnb.lab.store.leases import Claim, claim_generation
+from jacnb.lab.store.result_store import ResultStore
+from jacnb.lab.store.slurm import (
+    LostRun,
+    LostRunsError,
+    SlurmWatch,
+    is_slurm,
+    is_submitit,
+    result_ready,
+    unwrap,
+    watch_for,
+)
+from jacnb.lab.store.worker import BUSY, attempt_in_slurm_task, attempt_pickled
 from jacnb.lab.store.worker_pool import WorkerPool
 from jacnb.lab.timing import default_threads
 
@@ -75,65 +92,101 @@ def _shutdown_local_pools() -> None:
         pool.shutdown()
 
 
-def slurm_executor(
-    folder: str | Path,
-    partition: str | None = None,
-    gpus: int = 0,
-    timeout_min: int = 24 * 60,
-    cpus_per_task: int | None = None,
-    mem_gb: float | None = None,
-    parallel: int | None = None,
-    **slurm: Any,
-) -> Any:
-    """A submitit executor that runs a grid as one SLURM job array (one task per missing run).
+class Reservations:
+    """The claims a submitter takes on the runs it submits (see :mod:`jacnb.lab.store.leases`),
+    so that another submitter does not send them again while they wait in a queue: touched every
+    ``heartbeat`` seconds in one thread until their worker takes them over (their file is then
+    gone); those still held are released when the grid ends, however it ends."""
 
-    ``folder`` holds submitit's job scripts and logs; ``parallel`` caps how many array tasks run
-    at once (``slurm_array_parallelism``); further ``slurm_*`` keywords go to submitit (e.g.
-    ``slurm_account="..."``, ``slurm_qos="..."``). The store must be on storage every node sees.
-    """
-    import submitit
+    def __init__(self, heartbeat: float) -> None:
+        self.heartbeat = heartbeat
+        self._paths: set[Path] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="jacnb-reserve")
 
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    params: dict[str, Any] = {"timeout_min": timeout_min, "gpus_per_node": gpus, **slurm}
-    if partition is not None:
-        params["slurm_partition"] = partition
-    if cpus_per_task is not None:
-        params["cpus_per_task"] = cpus_per_task
-    if mem_gb is not None:
-        params["mem_gb"] = mem_gb
-    if parallel is not None:
-        params["slurm_array_parallelism"] = parallel
-    executor.update_parameters(**params)
-    return executor
+    def __enter__(self) -> Reservations:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            for path in self._paths:
+                path.unlink(missing_ok=True)
+            self._paths.clear()
+
+    def add(self, claim: Claim) -> int:
+        """Hold ``claim`` for a worker; its generation, which the worker is given."""
+        with self._lock:
+            self._paths.add(claim.path)
+        return claim_generation(claim.path)
+
+    def release(self, path: Path) -> None:
+        with self._lock:
+            self._paths.discard(path)
+        path.unlink(missing_ok=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            with self._lock:
+                for path in list(self._paths):
+                    try:
+                        os.utime(path)
+                    except FileNotFoundError:  # its worker took it over
+                        self._paths.discard(path)
 
 
-def _is_submitit(executor: Any) -> bool:
-    return type(executor).__module__.startswith("submitit") and hasattr(executor, "batch")
+@dataclass(frozen=True)
+class _Task:
+    """One submitted run: which grid's payload, its config, its reservation."""
+
+    grid: int
+    config: Mapping[str, Any]
+    reservation: Path
+    generation: int
 
 
-def _submit(executor: Any, payload: bytes, configs: list[Mapping[str, Any]]) -> list[Any]:
-    if _is_submitit(executor):
-        with executor.batch():  # one job array
-            jobs = [executor.submit(attempt_pickled, payload, dict(c)) for c in configs]
-        return jobs
-    return [executor.submit(attempt_pickled, payload, dict(c)) for c in configs]
+def _submit(executor: Any, payloads: Sequence[bytes], tasks: Sequence[_Task]) -> list[Any]:
+    """Submit every task; to a submitit executor as one job array."""
+    target = unwrap(executor)
+    fn = attempt_in_slurm_task if is_submitit(target) and is_slurm(target) else attempt_pickled
+    if is_submitit(target):
+        with target.batch():  # one job array
+            return [
+                target.submit(fn, payloads[t.grid], dict(t.config), t.generation) for t in tasks
+            ]
+    return [target.submit(fn, payloads[t.grid], dict(t.config), t.generation) for t in tasks]
 
 
 def _wait_round(
-    handles: list[Any], poll: float, bar: Any
-) -> tuple[list[int], BaseException | None]:
-    """Wait for every handle (futures or submitit jobs); the indices that came back ``busy`` and
-    the first error. After an error, handles not yet started are cancelled."""
+    handles: list[Any], poll: float, bar: Any, watch: SlurmWatch | None = None
+) -> tuple[list[int], BaseException | None, list[tuple[int, str, str]]]:
+    """Wait for every handle (futures or submitit jobs): the indices that came back ``busy``,
+    the first error, and the SLURM tasks that ended without a result as ``(index, task id,
+    state)`` (only with a ``watch``). After an error, handles not yet started are cancelled."""
     busy: list[int] = []
+    lost: list[tuple[int, str, str]] = []
     error: BaseException | None = None
     remaining = set(range(len(handles)))
     while remaining:
         futures = [handles[i] for i in remaining]
         if all(isinstance(f, concurrent.futures.Future) for f in futures):
             concurrent.futures.wait(futures, timeout=poll, return_when="FIRST_COMPLETED")
+        if watch is not None:
+            finished = {i: result_ready(handles[i]) for i in remaining}
+            watch.refresh([handles[i].job_id for i in remaining if not finished[i]])
         for i in sorted(remaining):
             handle = handles[i]
-            if not handle.done():
+            if watch is not None:
+                if not finished[i]:
+                    state = watch.lost(handle.job_id)
+                    if state is not None:
+                        remaining.discard(i)
+                        lost.append((i, str(handle.job_id), state))
+                    continue
+            elif not handle.done():
                 continue
             remaining.discard(i)
             try:
@@ -153,7 +206,7 @@ def _wait_round(
             isinstance(handles[i], concurrent.futures.Future) for i in remaining
         ):
             time.sleep(poll)
-    return busy, error
+    return busy, error, lost
 
 
 def resolve_executor(executor: Any) -> tuple[Any, LocalPool | None, int]:
@@ -174,24 +227,59 @@ def resolve_executor(executor: Any) -> tuple[Any, LocalPool | None, int]:
     return executor, None, int(getattr(executor, "_max_workers", 0) or 1 << 30)
 
 
-def run_with(executor, todo, run, store, poll, bar) -> None:
+def run_with(
+    executor: Any,
+    todo: Sequence[tuple[int, Mapping[str, Any]]],
+    runs: Sequence[Callable[[Mapping[str, Any]], Mapping[str, Any]]],
+    store: ResultStore,
+    poll: float,
+    bar: Any,
+) -> None:
+    """Train ``todo`` (``(grid, config)``: ``runs[grid](config)``) through ``executor``, all
+    missing runs of all grids in one submission (one SLURM job array) per round.
+
+    Before a run is submitted it must have no record and no live claim, and the submitter claims
+    it (:class:`Reservations`); runs claimed elsewhere are waited for and submitted again only if
+    their worker dies without a record. SLURM tasks that end without a result are released and,
+    once the others are done, raised as :class:`~jacnb.lab.store.slurm.LostRunsError`."""
     import cloudpickle
 
-    payload = cloudpickle.dumps((run, store))
+    payloads = [cloudpickle.dumps((run, store)) for run in runs]
+    watch = watch_for(executor)
+    lost: list[LostRun] = []
     pending = list(todo)
-    while pending:
-        pending = [c for c in pending if not store.has(c)]
-        ready = [c for c in pending if not store.claimed(c)]
-        if not ready:
+    with Reservations(store.heartbeat_seconds) as held:
+        while pending:
+            tasks: list[_Task] = []
+            waiting: list[tuple[int, Mapping[str, Any]]] = []
+            for grid, config in pending:
+                if store.has(config):
+                    continue
+                claim = store.claim(config)
+                if claim is None:
+                    waiting.append((grid, config))
+                else:
+                    tasks.append(_Task(grid, config, claim.path, held.add(claim)))
+            if not tasks:
+                if waiting:
+                    bar.set_postfix_str(f"waiting for {len(waiting)} runs claimed by other workers")
+                    time.sleep(poll)
+                pending = waiting
+                continue
+            handles = _submit(executor, payloads, tasks)
+            busy, error, gone = _wait_round(handles, poll, bar, watch)
+            for i, job_id, state in gone:
+                task = tasks[i]
+                held.release(task.reservation)
+                store.release_task_claims(task.config, job_id)
+                log = getattr(getattr(handles[i], "paths", None), "stderr", "")
+                lost.append(LostRun(task.config, job_id, state, str(log)))
+            if error is not None:
+                if lost:
+                    warnings.warn(str(LostRunsError(lost)), RuntimeWarning, stacklevel=2)
+                raise error
+            pending = waiting + [(tasks[i].grid, tasks[i].config) for i in busy]
             if pending:
-                bar.set_postfix_str(f"waiting for {len(pending)} runs claimed by other workers")
                 time.sleep(poll)
-            continue
-        handles = _submit(executor, payload, ready)
-        busy, error = _wait_round(handles, poll, bar)
-        if error is not None:
-            raise error
-        waiting = [c for c in pending if not any(c is r for r in ready)]
-        pending = waiting + [ready[i] for i in busy]
-        if pending:
-            time.sleep(poll)
+    if lost:
+        raise LostRunsError(lost)

@@ -6,6 +6,13 @@ time, and touches it every :data:`HEARTBEAT_SECONDS` while the run trains (:clas
 claim whose owner died (its pid is gone on the same host, or its heartbeat is older than
 :data:`STALE_CLAIM_SECONDS`) is taken over by creating the next generation. Used through
 :meth:`jacnb.lab.store.ResultStore.claim` by every grid of the book.
+
+A submitter that sends runs to other processes or a cluster queue claims each run itself before
+submitting it (a *reservation*, heartbeaten by the submitter), so that a second submitter does not
+send it again while it waits in the queue; the worker is told the reservation's generation and
+takes it over (:func:`take_claim` with ``reserved``). A claim made inside a SLURM task names the
+task, so that the submitter can release it as soon as SLURM says the task ended
+(:func:`release_task_claims`).
 """
 
 from __future__ import annotations
@@ -65,9 +72,10 @@ def this_process() -> dict[str, Any]:
     """What a claim records of its owner: host, pid, the process's start time (``start``,
     clock ticks after boot: a later process with the same pid has another), the kernel's boot
     id and the pid namespace (two containers with one host name do not share pids), and the
-    time."""
+    time. In a SLURM task also the task (``slurm_task``: ``<array job>_<index>`` or the job id),
+    so that a submitter told by SLURM that the task ended can release its claim at once."""
     pid = os.getpid()
-    return {
+    me: dict[str, Any] = {
         "host": socket.gethostname(),
         "pid": pid,
         "start": _proc_stat(pid)[1],
@@ -75,6 +83,11 @@ def this_process() -> dict[str, Any]:
         "pidns": _pid_namespace(),
         "time": time.time(),
     }
+    array, index = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    task = f"{array}_{index}" if array and index else os.environ.get("SLURM_JOB_ID")
+    if task:
+        me["slurm_task"] = task
+    return me
 
 
 def owner_alive(owner: dict[str, Any]) -> bool:
@@ -125,28 +138,53 @@ def _proc_stat(pid: int) -> tuple[str | None, int | None]:
         return None, None
 
 
+def claim_generation(path: Path) -> int:
+    """The generation of the claim file ``path`` (``<key>.<generation>.claim``)."""
+    return int(path.name.split(".")[1])
+
+
 def take_claim(
     folder: Path,
     key: str,
     stale_seconds: float = STALE_CLAIM_SECONDS,
     heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    reserved: int | None = None,
 ) -> Claim | None:
     """Claim ``key`` in ``folder``; ``None`` if a live worker holds it (see
-    :meth:`jacnb.lab.store.ResultStore.claim`)."""
+    :meth:`jacnb.lab.store.ResultStore.claim`).
+
+    ``reserved``: the generation of a claim that a submitter took for this worker before
+    submitting it (so that no other submitter sends the run again while it waits in a queue);
+    if that claim is still the newest, the worker takes it over (next generation) whoever holds
+    it."""
     claims = claim_files(folder, key)
     generation = 1
     if claims:
-        if claim_alive(claims[-1][1], stale_seconds):
+        if claims[-1][0] != reserved and claim_alive(claims[-1][1], stale_seconds):
             return None
         generation = claims[-1][0] + 1
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.{generation}.claim"
-    owner = this_process()
-    if not create_exclusive(path, json.dumps(owner).encode()):
+    if not create_exclusive(path, json.dumps(this_process()).encode()):
         return None
     for _, old in claims:  # the dead owners' generations
         old.unlink(missing_ok=True)
     return Claim(path, heartbeat_seconds)
+
+
+def release_task_claims(folder: Path, key: str, slurm_task: str) -> list[Path]:
+    """Remove the claims on ``key`` held by the SLURM task ``slurm_task`` (which SLURM says has
+    ended: cancelled, killed, timed out); the removed files."""
+    removed = []
+    for _, path in claim_files(folder, key):
+        try:
+            holder = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(holder, dict) and holder.get("slurm_task") == slurm_task:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 class Claim:
@@ -181,11 +219,6 @@ class Claim:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-    def held(self) -> bool:
-        """Whether this claim is still this worker's (not taken over by another worker that
-        thought this one dead)."""
-        return self.path.exists()
 
     def release(self) -> None:
         self._stop.set()

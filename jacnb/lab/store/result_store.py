@@ -30,6 +30,7 @@ from jacnb.lab.store.leases import (
     Claim,
     claim_alive,
     claim_files,
+    release_task_claims,
     take_claim,
 )
 from jacnb.lab.store.records import (
@@ -225,7 +226,9 @@ class ResultStore:
         A run is stored once: if a valid record of ``config`` is already there (another worker
         finished the run, e.g. after taking over the claim of this one, thought dead), this
         result is dropped with a warning and the stored record kept, unless ``replace``.
-        ``config`` must pass :func:`~jacnb.lab.store.records.check_config`.
+        ``config`` must pass :func:`~jacnb.lab.store.records.check_config`, and the record
+        must be one a reader accepts (its result meeting the metric conventions and the
+        experiment's schema), else ``ValueError`` and nothing is stored.
 
         ``status``/``reason`` default to the result's own ``status``/``reason`` entries (which
         then move to the record's top level), else ``"diverged"`` with the result's ``diverged``
@@ -257,6 +260,13 @@ class ResultStore:
         if nonfinite:
             record["nonfinite"] = nonfinite
         data = record_bytes(record)
+        try:  # what a reader would see: a result it would quarantine is not stored
+            validate(path, data, self.schemas.get(path.parent.name))
+        except InvalidRecordError as err:
+            raise ValueError(
+                f"the result of run {path.stem} ({path.parent.name}) is not stored because it "
+                f"would not be valid: {err}"
+            ) from err
         if replace:
             write_atomic(path, data)
         else:
@@ -394,18 +404,25 @@ class ResultStore:
         claims = claim_files(self._claim_folder(config), config_key(config))
         return bool(claims) and self.claim_alive(claims[-1][1])
 
-    def claim(self, config: Mapping[str, Any]) -> Claim | None:
+    def claim(self, config: Mapping[str, Any], reserved: int | None = None) -> Claim | None:
         """Claim ``config`` for training; ``None`` if a live worker holds it.
 
         Claims are files ``<root>/.claims/<experiment>/<key>.<generation>.claim`` created
         exclusively (``os.link`` of a complete temp file, else ``O_EXCL``), so of two workers
         only one gets a generation. A dead owner's claim (see :meth:`claim_alive`) is taken over
         by creating the next generation. Use the returned :class:`Claim` as a context manager:
-        it heartbeats while the run trains and is released at the end.
+        it heartbeats while the run trains and is released at the end. ``reserved``: the
+        generation of the claim a submitter took for this worker (the worker takes it over).
         """
         return take_claim(
             self._claim_folder(config),
             config_key(config),
             self.stale_claim_seconds,
             self.heartbeat_seconds,
+            reserved,
         )
+
+    def release_task_claims(self, config: Mapping[str, Any], slurm_task: str) -> list[Path]:
+        """Remove the claims on ``config`` held by the SLURM task ``slurm_task``, which SLURM
+        says has ended; the removed files."""
+        return release_task_claims(self._claim_folder(config), config_key(config), slurm_task)

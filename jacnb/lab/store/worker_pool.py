@@ -79,6 +79,7 @@ def _serve(conn: multiprocessing.connection.Connection, threads: int, parent: in
     """A worker: run the tasks that come through ``conn`` one at a time, send back
     ``(ok, value, traceback)``; stop at ``None``, a closed pipe or SIGTERM."""
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before the request took effect
         return
@@ -112,6 +113,8 @@ class _Worker:
         self.process.start()
         child.close()
         self.task: _Task | None = None
+        #: The pipe reached its end (the process is dying): wait for its sentinel only.
+        self.closed_pipe = False
 
 
 class _Task:
@@ -174,7 +177,7 @@ class WorkerPool(concurrent.futures.Executor):
                     break
                 waitables = [self._wake_r]
                 for w in self._workers:
-                    waitables += [w.conn, w.process.sentinel]
+                    waitables += [w.process.sentinel] + ([] if w.closed_pipe else [w.conn])
             for ready in multiprocessing.connection.wait(waitables, timeout=1.0):
                 if ready is self._wake_r:
                     while self._wake_r.poll():
@@ -186,6 +189,9 @@ class WorkerPool(concurrent.futures.Executor):
                     )
                     if worker is not None:
                         self._collect(worker)
+            with self._lock:  # a safety net: no task stays with a worker that is gone
+                for w in [w for w in self._workers if w.task and not w.process.is_alive()]:
+                    self._collect(w)
         with self._lock:
             for w in self._workers:
                 with contextlib.suppress(OSError):
@@ -203,7 +209,7 @@ class WorkerPool(concurrent.futures.Executor):
         while len(self._workers) < self._size and self._queue:
             self._workers.append(_Worker(self._ctx, self._threads))
         for w in self._workers:
-            while w.task is None and self._queue and w.process.is_alive():
+            while w.task is None and self._queue and not w.closed_pipe and w.process.is_alive():
                 task = self._queue.popleft()
                 if task.lost == 0 and not task.future.set_running_or_notify_cancel():
                     continue  # cancelled before it started
@@ -218,11 +224,17 @@ class WorkerPool(concurrent.futures.Executor):
                 w.task = task
 
     def _collect(self, worker: _Worker) -> None:
-        """A worker's reply, or its death (lock held)."""
+        """A worker's reply, or its death (lock held). A pipe at its end comes before the
+        process is reaped: the task stays with the worker until its sentinel says it is gone."""
         reply = None
-        with contextlib.suppress(EOFError, OSError):
-            if worker.conn.poll():
-                reply = worker.conn.recv()
+        if not worker.closed_pipe:
+            try:
+                if worker.conn.poll():
+                    reply = worker.conn.recv()
+            except (EOFError, OSError):
+                worker.closed_pipe = True
+        if reply is None and worker.process.is_alive():
+            return
         task, worker.task = worker.task, None
         if reply is not None and task is not None:
             ok, value, text = reply
@@ -233,7 +245,7 @@ class WorkerPool(concurrent.futures.Executor):
                     value.__cause__ = _RemoteTraceback(text)
                 task.future.set_exception(value)
             return
-        if reply is not None or worker.process.is_alive():
+        if reply is not None:
             return
         worker.process.join()
         self._workers.remove(worker)
