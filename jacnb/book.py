@@ -496,8 +496,8 @@ def prepare(profile: str, chapters: Sequence[str]) -> dict[str, str]:
 
 def write_scorecard(site: Path, profile: str) -> Path:
     """Write the scorecard page (``<site>/executed/scorecard.md``, first after the introduction in
-    ``book/_toc.yml``) from the verdict records the chapters saved in the result store (issue
-    13); claims without a record read "not run". Never typed by hand."""
+    ``book/_toc.yml``) from the verdict records the chapters saved in the result store; claims
+    without a record read "not run". Never typed by hand."""
     from jacnb.lab.scorecard import write_page
     from jacnb.lab.store import default_root
 
