@@ -1,12 +1,16 @@
-"""The smoke book opened page by page in headless Chromium, as a reader sees it.
+"""The smoke book opened page by page in headless Chromium at 1440 x 900, as a reader sees it.
 
 Every HTML page of the built book (the ``smoke_book`` session fixture, shared with
 tests/test_notebooks.py) is loaded from disk, as the README tells readers to open it, and checked
 for: console errors and failed requests, images that did not load (natural width 0), maths left
 untypeset (raw ``$...$``, ``\\(``, ``\\[`` in the visible text, or a MathJax error), broken
-internal links (missing file or anchor), visible progress bars or stderr blocks, a table wider
-than the text column without a scrolling box of its own, a figure narrower than the column, and
-code cells shown expanded.
+internal links (missing file or anchor), visible progress bars or stderr blocks, code cells shown
+expanded (except on the pages whose code is their content), and the layout a reader can take in
+at a glance: no element outside the text column or scrolling sideways, no table row taller than
+250 px, every figure between 60 % and 100 % of the column's width with its smallest text at least
+9 px as rendered (read from the font record every figure's PNG carries), and the scorecard page
+under 4,000 px tall. The API reference must list every public name of ``jacnb`` and the
+own-training-loop page must have run in the build.
 
 Needs Playwright's Python package (``pip install -e '.[test]'``) and a Chromium binary (Debian's
 ``chromium``, ``apt-get install chromium``; ``make test`` installs it when root). Playwright's
@@ -16,7 +20,9 @@ test skips and says what is missing.
 
 from __future__ import annotations
 
+import base64
 import html as html_lib
+import io
 import os
 import re
 import shutil
@@ -118,6 +124,7 @@ async ([MAX_ROW_HEIGHT, MIN_FIGURE_FRACTION]) => {
     .map((img) => ({
       w: img.getBoundingClientRect().width,
       src: (img.getAttribute("src") || "").slice(0, 40),
+      url: img.currentSrc || img.src,
     }));
   const badFigures = figures
     .filter((f) => f.w > colWidth + 2 || f.w < MIN_FIGURE_FRACTION * colWidth)
@@ -125,7 +132,8 @@ async ([MAX_ROW_HEIGHT, MIN_FIGURE_FRACTION]) => {
   const height = document.documentElement.scrollHeight;
   const links = Array.from(document.querySelectorAll("a[href]")).map((a) => a.href);
   return {brokenImages, texts, mathErrors, stderr, expandedCode, pageWide, links, overflowing,
-          scrolling, tallRows, badFigures, height, colWidth, figureWidths: figures.map((f) => f.w)};
+          scrolling, tallRows, badFigures, height, colWidth, figureWidths: figures.map((f) => f.w),
+          figureUrls: figures.map((f) => [f.url, f.w])};
 }
 """
 
@@ -195,6 +203,33 @@ def broken_links(links: list[str], html: Path) -> list[str]:
     return sorted(set(bad))
 
 
+def _png(url: str) -> bytes:
+    if url.startswith("data:"):
+        return base64.b64decode(url.split(",", 1)[1])
+    return Path(unquote(urlsplit(url).path)).read_bytes()
+
+
+def small_text(figures: list[list]) -> list[str]:
+    """Figures whose smallest text renders below ``MIN_TEXT_PX``: each PNG the book shows says its
+    smallest font (points) and resolution (``jacnb.lab.plotting.png_bytes``); at the rendered
+    width that font is ``pt / 72 * dpi * rendered / natural`` CSS pixels tall."""
+    from PIL import Image
+
+    from jacnb.lab.plotting import MIN_TEXT_PX, PNG_DPI, PNG_MIN_FONT
+
+    bad = []
+    for url, width in figures:
+        im = Image.open(io.BytesIO(_png(url)))
+        name = url[:60] if url.startswith("data:") is False else "(inline figure)"
+        if PNG_MIN_FONT not in getattr(im, "text", {}):
+            bad.append(f"{name}: no font record (draw it with jacnb.lab.plotting.show)")
+            continue
+        px = float(im.text[PNG_MIN_FONT]) / 72 * float(im.text[PNG_DPI]) * width / im.size[0]
+        if px < MIN_TEXT_PX - 0.05:
+            bad.append(f"{name}: smallest text {px:.1f} px (< {MIN_TEXT_PX:g})")
+    return bad
+
+
 #: Sphinx's redirect page (``index.html`` -> the root document).
 META_REFRESH = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.I)
 
@@ -229,6 +264,7 @@ def check_page(browser, page_path: Path, html: Path) -> list[str]:
     problems += [f"scrolls sideways: {t}" for t in found["scrolling"][:8]]
     problems += [f"table row taller than {MAX_ROW_HEIGHT} px: {t}" for t in found["tallRows"][:8]]
     problems += [f"figure width: {t}" for t in found["badFigures"]]
+    problems += [f"figure text: {t}" for t in small_text(found["figureUrls"])]
     if page_path.name == "scorecard.html" and found["height"] >= SCORECARD_MAX_HEIGHT:
         problems.append(f"the scorecard is {found['height']} px tall (< {SCORECARD_MAX_HEIGHT})")
     if found["pageWide"]:

@@ -29,10 +29,21 @@ def fig3(
     JR, dashed = weight decay (``labels``: legend label per regularizer, JR first); mean and
     95 % interval over seeds; one panel per dataset (a panel whose dataset is absent says so)."""
     dashes = dict(zip(labels.values(), ["", (4, 2)], strict=True))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
-    for ax, panel, letter in zip(axes[0], panels, "abcdef", strict=False):
+
+    def runs_of(panel: Panel) -> pd.DataFrame | None:
+        return runs[runs["dataset"] == panel.dataset] if panel.dataset and len(runs) else None
+
+    # Only panels with runs are drawn (no empty panel); the others are named in the caption.
+    drawn = [p for p in panels if runs_of(p) is not None and not runs_of(p).empty] or panels[:1]
+    absent = [
+        f"{p.label.split(':')[0]}: {p.note if p.dataset is None else 'no finished runs'}"
+        for p in panels
+        if p not in drawn
+    ]
+    fig, axes = plt.subplots(1, len(drawn), figsize=(6.5 * len(drawn), 4.8), squeeze=False)
+    for ax, panel, letter in zip(axes[0], drawn, "abcdef", strict=False):
         ax.set_title(f"({letter}) {panel.label}", fontsize=10)
-        sub = runs[runs["dataset"] == panel.dataset] if panel.dataset and len(runs) else None
+        sub = runs_of(panel)
         if sub is None or sub.empty:
             ax.text(0.5, 0.5, panel.note if panel.dataset is None else "no finished runs",
                     ha="center", va="center", wrap=True, transform=ax.transAxes, fontsize=9)
@@ -58,5 +69,6 @@ def fig3(
     fig.suptitle("Fig. 3: Jacobian regularization (solid) vs weight decay (dashed); "
                  "mean and 95 % interval over seeds", fontsize=11)
     fig.tight_layout()
-    stamp(fig, provenance)
+    stamp(fig, "; ".join([*(["not drawn: " + "; ".join(absent)] if absent else []),
+                          *([provenance] if provenance else [])]) or None)
     return fig

@@ -47,28 +47,125 @@ def use_book_style() -> None:
 use_book_style()
 
 
+def no_automatic_figures() -> None:
+    """In a Jupyter kernel, a figure appears only where :func:`show` puts it.
+
+    The inline backend displays every open figure at the end of the cell that drew it; a
+    chapter draws its figures in its first cell (``result.figures()``) and shows each under its
+    section, so every figure appeared twice. This switches that end-of-cell display off (the
+    backend is loaded first, since it registers the display when it loads). Outside a kernel it
+    does nothing. Called on import."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is None:
+        return
+    try:
+        from matplotlib_inline import backend_inline
+    except ImportError:
+        return
+    plt.get_backend()  # resolve (and load) the backend
+    try:
+        ip.events.unregister("post_execute", backend_inline.flush_figures)
+    except ValueError:
+        pass  # not registered: another backend
+
+
+no_automatic_figures()
+
+
 def stamp(fig: Figure, provenance: str | None) -> None:
-    """Put the provenance line (profile, dataset, sizes, seeds) under the figure."""
+    """Put the provenance line (profile, dataset, sizes, seeds) under the figure, wrapped at the
+    figure's width (a longer line would widen the saved image and shrink everything in it)."""
     if provenance:
-        fig.text(0.5, -0.02, provenance, ha="center", va="top", fontsize=8, color="0.35")
+        fig.text(
+            0.5, -0.02, provenance, ha="center", va="top", fontsize=8, color="0.35", wrap=True
+        )
+
+
+#: Width of the book's text column in CSS pixels at a 1440 px wide window (measured by
+#: ``tests/test_browser.py``); every figure is shown at this width.
+COLUMN_PX = 790
+#: The smallest text a figure may show on the page, in CSS pixels at :data:`COLUMN_PX`.
+MIN_TEXT_PX = 9.0
+#: PNG text keys (read back by ``tests/test_browser.py``): the smallest font of the figure in
+#: points, and the resolution it was saved at.
+PNG_MIN_FONT, PNG_DPI = "jacnb:min_font_pt", "jacnb:dpi"
+
+
+def _texts(fig: Figure) -> list:
+    from matplotlib.text import Text
+
+    return [
+        t
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and t.figure is fig
+    ]
+
+
+def _saved_width_in(fig: Figure) -> float:
+    """Width in inches of ``fig`` saved with ``bbox_inches="tight"``."""
+    if not hasattr(fig.canvas, "get_renderer"):  # a figure without a drawing canvas (Figure())
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    pad = float(plt.rcParams["savefig.pad_inches"])  # bbox_inches="tight" adds it on each side
+    return float(fig.get_tightbbox(fig.canvas.get_renderer()).width) + 2 * pad
+
+
+def fit_text(fig: Figure, column_px: float = COLUMN_PX, min_px: float = MIN_TEXT_PX) -> float:
+    """Make every text of ``fig`` at least ``min_px`` CSS pixels tall when the saved figure
+    (``bbox_inches="tight"``) is scaled to ``column_px``: fonts are enlarged together (their
+    ratios kept) when the figure is too wide for its smallest font, then the layout is redone.
+    Returns the smallest font size in points afterwards."""
+    import warnings
+
+    texts = _texts(fig)
+    if not texts:
+        return float("inf")
+    for _ in range(6):  # larger labels widen the figure a little: settle in a few rounds
+        width = _saved_width_in(fig)
+        smallest = min(t.get_fontsize() for t in texts)
+        needed = min_px * 72.0 * width / column_px
+        if smallest >= needed * 0.995:
+            break
+        factor = needed / smallest * 1.04
+        for t in texts:
+            t.set_fontsize(t.get_fontsize() * factor)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fig.tight_layout()
+    return min(t.get_fontsize() for t in texts)
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """``fig`` fitted (:func:`fit_text`) and saved as PNG (tight box) with its smallest font and
+    resolution as PNG text, then closed."""
+    import io
+
+    smallest = fit_text(fig)
+    buf = io.BytesIO()
+    meta = {PNG_MIN_FONT: f"{smallest:.3f}", PNG_DPI: str(dpi)}
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata=meta)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def show(fig: Figure, dpi: int = 100) -> None:
-    """Display ``fig`` in the notebook output as a PNG and close it.
+    """Display ``fig`` in the notebook output as a PNG (:func:`png_bytes`: text at least
+    :data:`MIN_TEXT_PX` on the page) and close it.
 
     Works whatever the matplotlib backend: ``jacnb.book`` runs the notebooks with
     ``MPLBACKEND=Agg``, under which a figure is not shown at the end of a cell (and ``display``
     of a figure gives only its text repr); closing it avoids a second copy under the inline
     backend. ``bbox_inches="tight"`` keeps the provenance line printed under the axes.
     """
-    import io
-
     from IPython.display import Image, display
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buf.getvalue()))
+    display(Image(png_bytes(fig, dpi)))
 
 
 def t_errorbar(values: Sequence[float]) -> tuple[float, float]:
@@ -246,7 +343,8 @@ def forest(
     row's threshold as a tick and, for an equivalence claim, its margin band. Rows without an
     interval (fewer than two seeds) show only the estimate. ``legend``: verdict -> colour.
     """
-    height = 0.55 + 0.26 * max(len(rows), 1) + (0.35 if legend else 0.0)
+    pitch = 0.2 if normalize else 0.25
+    height = (0.55 if normalize else 0.95) + pitch * max(len(rows), 1) + (0.3 if legend else 0.0)
     fig, ax = plt.subplots(figsize=(width, height))
     ys = np.arange(len(rows))[::-1]
     for y, row in zip(ys, rows, strict=True):
@@ -312,9 +410,5 @@ def png_data_uri(fig: Figure, dpi: int = 200) -> str:
     """``fig`` as a ``data:image/png;base64,...`` URI (for raw-HTML pages: the scorecard, the
     claim cards), then closed. Drawn at ``dpi``; the page scales it to the column's width."""
     import base64
-    import io
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(png_bytes(fig, dpi)).decode()

@@ -1,4 +1,4 @@
-"""The scorecard: one row per registered claim of both papers, fed by the verdict
+"""The scorecard: every registered claim of both papers with its verdict, fed by the verdict
 records the chapters store, never typed by hand.
 
 * :func:`save_verdicts` / :func:`load_verdicts` -- a chapter's verdicts as one JSON file
@@ -12,6 +12,13 @@ records the chapters store, never typed by hand.
   is "not run";
 * :func:`counts` -- reproduced / not reproduced / inconclusive / not run, with stand-in verdicts
   counted apart;
+* :func:`render_html` -- the page read at a glance (one screen per paper at 1440 x 900): the
+  counts, one forest plot of every decided or inconclusive claim's deciding interval against its
+  threshold (:func:`forest_rows`, drawn by :func:`jacnb.lab.plotting.forest`), then one line per
+  claim grouped by paper -- verdict badge, the claim in a few words, its id linked to the
+  chapter section, ours with its interval, the paper's number, dataset (stand-in marked),
+  seeds -- with the paper's sentence, rule, evidence, reason and gates collapsed under it;
+  checks (:attr:`jacnb.lab.claims.Kind.CHECK`) in their own list;
 * :func:`build` / :func:`write_page` -- the book page ``scorecard`` (first after the
   introduction); :class:`Scorecard` displays itself in a notebook.
 

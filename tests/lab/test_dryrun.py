@@ -176,3 +176,15 @@ def test_make_book_paper_without_cuda_says_the_cost_and_asks(
     monkeypatch.setattr(book, "torch_cuda", lambda: False)
     monkeypatch.setattr(book, "prepare", lambda *a: pytest.fail("the build started"))
     assert book.main(["--profile", "paper", "--only", "05_resnet"]) == 1
+
+
+def test_saved_paper_dry_run_is_complete() -> None:
+    """The table the cost page shows: every chapter with a hook, no failure, the paper profile."""
+    from jacnb.run import dry_run_chapters
+
+    result = json.loads(dryrun.DEFAULT_JSON.read_text())
+    assert result["profile"] == "paper"
+    assert {c["chapter"] for c in result["chapters"]} == set(dry_run_chapters())
+    assert all(c["failures"] == 0 for c in result["chapters"])
+    assert all(r["seconds_per_step"] > 0 for r in result["shapes"])
+    assert len(dryrun.table(result)) == len(result["chapters"])
