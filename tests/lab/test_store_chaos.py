@@ -82,7 +82,8 @@ def test_random_kills_and_concurrent_workers_keep_the_invariants(tmp_path: Path,
     workers = [start() for _ in range(N_WORKERS)]
     kills = 0
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    # on a loaded machine fewer kills fit in the time: go on (10 s at most) until three did
+    while time.monotonic() < end or (kills < 3 and time.monotonic() < end + 10):
         time.sleep(rng.uniform(0.05, 0.3))
         victim = rng.randrange(len(workers))
         if workers[victim].is_alive():
