@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from jacnb.chapters import chapter_modules
+from jacnb.lab import machine
 from jacnb.lab.settings import resolve_profile
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -88,31 +88,12 @@ def _device() -> str:
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU: {model}, {os.cpu_count()} cores"
+    return f"CPU: {machine.processor()}, {os.cpu_count()} cores"
 
 
 def _commit() -> str:
     """The repository's commit (``+`` when the work tree has changes), or ``unknown``."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short=10", "HEAD"],
-            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+" if dirty else "")
+    return machine.git_commit(REPO_ROOT, mark_dirty=True)
 
 
 def record_execution(

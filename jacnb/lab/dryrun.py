@@ -31,10 +31,8 @@ import gc
 import json
 import math
 import os
-import platform
 import resource
 import statistics
-import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +42,7 @@ import torch
 
 from jacnb.core.data import Dataset
 from jacnb.lab import datasets as lab_datasets
+from jacnb.lab import machine
 from jacnb.lab.timing import time_calls
 
 #: The JSON of the last dry run of the ``paper`` profile, read by ``book/paper_cost.md``.
@@ -367,33 +366,15 @@ def chapter_summary(rows: Sequence[ShapeRow]) -> list[dict[str, Any]]:
 
 
 def device_name(device: torch.device) -> str:
-    """``"cuda: <GPU name>"`` or ``"cpu: <processor>, <n> threads"``."""
+    """``"cuda: <GPU name>"`` or ``"cpu: <processor>, <n> torch threads"``."""
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    proc = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            proc = next(
-                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), proc
-            )
-    except OSError:
-        pass
-    return f"cpu: {proc}, {torch.get_num_threads()} torch threads"
+    return f"cpu: {machine.processor()}, {torch.get_num_threads()} torch threads"
 
 
 def git_commit() -> str:
     """The checkout's commit (``"unknown"`` outside a git checkout)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return machine.git_commit()
 
 
 def report(
