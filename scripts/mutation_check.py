@@ -213,11 +213,11 @@ MUTANTS: tuple[Mutant, ...] = (
         ((T_CHECKS, "absolute"),),
     ),
     Mutant(
-        "factor choice ignores the regime's training fit",
+        "factor choice excludes factors whose selection nets miss the fit (the old rule)",
         SELECTION,
-        "        if min_train_acc is None or not fits.any():",
-        "        if True:",
-        ((T_SELECTION, "fit"),),
+        "        pool = means  # every factor competes: validation accuracy alone decides",
+        "        pool = means[fits] if fits.any() else means",
+        ((T_SELECTION, "compete"),),
     ),
     Mutant(
         "accuracy ties go to the smallest factor, not the lower validation loss",
