@@ -34,7 +34,6 @@ from jacnb.lab.store.leases import (
     take_claim,
 )
 from jacnb.lab.store.records import (
-    DIVERGED,
     OK,
     QUARANTINE_FOLDER,
     RECORD_BYTES,
@@ -231,8 +230,7 @@ class ResultStore:
         experiment's schema), else ``ValueError`` and nothing is stored.
 
         ``status``/``reason`` default to the result's own ``status``/``reason`` entries (which
-        then move to the record's top level), else ``"diverged"`` with the result's ``diverged``
-        message when that is a non-empty string (the chapters' convention), else ``"ok"``.
+        then move to the record's top level), else ``"ok"``.
         Non-finite floats are stored as ``null`` and listed under ``nonfinite``. Once the record
         is on disk, the run's training checkpoint is removed unless ``keep_weights``.
         """
@@ -244,9 +242,7 @@ class ResultStore:
             status = result.pop("status")
             reason = result.pop("reason", reason)
         if status is None:
-            flagged = result.get("diverged")
-            status = DIVERGED if isinstance(flagged, str) and flagged else OK
-            reason = flagged if status == DIVERGED and reason is None else reason
+            status = OK
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         nonfinite: list[dict[str, Any]] = []
