@@ -13,8 +13,9 @@ Frobenius norms (eqs. 36, 37) and the margin bounds next to measured margins (Th
 ``f(x_i)`` to the nearest decision hyperplane, the constant Theorem 4 needs, so the bounds of
 this page use it. ``min_score_printed`` is the paper's printed ``√2 (f_y − f_j)`` convention
 (``scale="printed"``, exactly 2x), the one Fig. 4 (b) plots ("close to √2" is only reachable on
-it); the figure shows both axes, the claims are judged on ``min_score`` (a positive factor
-changes no slope's sign).
+it); the figure shows both axes. The trend claims are judged on ``min_score`` (a positive
+factor changes no slope's sign), the claim that the score is close to √2
+(``fig4.score_close_to_sqrt2``) on ``min_score_printed``.
 
 Interface: :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run` ->
 :class:`WeightNormResult` (``frames()``, ``figure()`` (Fig. 4 as the paper plots it),
