@@ -234,11 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def dry_run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """``--dry-run``: :func:`jacnb.lab.dryrun.dry_run_chapter` for the chapter (or every chapter
+    """``--dry-run``: :func:`jacnb.lab.dryrun.dry_run_all` for the chapter (or every chapter
     with a ``dry_run`` hook) on the device at hand; prints the per-shape lines and the
     per-chapter table, writes the JSON with ``--json``. Exit status 1 if any config failed."""
-    import time
-
     import torch
 
     from jacnb.lab import dryrun
@@ -258,24 +256,21 @@ def dry_run(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         modules[name] = module
     profile = resolve_profile(args.profile)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    t0 = time.perf_counter()
-    rows = []
-    for name, module in modules.items():
-        rows += dryrun.dry_run_chapter(name, module, profile, device, steps=args.steps)
-    result = dryrun.report(profile, rows, device, time.perf_counter() - t0, args.steps, 1)
+    result = dryrun.dry_run_all(modules, profile, device, steps=args.steps)
     print(dryrun.format_table(dryrun.table(result)))
     total = dryrun.total_hours(result)
     print(
         f"[jacnb.run] dry run of profile {profile} on {result['device']} in "
-        f"{result['wall_seconds']:.0f} s: the full profile would take {dryrun.months(total)} "
-        f"here ({args.steps} timed steps per distinct shape; configs differing only by seed or "
-        "factor share one)"
+        f"{result['wall_seconds']:.0f} s ({result['cpu_seconds']:.0f} CPU seconds): the full "
+        f"profile would take {dryrun.months(total)} here (every config built and checked; "
+        f"up to {args.steps} timed steps per distinct cost shape, which configs differing only "
+        "by factor, seed, learning rate or training-set size share)"
     )
     if args.json:
         print(f"[jacnb.run] table written to {dryrun.save(result, args.json)}")
-    failures = sum(bool(r.error) for r in rows)
+    failures = sum(c["failures"] for c in result["chapters"])
     if failures:
-        print(f"[jacnb.run] {failures} shapes FAILED (see FAIL lines above)")
+        print(f"[jacnb.run] {failures} rows FAILED (see FAIL lines above)")
     return 1 if failures else 0
 
 

@@ -74,12 +74,9 @@ def dry_run(
     """The dry run of ``chapters`` (default: every chapter with a hook) at ``profile``."""
     from jacnb.run import dry_run_chapters
 
-    t0 = time.perf_counter()
-    rows = []
-    for name in chapters or dry_run_chapters():
-        module = importlib.import_module(f"jacnb.chapters.{name}")
-        rows += dryrun.dry_run_chapter(name, module, profile, device, steps=steps)
-    return dryrun.report(profile, rows, device, time.perf_counter() - t0, steps, 1)
+    names = chapters or dry_run_chapters()
+    modules = {name: importlib.import_module(f"jacnb.chapters.{name}") for name in names}
+    return dryrun.dry_run_all(modules, profile, device, steps=steps)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,8 +14,10 @@ One more cell trains the projection estimate of ``R_F`` beside the exact ``R_F``
 factor (the book's claim ``book.projection_on_par_with_exact``).
 
 Interface: :data:`NAME`, :class:`Settings` (:data:`OVERRIDES`), :func:`settings`, :func:`configs`,
-:func:`run` -> :class:`FullyConnectedResult` with ``frames()``, ``figure()``, ``paper_table()``
-and ``verdicts()`` (every registered claim of the page through :func:`jacnb.lab.gates.decide`).
+:func:`run` -> :class:`FullyConnectedResult` with ``frames()``, ``figure()`` (Fig. 3 and, under
+it, the paired per-seed differences its verdicts are decided on), ``paper_table()`` and
+``verdicts()`` (every registered claim of the page through :func:`jacnb.lab.gates.decide`, on the
+runs :func:`claim_runs` gives each claim).
 The shared steps -- selection data, the factor at a final run's size, grids (stacked or not)
 through the store, run status, verdicts -- are :mod:`jacnb.lab.pipeline`'s and
 :mod:`jacnb.lab.records`'; the net and its cost arithmetic :mod:`jacnb.lab.fc_nets`'.
@@ -378,7 +380,7 @@ def fig3_run(config: Mapping[str, Any]) -> dict[str, Any]:
     ds = get_dataset(config["dataset"])
     x, y = balanced_subset(ds.x_train, ds.y_train, config["n_train"], config["seed"])
     model = build_fc(config, ds, weight_norm=False)
-    res = run_or_diverged(  # stored as status "diverged", excluded from means
+    res = run_or_diverged(  # stored as "diverged"; the verdicts count it at chance accuracy
         train,
         model,
         x,
@@ -564,6 +566,36 @@ def projection_runs(projection: pd.DataFrame) -> pd.DataFrame:
     return projection.assign(arm=projection["jr_method"])
 
 
+def claim_runs(
+    runs: pd.DataFrame, panels: Sequence[Panel]
+) -> dict[str, tuple[Panel | None, pd.DataFrame]]:
+    """Per Fig. 3 claim of this page, its panel and the runs it is judged on (every status): the
+    runs of the claim's dataset for ``fig3.*.jr_beats_wd``, :func:`par_runs` of the MNIST
+    panel's for the on-par claim. What :func:`verdicts_from_runs` decides and the figure's
+    paired panels draw (:func:`jacnb.lab.gates.cell_table` of the same frames)."""
+    by_paper = {p.paper: p for p in panels}
+
+    def panel_runs(paper: str) -> tuple[Panel | None, pd.DataFrame]:
+        panel = by_paper.get(paper)
+        return panel, (runs[runs["dataset"] == panel.dataset] if panel and panel.ran else runs)
+
+    out = {cid: panel_runs(paper) for paper, cid in CLAIM_BEATS.items()}
+    panel, sub = panel_runs("MNIST")
+    out[CLAIM_PAR] = (panel, par_runs(sub) if len(sub) else sub)
+    return out
+
+
+def fig3_figure(runs: pd.DataFrame, panels: Sequence[Panel], provenance: str | None = None):
+    """Fig. 3 of the tidy runs frame (:func:`fig3_runs`, every status): the accuracy panels and,
+    per dataset that ran, the paired panels of its claims from the runs :func:`claim_runs`
+    gives them (:func:`jacnb.chapters._fc_plots.fig3`)."""
+    deciding: dict[str, list[tuple[str, pd.DataFrame]]] = {}
+    for cid, (panel, sub) in claim_runs(runs, panels).items():
+        if panel is not None and panel.ran and len(sub):
+            deciding.setdefault(str(panel.dataset), []).append((cid, sub))
+    return _fc_plots.fig3(runs, panels, REGULARIZERS, provenance, deciding)
+
+
 def verdicts_from_runs(
     runs: pd.DataFrame,
     projection: pd.DataFrame,
@@ -573,18 +605,14 @@ def verdicts_from_runs(
     """One :class:`Verdict` per registered claim of this page, from the tidy runs frames
     (:func:`fig3_runs`, :func:`projection_runs`); the only verdict path of the chapter."""
     by_paper = {p.paper: p for p in panels}
-
-    def panel_runs(paper: str) -> tuple[Panel | None, pd.DataFrame]:
-        panel = by_paper.get(paper)
-        return panel, (runs[runs["dataset"] == panel.dataset] if panel and panel.ran else runs)
+    judged = claim_runs(runs, panels)
 
     def beats(claim: Claim) -> Verdict:
-        panel, sub = panel_runs(claim.dataset)
+        panel, sub = judged[claim.id]
         return decide_panel(claim.id, sub, profile=profile, panel=panel)
 
     def par(claim: Claim) -> Verdict:
-        panel, sub = panel_runs("MNIST")
-        pr = par_runs(sub) if len(sub) else sub
+        panel, pr = judged[claim.id]
         if panel is not None and panel.ran and pr.empty:
             why = "fewer than two training-set sizes at this profile"
             return gates.not_run(claim.id, why, profile=profile)
@@ -642,9 +670,10 @@ class FullyConnectedResult:
         }
 
     def left_out(self) -> dict[str, int]:
-        """Diverged runs per grid (stored as such, excluded from means and tables, counted in
-        the verdicts);
-        ``projection`` counts only the arm that is not a Fig. 3 run itself."""
+        """Diverged runs per grid (stored as such; left out of the tables' means and Fig. 3's
+        accuracy panel, counted in the verdicts and the paired panels as a failure of their arm
+        at chance accuracy); ``projection`` counts only the arm that is not a Fig. 3 run
+        itself."""
         proj = self.projection
         if not proj.empty:
             proj = proj[proj["jr_method"] != self.settings["jr_method"]]
@@ -673,15 +702,16 @@ class FullyConnectedResult:
         )
 
     def figure(self):
-        """Fig. 3 (seaborn): test accuracy against depth, colour = training-set size, solid = JR,
-        dashed = weight decay; mean and 95 % t-interval over seeds; one panel per dataset."""
-        return _fc_plots.fig3(
-            split_ok(self.runs())[0], self.panels, REGULARIZERS, self.provenance()
-        )
+        """Fig. 3 (:func:`jacnb.chapters._fc_plots.fig3`): per dataset that ran, test accuracy
+        against depth (colour = training-set size, solid = JR, dashed = weight decay; each arm's
+        mean and 95 % t-interval over its finished seeds), and under it the paired per-seed
+        statistic of each Fig. 3 claim per cell, from the runs its verdict is decided on
+        (:func:`claim_runs`)."""
+        return fig3_figure(self.runs(), self.panels, self.provenance())
 
     def selection_table(self) -> pd.DataFrame:
         """Mean validation accuracy [%] per factor (the λ grid as columns), the chosen factor, the
-        factors left out because their selection nets did not fit the training set, and the
+        factors whose selection nets stayed below the fit (they competed all the same), and the
         flags, per (dataset, regularizer, depth, selection size)."""
         if self.select.empty:
             return pd.DataFrame()

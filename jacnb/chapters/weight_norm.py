@@ -13,12 +13,15 @@ Frobenius norms (eqs. 36, 37) and the margin bounds next to measured margins (Th
 ``f(x_i)`` to the nearest decision hyperplane, the constant Theorem 4 needs, so the bounds of
 this page use it. ``min_score_printed`` is the paper's printed ``√2 (f_y − f_j)`` convention
 (``scale="printed"``, exactly 2x), the one Fig. 4 (b) plots ("close to √2" is only reachable on
-it); the figure shows both axes, the claims are judged on ``min_score`` (a positive factor
-changes no slope's sign).
+it); the figure shows both axes. The trend claims are judged on ``min_score`` (a positive
+factor changes no slope's sign), the claim that the score is close to √2
+(``fig4.score_close_to_sqrt2``) on ``min_score_printed``.
 
 Interface: :data:`NAME`, :func:`settings`, :func:`configs`, :func:`run` ->
-:class:`WeightNormResult` (``frames()``, ``figure()``, ``bounds_figure()``, ``paper_table()``,
-``verdicts()``: every ``fig4.*`` claim through :func:`jacnb.lab.gates.decide`). The net builder
+:class:`WeightNormResult` (``frames()``, ``figure()`` (Fig. 4 as the paper plots it),
+``trends_figure()`` and ``values_figure()`` (each claim's per-cell statistic as its verdict
+computed it), ``bounds_figure()``, ``paper_table()``, ``verdicts()``: every ``fig4.*`` claim
+through :func:`jacnb.lab.gates.decide`). The net builder
 and cost arithmetic are :mod:`jacnb.lab.fc_nets`' (shared with Fig. 3's page), the stacked grids
 and verdicts :mod:`jacnb.lab.pipeline`'s.
 """
@@ -375,7 +378,8 @@ class WeightNormResult:
         }
 
     def left_out(self) -> int:
-        """Diverged runs (stored as such, excluded from means, tables and verdicts)."""
+        """Diverged runs (stored as such; left out of the means, the tables and Fig. 4, counted
+        in the verdicts' cells, where one withholds the verdict: the divergence gate)."""
         return split_ok(self.frame)[1]
 
     def verdicts(self) -> list[Verdict]:
@@ -394,13 +398,29 @@ class WeightNormResult:
         )
 
     def figure(self):
-        """Fig. 4 (a)-(d) against width, one line per depth, mean and 95 % t-interval over seeds
-        (seaborn); panel (b) on the unit score with the printed √2 scale as right axis."""
-        return _weight_norm_plots.fig4(split_ok(self.frame)[0], self.provenance())
+        """Fig. 4 (a)-(d) against width, one line per depth, mean and 95 % t-interval over the
+        finished seeds (seaborn); panel (b) on the unit score with the printed √2 scale as right
+        axis. A description: the verdicts are decided on :meth:`trends_figure` and
+        :meth:`values_figure`."""
+        return _weight_norm_plots.fig4(
+            split_ok(self.frame)[0], self.provenance(), note=self.panel.note
+        )
+
+    def trends_figure(self):
+        """What decided the trend claims: per cell the mean per-seed slope with its t-interval
+        against 0, from every run the verdicts read (:func:`jacnb.lab.gates.cell_table`)."""
+        return _weight_norm_plots.fig4_trends(self.runs(), self.provenance(), self.panel.note)
+
+    def values_figure(self):
+        """What decided the value claims (fit, spectral norms, score near √2, spectral over
+        Frobenius norm): per cell the mean with its t-interval against the threshold."""
+        return _weight_norm_plots.fig4_values(self.runs(), self.provenance(), self.panel.note)
 
     def bounds_figure(self):
         """Products of layer norms and margin bounds beside the measured margin, against depth."""
-        return _weight_norm_plots.bounds_vs_depth(split_ok(self.frame)[0], self.provenance())
+        return _weight_norm_plots.bounds_vs_depth(
+            split_ok(self.frame)[0], self.provenance(), note=self.panel.note
+        )
 
     def table(self) -> pd.DataFrame:
         """Means over finished seeds per (depth, width factor): Fig. 4's quantities, widths as

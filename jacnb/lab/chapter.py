@@ -20,12 +20,11 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
-from jacnb.lab import stats
 from jacnb.lab.claims import LOG_RATIO, Claim, claims_of
-from jacnb.lab.plotting import ForestRow, forest, png_data_uri
-from jacnb.lab.scorecard import VERDICT_COLOURS, gates_text, save_verdicts
+from jacnb.lab.plotting import OUTCOME_COLOURS, VERDICT_COLOURS, ForestRow, forest, png_data_uri
+from jacnb.lab.scorecard import gates_text, save_verdicts
 from jacnb.lab.store import default_root
-from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED, Verdict
+from jacnb.lab.verdicts import NOT_RUN, Verdict
 
 __all__ = ["ChapterResult", "ClaimsPanel", "publish", "claims_panel", "claim_card", "cell_forest"]
 
@@ -41,13 +40,6 @@ class ChapterResult(Protocol):
     def verdicts(self) -> list[Verdict]:
         """One :class:`Verdict` per registered claim of the chapter's page."""
         ...
-
-
-_OUTCOME_COLOURS = {
-    stats.CLAIMED: VERDICT_COLOURS[REPRODUCED],
-    stats.OTHER: VERDICT_COLOURS[NOT_REPRODUCED],
-    stats.STRADDLES: VERDICT_COLOURS[INCONCLUSIVE],
-}
 
 
 #: Where one part of a verdict's reason ends (:func:`jacnb.lab.gates.decide` joins the failed
@@ -97,7 +89,7 @@ def cell_forest(claim: Claim, v: Verdict) -> str:
             high=math.nan if c.high is None else c.high,
             threshold=c.threshold,
             side=claim.rule.side,
-            colour=_OUTCOME_COLOURS.get(c.outcome, VERDICT_COLOURS[NOT_RUN]),
+            colour=OUTCOME_COLOURS.get(c.outcome, VERDICT_COLOURS[NOT_RUN]),
             margin=claim.rule.margin,
             log=st.kind == LOG_RATIO,
         )

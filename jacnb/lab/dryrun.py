@@ -4,12 +4,24 @@ hand, so that a shape error, an out-of-memory or a missing loader shows in minut
 after hours of cluster time, and the cost of the full run is projected from measured steps.
 
 Each chapter supplies a hook ``dry_run(settings) -> list[DryConfig]``: per config the SGD steps
-of the full run, a cost ``shape`` (configs that differ only by seed or factor share one) and a
-``build(device)`` that makes the config's net (with the chapter's own builder), a training batch
-of the config's size and returns one training step
-(:func:`jacnb.lab.timing.make_step`, i.e. :func:`jacnb.core.train.training_step`). This module
-times ``warmup + steps`` calls of one config per shape, measures its peak memory (the process's
-peak resident set on the CPU, ``torch.cuda.max_memory_allocated`` on CUDA), and multiplies.
+of the full run, a ``shape`` label for the table and a ``build(device)`` that makes the config's
+net (with the chapter's own builder), a training batch of the config's size and returns one
+training step (:func:`jacnb.lab.timing.make_step`, i.e. :func:`jacnb.core.train.training_step`).
+
+What is run, and how often (:func:`measure`):
+
+* **every config** is built on the meta device and its net run once on its batch there
+  (:func:`check_config`): no weight is initialised and nothing is computed, so this costs
+  milliseconds, and it catches a builder, loader or shape error in any config, not only in the
+  ones that are stepped;
+* **one probe per cost signature** (:func:`signature`, read from the built step: the net's layers
+  and parameter shapes, the batch, the regularizer with its arguments, the loss): configs that
+  differ only in factor, seed, learning rate or training-set size cost the same per step, so
+  one of them is stepped on the device (``warmup`` untimed and up to ``steps`` timed calls,
+  stopped after :data:`STEP_BUDGET_S` seconds; :func:`measure_shape`, which also measures peak
+  memory: the process's peak resident set on the CPU, ``torch.cuda.max_memory_allocated`` on
+  CUDA) and the others reuse its measurement, across phases and across chapters
+  (:func:`dry_run_all`); every row names the probe it used.
 
 Where a dataset is absent, :func:`datasets_or_synthetic` puts synthetic inputs of its exact shape,
 size and class count (:data:`PAPER_SHAPES`) in place for the duration of the dry run, labelled
@@ -28,11 +40,13 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import gc
+import hashlib
 import json
 import math
 import os
 import resource
 import statistics
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,7 +57,7 @@ import torch
 from jacnb.core.data import Dataset
 from jacnb.lab import datasets as lab_datasets
 from jacnb.lab import machine
-from jacnb.lab.timing import time_calls
+from jacnb.lab.timing import TrainingStep, time_calls
 
 #: The JSON of the last dry run of the ``paper`` profile, read by ``book/paper_cost.md``.
 DEFAULT_JSON = Path(__file__).resolve().parents[2] / "book" / "_static" / "paper_cost.json"
@@ -153,8 +167,9 @@ class DryConfig:
         phase: which grid it belongs to (e.g. ``"Fig. 3 selection"``).
         dataset: the dataset it trains on.
         steps: SGD steps of the full run.
-        shape: what one step's cost depends on (net, input, batch, regularizer); configs that
-            differ only by seed or factor have equal shapes and are timed once.
+        shape: what one step's cost depends on (net, input, batch, regularizer), as the table
+            labels it; which configs share a probe is decided by their built steps
+            (:func:`signature`), not by this label.
         build: ``build(device)`` -> one training step of the config on ``device`` (net, batch,
             optimizer and regularizer made; each call is one step).
         config: the chapter's config dict.
@@ -212,7 +227,13 @@ def _peak_rss_mb() -> float:
 
 @dataclass
 class ShapeRow:
-    """The measurement of one cost shape of a chapter."""
+    """The configs of one chapter, phase and cost shape, and the probe that timed their step.
+
+    ``probe`` names the row whose config was stepped (``"<chapter>: <phase> [<shape>]"``): this
+    row's own label where it was measured here, another row's where the step cost is the same
+    (same net, input, batch, regularizer and loss; see :func:`signature`) and its measurement is
+    reused. ``probe_seconds`` / ``probe_cpu_seconds``: wall and CPU seconds the probe took (build,
+    warm-up, timed steps) on the row that ran it, 0 on the rows that reuse it."""
 
     chapter: str
     phase: str
@@ -226,10 +247,36 @@ class ShapeRow:
     hours: float | None
     error: str = ""
     timed_steps: int = 0
+    probe: str = ""
+    probe_seconds: float = 0.0
+    probe_cpu_seconds: float = 0.0
 
 
 #: Seconds of timed steps after which a shape's measurement stops (at least one step is timed).
 STEP_BUDGET_S = 10.0
+
+#: Where every config is built and its net run once without computing anything (no weights are
+#: initialised and no memory is held: :func:`check_config`).
+META = torch.device("meta")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one probe measured: the median seconds of a step, peak memory in MiB, how many steps
+    were timed, and the wall and CPU seconds of the whole probe (build, warm-up, timed steps)."""
+
+    seconds_per_step: float
+    peak_mb: float
+    timed_steps: int
+    wall_seconds: float
+    cpu_seconds: float
+
+
+def process_cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (every thread): unlike wall time, not
+    inflated by other processes competing for the cores."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def measure_shape(
@@ -238,14 +285,16 @@ def measure_shape(
     steps: int = 2,
     warmup: int = 1,
     budget_s: float = STEP_BUDGET_S,
-) -> tuple[float, float, int]:
-    """``(median seconds of a step, peak memory in MiB, steps timed)`` of up to ``steps`` timed
-    calls after ``warmup`` untimed ones: peak resident set of the process on the CPU, the CUDA
-    allocator's peak on CUDA; the net and batch are built under the measurement.
+) -> Measurement:
+    """Up to ``steps`` timed calls after ``warmup`` untimed ones of the step ``build(device)``
+    makes: the median seconds of a step, the peak memory (peak resident set of the process on
+    the CPU, the CUDA allocator's peak on CUDA; the net and batch are built under the
+    measurement), the steps timed.
 
     Slow shapes are cut short: timing stops once the timed calls took ``budget_s`` seconds, and
     a warmup call that alone took longer than ``budget_s`` is the measurement (one step, its
     one-time costs included: an overestimate)."""
+    t0, c0 = time.perf_counter(), process_cpu_seconds()
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -270,11 +319,66 @@ def measure_shape(
         peak = _peak_rss_mb()
     del step
     gc.collect()
-    return float(statistics.median(times)), float(peak), len(times)
+    return Measurement(
+        float(statistics.median(times)),
+        float(peak),
+        len(times),
+        time.perf_counter() - t0,
+        process_cpu_seconds() - c0,
+    )
 
 
 def _is_oom(err: BaseException) -> bool:
     return isinstance(err, MemoryError | torch.OutOfMemoryError) or "out of memory" in str(err)
+
+
+def signature(step: TrainingStep, logits: torch.Tensor) -> tuple[Any, ...]:
+    """What the cost of one step of ``step`` depends on: the net's layers (their classes and
+    every parameter's shape), the batch's shape and type, the output's shape, the regularizer
+    (its class and arguments) if it is used, and the loss. Two configs with equal signatures
+    differ only in what costs nothing per step (factor, seed, learning rate, training-set size,
+    the parameters' values), so one probe times both."""
+    model = step.model
+    layers = tuple(type(m).__name__ for m in model.modules())
+    params = tuple((n, tuple(p.shape)) for n, p in model.named_parameters())
+    reg = repr(step.reg) if step.reg is not None and step.lam else "none"
+    digest = hashlib.sha1(repr((layers, params)).encode()).hexdigest()
+    return (
+        digest,
+        tuple(step.x.shape),
+        str(step.x.dtype),
+        tuple(logits.shape),
+        reg,
+        step.loss,
+        type(step.optimizer).__name__,
+    )
+
+
+def check_config(config: DryConfig) -> tuple[Any, ...]:
+    """Build ``config`` on the meta device (net, batch, optimizer, regularizer: no weights are
+    initialised, no memory is held) and run its net once on its batch there, which checks every
+    layer's shapes against the batch and the labels against the output, at no cost. Returns the
+    config's cost :func:`signature` (for a step that is not a
+    :class:`~jacnb.lab.timing.TrainingStep`: its ``shape``); raises what the build or the net
+    raises."""
+    with torch.device(META):
+        step = config.build(META)
+        if not isinstance(step, TrainingStep):
+            return ("shape", config.shape)
+        logits = step.model(step.x)
+        n = step.x.shape[0]
+        if logits.dim() != 2 or logits.shape[0] != n or tuple(step.y.shape) != (n,):
+            raise ValueError(
+                f"the net maps a batch of {tuple(step.x.shape)} to {tuple(logits.shape)} with "
+                f"labels of shape {tuple(step.y.shape)}; expected ({n}, classes) and ({n},)"
+            )
+        if step.loss == "cross_entropy":
+            torch.nn.functional.cross_entropy(logits, step.y)
+    return signature(step, logits)
+
+
+def _error(err: BaseException) -> str:
+    return "out of memory" if _is_oom(err) else f"{type(err).__name__}: {err}"
 
 
 def measure(
@@ -285,48 +389,89 @@ def measure(
     steps: int = 2,
     warmup: int = 1,
     log: Callable[[str], None] | None = None,
+    probes: dict[tuple[Any, ...], tuple[str, Measurement | str]] | None = None,
 ) -> list[ShapeRow]:
-    """One :class:`ShapeRow` per distinct ``(phase, shape)`` of ``configs``: its configs and
-    their full-length steps, the measured seconds per step and peak memory of one of them, and
-    the projected hours (steps x seconds). A shape is measured once even where several phases
-    (e.g. a selection grid and a final grid) have it. A config that cannot be built or stepped
-    gives a row with ``error`` (the exception, or "out of memory") instead of numbers."""
-    groups: dict[tuple[str, tuple[Any, ...]], list[DryConfig]] = {}
+    """One :class:`ShapeRow` per distinct ``(phase, shape)`` of ``configs``, and per cost
+    :func:`signature` within it: its configs and their full-length steps, the measured seconds
+    per step and peak memory of its probe, and the projected hours (steps x seconds).
+
+    Every config is built and its net run on the meta device (:func:`check_config`); a config
+    that fails there is a failure row of its own. Only one config per signature is stepped on
+    ``device`` (the probe, :func:`measure_shape`); the other rows with that signature -- another
+    phase, another chapter when ``probes`` (signature -> ``(probe label, measurement or error)``)
+    is shared between chapters -- reuse its measurement and name it in ``probe``. A probe that
+    cannot be built or stepped gives rows with ``error`` (the exception, or "out of memory")
+    instead of numbers."""
+    probes = {} if probes is None else probes
+    groups: dict[tuple[Any, ...], list[DryConfig]] = {}
+    broken: dict[tuple[Any, ...], list[DryConfig]] = {}
     for c in configs:
-        groups.setdefault((c.phase, c.shape), []).append(c)
-    measured: dict[tuple[Any, ...], tuple[float | None, float | None, int, str]] = {}
+        try:
+            sig = check_config(c)
+        except Exception as e:  # noqa: BLE001 - every failure is reported, none is hidden
+            broken.setdefault((c.phase, c.shape, f"config check: {_error(e)}"), []).append(c)
+            continue
+        groups.setdefault((c.phase, c.shape, sig), []).append(c)
     rows = []
-    for (phase, shape), group in groups.items():
+    for (phase, shape, sig), group in groups.items():
         first = group[0]
-        total = sum(c.steps for c in group)
         label = ", ".join(f"{v}" for v in shape)
-        if shape not in measured:
+        own = False
+        if sig not in probes:
+            own = True
+            name = f"{chapter}: {phase} [{label}]"
             try:
-                sec, peak, timed = measure_shape(first.build, device, steps=steps, warmup=warmup)
-                measured[shape] = (sec, peak, timed, "")
+                probes[sig] = (name, measure_shape(first.build, device, steps, warmup))
             except Exception as e:  # noqa: BLE001 - every failure is reported, none is hidden
-                err = "out of memory" if _is_oom(e) else f"{type(e).__name__}: {e}"
-                measured[shape] = (None, None, 0, err)
-        sec, peak, timed, err = measured[shape]
-        hours = total * sec / 3600 if sec is not None else None
-        source = data.get(first.dataset, "generated by the chapter")
-        row = ShapeRow(
-            chapter, phase, first.dataset, source, label, len(group), total, sec, peak, hours, err,
-            timed,
-        )
+                probes[sig] = (name, _error(e))
+        name, m = probes[sig]
+        row = _row(chapter, phase, first.dataset, data, label, group, m, name)
+        if own and isinstance(m, Measurement):
+            row.probe_seconds, row.probe_cpu_seconds = m.wall_seconds, m.cpu_seconds
+        if log:
+            log(_row_line(row))
+        rows.append(row)
+    for (phase, shape, err), group in broken.items():
+        label = ", ".join(f"{v}" for v in shape)
+        row = _row(chapter, phase, group[0].dataset, data, label, group, err, "")
         if log:
             log(_row_line(row))
         rows.append(row)
     return rows
 
 
+def _row(
+    chapter: str,
+    phase: str,
+    dataset: str,
+    data: Mapping[str, str],
+    label: str,
+    group: Sequence[DryConfig],
+    m: Measurement | str,
+    probe: str,
+) -> ShapeRow:
+    total = sum(c.steps for c in group)
+    source = data.get(dataset, "generated by the chapter")
+    if isinstance(m, str):
+        return ShapeRow(
+            chapter, phase, dataset, source, label, len(group), total, None, None, None, m, 0,
+            probe,
+        )
+    hours = total * m.seconds_per_step / 3600
+    return ShapeRow(
+        chapter, phase, dataset, source, label, len(group), total, m.seconds_per_step,
+        m.peak_mb, hours, "", m.timed_steps, probe,
+    )
+
+
 def _row_line(r: ShapeRow) -> str:
     if r.error:
-        return f"  FAIL {r.phase} [{r.shape}]: {r.error}"
+        return f"  FAIL {r.phase} [{r.shape}] ({r.configs} configs): {r.error}"
+    own = r.probe_seconds > 0
+    how = f"{r.timed_steps} timed in {r.probe_seconds:.0f} s" if own else f"probe of {r.probe}"
     return (
         f"  {r.phase} [{r.shape}] ({r.dataset}, {r.data}): {r.configs} configs, {r.steps:,} steps "
-        f"x {r.seconds_per_step:.3f} s = {r.hours:.1f} h; peak {r.peak_mb:,.0f} MiB "
-        f"({r.timed_steps} timed)"
+        f"x {r.seconds_per_step:.3f} s = {r.hours:.1f} h; peak {r.peak_mb:,.0f} MiB ({how})"
     )
 
 
@@ -336,9 +481,12 @@ def _row_line(r: ShapeRow) -> str:
 
 
 def chapter_summary(rows: Sequence[ShapeRow]) -> list[dict[str, Any]]:
-    """One row per chapter: configs, distinct shapes, full-length steps, projected hours on this
-    device, the largest peak memory, the datasets (real or synthetic) and failures."""
+    """One row per chapter: configs, distinct cost shapes (the probes its rows use) and how many
+    of them it timed itself (the others were timed by another chapter), full-length steps,
+    projected hours on this device, the largest peak memory, the datasets (real or synthetic),
+    failures, and the wall seconds its probes took."""
     out: dict[str, dict[str, Any]] = {}
+    probes: dict[str, set[str]] = {}
     for r in rows:
         s = out.setdefault(
             r.chapter,
@@ -346,22 +494,29 @@ def chapter_summary(rows: Sequence[ShapeRow]) -> list[dict[str, Any]]:
                 "chapter": r.chapter,
                 "configs": 0,
                 "shapes": 0,
+                "probes_timed": 0,
                 "steps": 0,
                 "hours": 0.0,
                 "peak_mb": 0.0,
                 "data": {},
                 "failures": 0,
+                "probe_seconds": 0.0,
             },
         )
         s["configs"] += r.configs
-        s["shapes"] += 1
+        if r.probe:
+            probes.setdefault(r.chapter, set()).add(r.probe)
+        s["probes_timed"] += r.probe_seconds > 0
         s["steps"] += r.steps
         s["hours"] += r.hours or 0.0
         s["peak_mb"] = max(s["peak_mb"], r.peak_mb or 0.0)
         s["data"][r.dataset] = r.data
         s["failures"] += bool(r.error)
+        s["probe_seconds"] += r.probe_seconds
     for s in out.values():
+        s["shapes"] = len(probes.get(s["chapter"], ()))
         s["seconds_per_step"] = s["hours"] * 3600 / s["steps"] if s["steps"] else None
+        s["probe_seconds"] = round(s["probe_seconds"], 1)
     return list(out.values())
 
 
@@ -384,9 +539,12 @@ def report(
     wall_seconds: float,
     steps: int,
     warmup: int,
+    cpu_seconds: float | None = None,
 ) -> dict[str, Any]:
     """The dry run as one JSON-able dict: when, where (device, commit), how (timed steps per
-    shape), per-shape rows and per-chapter summary."""
+    shape), how long (wall seconds; ``cpu_seconds``: the CPU seconds of the process, every
+    thread, which other processes on the machine do not inflate), per-shape rows and
+    per-chapter summary."""
     return {
         "profile": profile,
         "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -396,6 +554,7 @@ def report(
         "timed_steps_per_shape": steps,
         "warmup_steps_per_shape": warmup,
         "wall_seconds": round(wall_seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1) if cpu_seconds is not None else None,
         # other processes competing for the cores make every step slower: the 1-minute load
         # average when the dry run ended, beside the cores this process may use
         "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
@@ -434,9 +593,11 @@ def gpu_ratio(cpu: Mapping[str, Any], gpu: Mapping[str, Any] | None) -> dict[str
 
 
 def table(result: Mapping[str, Any], gpu: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The cost table per chapter (what the page and the command line print): configs, shapes,
-    steps, mean seconds per step, peak memory, projected hours on the dry run's device and on the
-    GPU of ``gpu`` (a dry run on CUDA), else "no GPU measurement yet"."""
+    """The cost table per chapter (what the page and the command line print): configs, distinct
+    cost shapes and how many of them the chapter's own probes timed (the others reuse another
+    chapter's probe of the same signature), steps, mean seconds per step, peak memory, projected
+    hours on the dry run's device and on the GPU of ``gpu`` (a dry run on CUDA), else "no GPU
+    measurement yet"."""
     ratio = gpu_ratio(result, gpu)
     gpu_hours = {c["chapter"]: c["hours"] for c in (gpu or {}).get("chapters", [])}
     rows = []
@@ -452,6 +613,7 @@ def table(result: Mapping[str, Any], gpu: Mapping[str, Any] | None = None) -> li
                 "chapter": c["chapter"],
                 "configs": c["configs"],
                 "distinct shapes": c["shapes"],
+                "timed here": c.get("probes_timed", c["shapes"]),
                 "SGD steps (full run)": c["steps"],
                 "s / step": round(c["seconds_per_step"], 4) if c["seconds_per_step"] else None,
                 "peak memory [MiB]": round(c["peak_mb"]),
@@ -513,11 +675,13 @@ def dry_run_chapter(
     steps: int = 2,
     warmup: int = 1,
     log: Callable[[str], None] | None = print,
+    probes: dict[tuple[Any, ...], tuple[str, Measurement | str]] | None = None,
 ) -> list[ShapeRow]:
     """The dry run of one chapter module (its ``settings(profile)`` and
     ``dry_run(settings, device)`` hook) with absent datasets replaced by synthetic ones of their
-    exact shape for the duration (:func:`datasets_or_synthetic`). A hook that fails (e.g. a
-    loader or config builder error) gives one failure row."""
+    exact shape for the duration (:func:`datasets_or_synthetic`): :func:`measure` (``probes``:
+    the measurements of chapters measured before, reused where a signature is the same). A hook
+    that fails (e.g. a loader or config builder error) gives one failure row."""
     s = module.settings(profile)
     with datasets_or_synthetic(datasets_of(s)) as data:
         if log:
@@ -532,7 +696,26 @@ def dry_run_chapter(
             if log:
                 log(_row_line(row))
             return [row]
-        return measure(chapter, configs, device, data, steps=steps, warmup=warmup, log=log)
+        return measure(chapter, configs, device, data, steps, warmup, log, probes)
+
+
+def dry_run_all(
+    modules: Mapping[str, Any],
+    profile: str,
+    device: torch.device,
+    steps: int = 2,
+    warmup: int = 1,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """The dry run of several chapters (name -> module with a ``dry_run`` hook) in this process,
+    one probe per cost signature across all of them, as a :func:`report`."""
+    t0, c0 = time.perf_counter(), process_cpu_seconds()
+    probes: dict[tuple[Any, ...], tuple[str, Measurement | str]] = {}
+    rows = []
+    for name, module in modules.items():
+        rows += dry_run_chapter(name, module, profile, device, steps, warmup, log, probes)
+    wall, cpu = time.perf_counter() - t0, process_cpu_seconds() - c0
+    return report(profile, rows, device, wall, steps, warmup, cpu)
 
 
 def merge(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -19,6 +19,9 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from jacnb.core.jacobian import network_output
+from jacnb.lab import stats
+from jacnb.lab.claims import EQUIVALENT, LOG_RATIO, Claim
+from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
 #: rcParams of the book on top of seaborn's theme: figures are drawn at 150 dpi (the page scales
 #: them to its column width), default size 8 x 4.5 in, fonts readable at that width.
@@ -32,6 +35,22 @@ BOOK_RC: dict[str, object] = {
     "legend.fontsize": 9,
     "xtick.labelsize": 10,
     "ytick.labelsize": 10,
+}
+
+
+#: The colour of each verdict on the scorecard, the chapters' claim cards and their figures.
+VERDICT_COLOURS = {
+    REPRODUCED: "#1a7f37",
+    NOT_REPRODUCED: "#cf222e",
+    INCONCLUSIVE: "#9a6700",
+    NOT_RUN: "#6e7781",
+}
+#: The colour of a cell by where its interval lies (:data:`jacnb.lab.stats.CLAIMED` / ``OTHER`` /
+#: ``STRADDLES``): the colour of the verdict that outcome leads to.
+OUTCOME_COLOURS = {
+    stats.CLAIMED: VERDICT_COLOURS[REPRODUCED],
+    stats.OTHER: VERDICT_COLOURS[NOT_REPRODUCED],
+    stats.STRADDLES: VERDICT_COLOURS[INCONCLUSIVE],
 }
 
 
@@ -119,9 +138,12 @@ def _saved_width_in(fig: Figure) -> float:
 def fit_text(fig: Figure, column_px: float = COLUMN_PX, min_px: float = MIN_TEXT_PX) -> float:
     """Make every text of ``fig`` at least ``min_px`` CSS pixels tall when the saved figure
     (``bbox_inches="tight"``) is scaled to ``column_px``: fonts are enlarged together (their
-    ratios kept) when the figure is too wide for its smallest font, then the layout is redone.
+    ratios kept) when the figure is too wide for its smallest font, then the layout is redone
+    (``tight_layout``; a figure with constrained layout redoes its own at the next draw).
     Returns the smallest font size in points afterwards."""
     import warnings
+
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     texts = _texts(fig)
     if not texts:
@@ -135,6 +157,8 @@ def fit_text(fig: Figure, column_px: float = COLUMN_PX, min_px: float = MIN_TEXT
         factor = needed / smallest * 1.04
         for t in texts:
             t.set_fontsize(t.get_fontsize() * factor)
+        if isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+            continue  # lays itself out again at the next draw
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fig.tight_layout()
@@ -169,8 +193,10 @@ def show(fig: Figure, dpi: int = 100) -> None:
 
 
 def t_errorbar(values: Sequence[float]) -> tuple[float, float]:
-    """Seaborn ``errorbar=`` callable: the 95 % Student-t interval of the mean over seeds (the
-    interval :mod:`jacnb.lab.gates` uses); the mean itself for a single seed."""
+    """Seaborn ``errorbar=`` callable: the 95 % Student-t interval of the mean over seeds
+    (:func:`jacnb.lab.stats.t_interval`, as :mod:`jacnb.lab.gates` computes it, but here of one
+    arm's values: a description of the runs; a paired claim is decided on the interval of the
+    per-seed difference, which :func:`cell_panel` draws); the mean itself for a single seed."""
     from jacnb.lab.stats import t_interval
 
     x = np.asarray(values, dtype=float)
@@ -412,3 +438,173 @@ def png_data_uri(fig: Figure, dpi: int = 200) -> str:
     import base64
 
     return "data:image/png;base64," + base64.b64encode(png_bytes(fig, dpi)).decode()
+
+
+# ---------------------------------------------------------------------------------------------
+# What decided: a claim's per-cell statistic as the gates computed it (the chapters' figures)
+# ---------------------------------------------------------------------------------------------
+
+
+def note_figure(text: str, width: float = 8.0) -> Figure:
+    """A one-line figure saying ``text`` (a figure whose data did not run: said, not drawn as
+    an empty panel)."""
+    fig, ax = plt.subplots(figsize=(width, 0.8))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, wrap=True)
+    return fig
+
+
+#: Above this many cells a panel's cells are labelled by their values only ("1x" for
+#: ``M=1x``, the diverged count without "div."), the x label saying what they are.
+COMPACT_CELLS = 12
+
+
+def _cell_positions(cells: pd.DataFrame, keys: Sequence[str]) -> list[float]:
+    """x of each cell (in the table's order): one apart, a gap where the first of two or more
+    keys changes (cells grouped by, e.g., depth)."""
+    xs: list[float] = []
+    x, prev = 0.0, None
+    for _, r in cells.iterrows():
+        group = r[keys[0]] if len(keys) > 1 else None
+        if xs:
+            x += 1.0 + (0.6 if group != prev else 0.0)
+        xs.append(x)
+        prev = group
+    return xs
+
+
+def _visible_range(
+    lows: Sequence[float], highs: Sequence[float], always: Sequence[float]
+) -> tuple[float, float]:
+    """The y range of a cell panel: every value of ``always`` (estimates, thresholds, margins)
+    and every interval except those more than 6 times wider than the median interval (one
+    cell's huge interval, e.g. a diverged run counted at chance, would flatten the others; such
+    a bar is clipped at the edge and its bound written there)."""
+    widths = [h - lo for lo, h in zip(lows, highs, strict=True) if _finite(lo, h)]
+    cap = 6.0 * float(np.median(widths)) if widths else math.inf
+    vals = [v for v in always if _finite(v)]
+    for lo, h in zip(lows, highs, strict=True):
+        if _finite(lo, h) and (h - lo) <= max(cap, 1e-12):
+            vals += [lo, h]
+    lo, hi = (min(vals), max(vals)) if vals else (-1.0, 1.0)
+    pad = 0.12 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.1
+    return lo - pad, hi + pad
+
+
+def cell_panel(
+    ax: plt.Axes,
+    claim: Claim,
+    cells: pd.DataFrame,
+    *,
+    key_format: Mapping[str, str] | None = None,
+    ylabel: str | None = None,
+    headroom: float = 0.0,
+) -> None:
+    """Draw one claim's cells as its rule saw them: per cell the mean of the per-seed statistic
+    (dot) and its t-interval at the rule's level (bar), coloured by the cell's outcome
+    (:data:`OUTCOME_COLOURS`); the threshold (black tick; an equivalence claim's margin as a
+    grey band); under each cell its keys and how many of its runs diverged (``"1 div."``).
+
+    ``cells``: :func:`jacnb.lab.gates.cell_table` of ``claim`` (nothing is recomputed here), in
+    the statistic's units; drawn times ``claim.statistic.scale`` (a log-ratio claim's cells as
+    ratios on a log axis). With two or more cell keys the cells are grouped by the first, named
+    once per group above the panel. A bar far wider than the others is clipped at the panel's
+    edge, with a triangle and its bound written there (:func:`_visible_range`). ``key_format``:
+    per cell key a format for its value (``{"depth": "L={}"}``; default ``"key=value"``; above
+    :data:`COMPACT_CELLS` cells the values alone);
+    ``headroom``: a fraction of the height left free at the top (for a legend). The estimates
+    are one scatter with gid ``"cell-estimates"`` (what a test reads back)."""
+    st, rule = claim.statistic, claim.rule
+    keys = [k for k in claim.cell_keys if k in cells.columns]
+    if st.along and st.along in cells.columns and st.along not in keys:
+        keys.append(str(st.along))
+    log = st.kind == LOG_RATIO
+
+    def y(v: float) -> float:
+        v = float(v)
+        if not math.isfinite(v):
+            return math.nan
+        return math.exp(v) if log else st.scale * v
+
+    fmt = dict(key_format or {})
+    shown = keys[1:] if len(keys) > 1 else keys
+    compact = len(cells) > COMPACT_CELLS
+    xs = _cell_positions(cells, keys)
+    recs = cells.to_dict("records")
+    est = [y(r["estimate"]) for r in recs]
+    lows = [y(r["low"]) for r in recs]
+    highs = [y(r["high"]) for r in recs]
+    thrs = [y(r["threshold"]) for r in recs]
+    m = float(rule.margin or 0.0) if rule.side == EQUIVALENT else 0.0
+    bands = [
+        (math.exp(r["threshold"] - m), math.exp(r["threshold"] + m))
+        if log
+        else (t - st.scale * m, t + st.scale * m)
+        for r, t in zip(recs, thrs, strict=True)
+    ]
+    if log:
+        lim = None
+    else:
+        always = [*est, *thrs, *(b for band in bands for b in band)]
+        lo_v, hi_v = _visible_range(lows, highs, always)
+        lim = (lo_v, hi_v + headroom / max(1e-9, 1 - headroom) * (hi_v - lo_v))
+    half, colours, ticks = 0.38, [], []
+    for x, r, lo, hi, thr, band in zip(xs, recs, lows, highs, thrs, bands, strict=True):
+        colour = OUTCOME_COLOURS.get(str(r["outcome"]), VERDICT_COLOURS[NOT_RUN])
+        colours.append(colour)
+        if m:
+            ax.fill_between([x - half, x + half], *band, color="0.88", lw=0, zorder=0)
+        ax.plot([x - half, x + half], [thr, thr], color="0.15", lw=1.4, zorder=1)
+        if _finite(lo, hi):
+            c_lo, c_hi = (max(lo, lim[0]), min(hi, lim[1])) if lim else (lo, hi)
+            ax.plot([x, x], [c_lo, c_hi], color=colour, lw=3, solid_capstyle="butt", zorder=2)
+            for bound, edge, marker, va in ((lo, c_lo, "v", "bottom"), (hi, c_hi, "^", "top")):
+                if bound != edge:
+                    ax.plot([x], [edge], marker=marker, color=colour, ms=7, zorder=3)
+                    ax.annotate(f"{bound:.3g}", (x, edge), xytext=(5, 0),
+                                textcoords="offset points", va=va, fontsize=8, color=colour)
+        if compact:
+            label = "\n".join(str(r[k]) for k in shown)
+            ticks.append(f"{label}\n{int(r['diverged'])}")
+        else:
+            label = "\n".join(fmt.get(k, f"{k}={{}}").format(r[k]) for k in shown) or "all"
+            ticks.append(f"{label}\n{int(r['diverged'])} div.")
+    if xs:
+        ax.scatter(xs, est, c=colours, s=36, edgecolors="white", linewidths=0.6, zorder=4,
+                   gid="cell-estimates")
+        ax.set_xlim(xs[0] - 0.7, xs[-1] + 0.7)
+    if log:
+        ax.set_yscale("log")
+    elif lim:
+        ax.set_ylim(*lim)
+    ax.set_xticks(xs, ticks, fontsize=8)
+    ax.grid(axis="x", visible=False)
+    if len(keys) > 1 and xs:
+        groups: dict[object, list[float]] = {}
+        for x, r in zip(xs, recs, strict=True):
+            groups.setdefault(r[keys[0]], []).append(x)
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(
+            [float(np.mean(v)) for v in groups.values()],
+            [fmt.get(keys[0], f"{keys[0]}={{}}").format(g) for g in groups],
+            fontsize=9,
+        )
+        top.tick_params(length=0, pad=1)
+    if compact:
+        ax.set_xlabel(f"{', '.join(shown)}; under it: diverged runs", fontsize=8)
+    unit = f" [{st.unit}]" if st.unit and not log else (" (ratio)" if log else "")
+    ax.set_ylabel(ylabel if ylabel is not None else f"{st.description}{unit}", fontsize=9)
+
+
+def outcome_handles(margin: bool = False) -> list:
+    """Legend handles of :func:`cell_panel`: the outcome colours, the threshold, the margin."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Line2D([], [], color=c, marker="o", lw=3, label=o) for o, c in OUTCOME_COLOURS.items()
+    ]
+    handles.append(Line2D([], [], color="0.15", lw=1.4, label="threshold"))
+    if margin:
+        handles.append(Patch(color="0.88", label="equivalence margin"))
+    return handles

@@ -48,7 +48,7 @@ from jacnb.lab.claims import (
     get_claim,
     registry_digest,
 )
-from jacnb.lab.plotting import ForestRow, forest, png_data_uri
+from jacnb.lab.plotting import VERDICT_COLOURS, ForestRow, forest, png_data_uri
 from jacnb.lab.store import write_atomic
 from jacnb.lab.verdicts import (
     INCONCLUSIVE,
@@ -365,15 +365,6 @@ def build(store_root: str | Path, profile: str | None = None, link_prefix: str =
     """The scorecard of the verdicts stored under ``store_root`` (see :func:`load_verdicts`)."""
     frame = scorecard_frame(load_verdicts(store_root), profile=profile, link_prefix=link_prefix)
     return Scorecard(frame, counts(frame), registry_digest(), profile)
-
-
-#: The colour of each verdict on the scorecard and the chapters' claims panels.
-VERDICT_COLOURS = {
-    REPRODUCED: "#1a7f37",
-    NOT_REPRODUCED: "#cf222e",
-    INCONCLUSIVE: "#9a6700",
-    NOT_RUN: "#6e7781",
-}
 
 
 def _e(v: Any) -> str:

@@ -7,7 +7,8 @@ in ``benchmarks/`` (which import them from here; the package never imports a ben
 * :func:`time_once` -- the result of one call and its seconds;
 * :func:`time_interleaved` -- several steps timed in interleaved blocks (slow drifts of a shared
   machine then hit every step alike);
-* :func:`make_step` -- one SGD step of the book's training loop as a closure;
+* :func:`make_step` -- one SGD step of the book's training loop as a callable
+  (:class:`TrainingStep`);
 * :func:`regularizer_steps` -- one such step per regularizer, each on a copy of the same model;
 * :func:`step_regularizer` -- the regularizer behind a Table VI row label;
 * :func:`load_note` -- a warning when other processes compete for the cores.
@@ -19,6 +20,7 @@ import copy
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -108,6 +110,27 @@ def time_interleaved(
     return times
 
 
+@dataclass
+class TrainingStep:
+    """One full SGD step of the book's training loop on a fixed batch, as a callable: each call
+    is :func:`jacnb.core.train.training_step` (cross-entropy or squared loss ``+ lam * reg``,
+    the regularizer sharing the forward pass) with its own SGD (momentum 0.9) ``optimizer``; it
+    returns the loss. Its parts stay readable, so that the dry run (:mod:`jacnb.lab.dryrun`) can
+    check a net against its batch and tell steps of equal cost apart."""
+
+    model: nn.Module
+    reg: Callable[[nn.Module, Tensor], Tensor] | None
+    x: Tensor
+    y: Tensor
+    lam: float
+    loss: str
+    optimizer: torch.optim.Optimizer
+
+    def __call__(self) -> float:
+        lam = self.lam if self.reg else 0.0
+        return training_step(self.model, self.x, self.y, self.optimizer, self.loss, self.reg, lam)
+
+
 def make_step(
     model: nn.Module,
     reg: Callable[[nn.Module, Tensor], Tensor] | None,
@@ -116,19 +139,14 @@ def make_step(
     lam: float = 0.1,
     lr: float = 0.01,
     loss: str = "cross_entropy",
-) -> Callable[[], float]:
-    """One full SGD step as a closure: :func:`jacnb.core.train.training_step`, the step the book's
-    training loop takes (cross-entropy ``+ lam * reg``, the regularizer sharing the forward pass).
-
-    The closure owns its own SGD (momentum 0.9) optimizer on ``model``; it returns the loss
-    (``loss``: ``"cross_entropy"`` or ``"squared"``, as :func:`jacnb.core.train.training_step`).
-    """
+) -> TrainingStep:
+    """One full SGD step as a :class:`TrainingStep`: :func:`jacnb.core.train.training_step`, the
+    step the book's training loop takes (cross-entropy ``+ lam * reg``, the regularizer sharing
+    the forward pass), with its own SGD (momentum 0.9) optimizer on ``model``; each call returns
+    the loss (``loss``: ``"cross_entropy"`` or ``"squared"``, as
+    :func:`jacnb.core.train.training_step`)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-
-    def step() -> float:
-        return training_step(model, x, y, optimizer, loss, reg, lam if reg else 0.0)
-
-    return step
+    return TrainingStep(model, reg, x, y, lam, loss, optimizer)
 
 
 def regularizer_steps(
@@ -138,7 +156,7 @@ def regularizer_steps(
     y: Tensor,
     lam: float = 0.1,
     lr: float = 0.01,
-) -> dict[str, Callable[[], float]]:
+) -> dict[str, TrainingStep]:
     """One :func:`make_step` per regularizer (label -> regularizer, ``None``: the plain step),
     each on its own copy of the same initial ``base`` model with its own optimizer: what
     :func:`time_interleaved` times for Table VI, Fig. 3's cost and ``benchmarks/``."""

@@ -490,3 +490,80 @@ def test_stacked_grid_skips_configs_claimed_by_live_workers_and_stores_divergenc
     statuses = {c["seed"]: store.record(c)["status"] for c in configs[3:]}
     assert statuses == {0: "ok", 1: "ok", 2: "diverged"}
     assert store.frame(fx.EXP_FIG3).pipe(split_ok)[1] == 4  # seed 2 of each of the 4 groups
+
+
+# --- Fig. 3 draws what decided -----------------------------------------------------------------
+
+
+def _paired_axes(fig):
+    """The paired panels of a figure, in order, with their plotted estimates."""
+    out = []
+    for ax in fig.axes:
+        for coll in ax.collections:
+            if coll.get_gid() == "cell-estimates":
+                out.append((ax, coll.get_offsets()[:, 1].data.copy()))
+    return out
+
+
+def test_fig3_paired_panel_draws_the_paired_means_the_verdict_uses():
+    """Brute force with numpy/scipy on the planted frame (one JR run diverged: counted at chance
+    accuracy 0.1, as the claim registers): the paired panel's dots are the per-cell means of
+    JR - WD per seed in points, its bars the 95 % t-intervals, its tick labels the diverged
+    counts; and the same numbers as the verdict's cells."""
+    import matplotlib.pyplot as plt
+    from scipy import stats as sps
+
+    runs, proj = _planted(jr_minus_wd=0.02, par_gap=0.0, proj_gap=0.0, sd=0.004)
+    bad = runs.index[(runs["arm"] == "jacobian") & (runs["depth"] == 3)
+                     & (runs["n_train"] == 1000) & (runs["seed"] == 1)][0]
+    runs.loc[bad, ["status", "test_acc"]] = ["diverged", float("nan")]
+    panels = [fx.Panel("MNIST", "mnist", "MNIST", ""),
+              fx.Panel("CIFAR-10", None, "CIFAR-10: not run", "not run: dataset absent")]
+    fig = fx.fig3_figure(runs, panels, "profile=test")
+    (ax, drawn), (ax_par, drawn_par) = _paired_axes(fig)
+
+    acc = runs["test_acc"].to_numpy(dtype=float).copy()
+    acc[runs["status"].to_numpy() != "ok"] = 0.1
+    expect, bars, labels = [], [], []
+    for depth in (2, 3, 4):
+        for n in (400, 1000):
+            at = (runs["depth"].to_numpy() == depth) & (runs["n_train"].to_numpy() == n)
+            arm = runs["arm"].to_numpy()
+            seeds = runs["seed"].to_numpy()
+            d = np.array([
+                acc[at & (arm == "jacobian") & (seeds == s)][0]
+                - acc[at & (arm == "weight_decay") & (seeds == s)][0]
+                for s in range(4)
+            ]) * 100
+            half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+            expect.append(d.mean())
+            bars.append((d.mean() - half, d.mean() + half))
+            labels.append(f"n={n}\n{int(depth == 3 and n == 1000)} div.")
+    np.testing.assert_allclose(drawn, expect, rtol=1e-9, atol=1e-9)
+    assert [t.get_text() for t in ax.get_xticklabels()] == labels
+    vertical = [  # the bars, in the cells' order
+        line.get_ydata() for line in ax.get_lines()
+        if len(line.get_xdata()) == 2 and line.get_xdata()[0] == line.get_xdata()[1]
+    ]
+    assert len(vertical) == len(bars)
+    for i, (bar, (low, high)) in enumerate(zip(vertical, bars, strict=True)):
+        if i == 3:  # (L=3, n=1000): the diverged run's bar is far wider: clipped, bound written
+            assert tuple(bar) == ax.get_ylim()
+            assert f"{low:.3g}" in [t.get_text() for t in ax.texts]
+        else:
+            np.testing.assert_allclose(sorted(bar), [low, high], rtol=1e-9)
+
+    # the on-par panel: JR at 400 - WD at 1000, depth 4
+    at4 = runs[runs["depth"] == 4]
+    jr = at4[(at4["arm"] == "jacobian") & (at4["n_train"] == 400)].sort_values("seed")
+    wd = at4[(at4["arm"] == "weight_decay") & (at4["n_train"] == 1000)].sort_values("seed")
+    np.testing.assert_allclose(
+        drawn_par, [100 * (jr["test_acc"].to_numpy() - wd["test_acc"].to_numpy()).mean()]
+    )
+
+    verdicts = {v.claim: v for v in fx.verdicts_from_runs(runs, proj, panels, "test")}
+    np.testing.assert_allclose(
+        drawn, [100 * c.estimate for c in verdicts["fig3.mnist.jr_beats_wd"].cells], rtol=1e-9
+    )
+    assert "CIFAR-10 not drawn" in " ".join(t.get_text() for t in fig.texts)
+    plt.close(fig)

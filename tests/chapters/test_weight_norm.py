@@ -169,3 +169,64 @@ def test_absent_dataset_is_not_run():
     panel = Panel("MNIST", None, "MNIST: not run", "not run: dataset absent (mnist)")
     verdicts = wn.verdicts_from_runs(pd.DataFrame(), panel, "paper")
     assert {v.verdict for v in verdicts} == {NOT_RUN}
+
+
+# --- the figures draw what decided --------------------------------------------------------------
+
+
+def _drawn(fig) -> dict[str, np.ndarray]:
+    """Per claim panel (its title's last line is the claim id): the plotted estimates."""
+    out = {}
+    for ax in fig.axes:
+        for coll in ax.collections:
+            if coll.get_gid() == "cell-estimates":
+                out[ax.get_title().splitlines()[-1]] = coll.get_offsets()[:, 1].data.copy()
+    return out
+
+
+def test_trend_figure_draws_the_per_seed_slopes_the_verdicts_use():
+    """Brute force with numpy: per width and seed the least-squares slope of test accuracy
+    against depth (a diverged run's point left out), its mean over seeds in points per layer;
+    every trend panel equals its verdict's cells; one panel per trend claim, tick labels count
+    the diverged runs."""
+    import matplotlib.pyplot as plt
+
+    runs = _planted()
+    bad = (runs["depth"] == 4) & (runs["width_factor"] == 2) & (runs["seed"] == 1)
+    runs.loc[bad, "status"] = "diverged"
+    result = wn.WeightNormResult("test", {"depths": [2, 3, 4, 5], "width_factors": [1, 2, 3],
+                                          "batch_size": 64, "lr": 0.1, "profile": "test",
+                                          "seeds": [0, 1, 2, 3]},
+                                 Panel("MNIST", "mnist", "MNIST", ""), runs)
+    fig = result.trends_figure()
+    drawn = _drawn(fig)
+    trends = [c.id for c in claims_of(wn.NAME) if c.statistic.kind == "slope"]
+    assert sorted(drawn) == sorted(trends)
+
+    expect = []
+    for k in (1, 2, 3):
+        slopes = []
+        for seed in range(4):
+            at = runs[(runs["width_factor"] == k) & (runs["seed"] == seed)
+                      & (runs["status"] == "ok")]
+            slopes.append(np.polyfit(at["depth"].to_numpy(float), at["test_acc"].to_numpy(), 1)[0])
+        expect.append(100 * np.mean(slopes))
+    np.testing.assert_allclose(drawn["fig4.test_acc_grows_with_depth"], expect, rtol=1e-9)
+
+    verdicts = {v.claim: v for v in result.verdicts()}
+    for cid in trends:
+        scale = CLAIMS[cid].statistic.scale
+        np.testing.assert_allclose(
+            drawn[cid], [scale * c.estimate for c in verdicts[cid].cells], rtol=1e-9
+        )
+    ax = next(a for a in fig.axes if a.get_title().endswith("fig4.test_acc_grows_with_depth"))
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "M=1x\n0 div.", "M=2x\n1 div.", "M=3x\n0 div."
+    ]
+    plt.close(fig)
+
+    values = result.values_figure()
+    assert sorted(_drawn(values)) == sorted(
+        c.id for c in claims_of(wn.NAME) if c.statistic.kind == "value"
+    )
+    plt.close(values)

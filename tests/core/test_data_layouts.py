@@ -229,3 +229,29 @@ def test_resnet_reads_cifar10_and_imagenet(on_fixtures: Path) -> None:
     assert len(frames["fig5_curves"])
     assert result.label("table5") == "ImageNet" and "stand-in" not in result.label("table4")
     assert os.environ["JACNB_IMAGENET"] == str(on_fixtures / "imagenet")
+
+
+def test_low_rank_reads_cifar10(on_fixtures: Path, monkeypatch) -> None:
+    """Oymak et al.'s Sec. 4 on CIFAR-10 (the dataset of the ``paper`` profile) at ``smoke``:
+    the training runs read the fixture's pickles, and the page's panel names CIFAR-10 itself,
+    not a stand-in."""
+    from jacnb.chapters import low_rank_jacobian as ch
+
+    _smoke(
+        monkeypatch,
+        "low_rank_jacobian",
+        dataset="cifar10",
+        datasets=("cifar10",),
+        epochs_clean=3,
+        epochs_noisy=3,
+        n_checkpoints=3,
+        bench_n=20,
+    )
+    result = ch.run("smoke")
+    assert result.ran, result.missing
+    assert result.dataset == "cifar10"
+    assert str(on_fixtures / "data" / "cifar-10-batches-py") in result.source
+    assert not result.stand_in
+    assert set(result.ok["nK"]) and int(result.ok.iloc[0]["p"]) > 0
+    frames = result.frames()
+    assert len(frames["alignment_runs"]), "no alignment runs on the CIFAR-10 layout"

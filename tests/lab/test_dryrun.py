@@ -77,16 +77,81 @@ def test_configs_sharing_a_shape_are_timed_once_and_counted_all() -> None:
     built = []
 
     def counting(device: torch.device):
-        built.append(device)
+        built.append(device.type)
         return lambda: None
 
     configs = [_config("grid", s, ("linear", "batch 8"), counting) for s in range(3)]
     configs.append(_config("grid", 0, ("linear", "batch 16"), counting))
     rows = dryrun.measure("ch", configs, CPU, {"digits": "real"}, steps=2, warmup=1)
     assert [r.configs for r in rows] == [3, 1] and [r.steps for r in rows] == [303, 100]
-    assert len(built) == 2  # one build per shape
+    # every config built (on the meta device, at no cost), one stepped per shape
+    assert built.count("meta") == 4 and built.count("cpu") == 2
     assert all(r.seconds_per_step is not None and r.peak_mb > 0 for r in rows)
     assert rows[0].hours == pytest.approx(303 * rows[0].seconds_per_step / 3600)
+
+
+def _fc_step_config(phase: str, seed: int, width: int, shape: tuple, lam: float = 0.0,
+                    n_in: int = 12) -> DryConfig:
+    """A config whose step is the book's (:func:`jacnb.lab.timing.make_step`): a fully connected
+    net on a batch of 8 inputs of 12 features, optionally with weight decay."""
+    from jacnb.core.models import fully_connected
+    from jacnb.core.regularizers import make_regularizer
+    from jacnb.lab.timing import make_step
+
+    def build(device: torch.device):
+        torch.manual_seed(seed)
+        model = fully_connected(n_in, 3, depth=2, width=width).to(device)
+        x, y = dryrun.random_batch((12,), 3, 8, device)
+        reg = make_regularizer("weight_decay") if lam else None
+        return make_step(model, reg, x, y, lam=lam, lr=0.1 * (seed + 1))
+
+    return DryConfig(phase, "digits", 10 * (seed + 1), shape, build, {"seed": seed, "lam": lam})
+
+
+def test_one_probe_per_cost_signature_shared_by_phases_and_chapters() -> None:
+    """Configs that differ only in factor, seed and learning rate share one probe, across phases
+    and across chapters (the reusing rows name it); a config the chapter labels with the same
+    shape but whose net differs gets its own probe (the signature is read from the built net,
+    not from the label)."""
+    same = ("fc", "batch 8", "weight_decay")
+    grid = [_fc_step_config("selection", s, 16, same, lam=lam) for s in range(3) for lam in
+            (0.1, 1.0)]
+    grid += [_fc_step_config("final", s, 16, same, lam=0.5) for s in range(2)]
+    grid.append(_fc_step_config("final", 0, 32, same, lam=0.5))  # mislabelled: wider net
+    probes: dict = {}
+    rows = dryrun.measure("a", grid, CPU, {"digits": "real"}, steps=1, probes=probes)
+    assert [(r.phase, r.configs) for r in rows] == [("selection", 6), ("final", 2), ("final", 1)]
+    first = "a: selection [fc, batch 8, weight_decay]"
+    assert rows[0].probe == rows[1].probe == first and rows[2].probe == "a: final [fc, batch 8, " \
+        "weight_decay]"
+    assert rows[0].probe_seconds > 0 and rows[1].probe_seconds == 0 and rows[2].probe_seconds > 0
+    assert rows[1].seconds_per_step == rows[0].seconds_per_step
+    assert len(probes) == 2
+    # another chapter with the same step (other seed, factor, label) reuses the probe
+    other = dryrun.measure("b", [_fc_step_config("grid", 7, 16, ("x",), lam=2.0)], CPU, {},
+                           steps=1, probes=probes)
+    assert other[0].probe == first and other[0].probe_seconds == 0 and len(probes) == 2
+    # ... but not one without the regularizer: a different cost
+    plain = dryrun.measure("b", [_fc_step_config("grid", 7, 16, ("x",))], CPU, {}, steps=1,
+                           probes=probes)
+    assert plain[0].probe == "b: grid [x]" and len(probes) == 3
+    summary = {c["chapter"]: c for c in dryrun.chapter_summary(rows + other + plain)}
+    assert (summary["a"]["shapes"], summary["a"]["probes_timed"]) == (2, 2)
+    assert (summary["b"]["shapes"], summary["b"]["probes_timed"]) == (2, 1)
+
+
+def test_a_broken_config_sharing_a_probe_still_fails() -> None:
+    """Only one config per shape is stepped, but every config is built and its net run on the
+    meta device: a config among them whose net does not fit its batch fails the dry run."""
+    shape = ("fc", "batch 8", "none")
+    grid = [_fc_step_config("grid", s, 16, shape) for s in range(3)]
+    grid.append(_fc_step_config("grid", 3, 16, shape, n_in=11))  # the bug: one input short
+    rows = dryrun.measure("ch", grid, CPU, {}, steps=1)
+    ok, bad = rows
+    assert ok.configs == 3 and not ok.error and ok.seconds_per_step > 0
+    assert bad.configs == 1 and bad.error.startswith("config check: RuntimeError")
+    assert bad.seconds_per_step is None and bad.hours is None
+    assert dryrun.chapter_summary(rows)[0]["failures"] == 1
 
 
 def test_a_shape_error_is_a_failure_row() -> None:
@@ -120,6 +185,31 @@ def test_planted_shape_error_in_a_chapter_fails_the_dry_run(no_data: Path, monke
     monkeypatch.setattr(fc_nets, "build_fc", wrong_input)
     rows = dryrun.dry_run_chapter("weight_norm", weight_norm, "smoke", CPU, steps=1, log=None)
     assert rows and all(r.error for r in rows)
+
+
+def test_planted_shape_error_in_one_seed_fails_the_chapter(no_data: Path, monkeypatch) -> None:
+    """The bug in one config of a shape whose other configs are fine (only they would have been
+    stepped): the chapter's dry run and the command fail."""
+    from jacnb import run
+    from jacnb.core.models import fully_connected as fc_net
+
+    right = fc_nets.build_fc
+
+    def wrong_for_seed_1(config, ds, weight_norm):
+        if config["seed"] != 1:
+            return right(config, ds, weight_norm=weight_norm)
+        return fc_net(63, ds.n_classes, config["depth"], config["width"], weight_norm=weight_norm)
+
+    monkeypatch.setattr(fc_nets, "build_fc", wrong_for_seed_1)
+    smoke = weight_norm.settings
+    monkeypatch.setattr(weight_norm, "settings", lambda p: {**smoke(p), "seeds": (0, 1)})
+    rows = dryrun.dry_run_chapter("weight_norm", weight_norm, "smoke", CPU, steps=1, log=None)
+    bad = [r for r in rows if r.error]
+    assert bad and all("config check" in r.error for r in bad)
+    assert any(not r.error and r.seconds_per_step for r in rows)
+    code = run.main(["weight_norm", "--profile", "smoke", "--dry-run", "--steps", "1",
+                     "--json", str(no_data / "cost.json")])
+    assert code == 1
 
 
 def test_command_line_writes_the_table(no_data: Path, capsys) -> None:

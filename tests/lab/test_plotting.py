@@ -67,7 +67,30 @@ def test_fig3_draws_no_empty_panel_and_names_the_absent_dataset():
     fig = _fc_plots.fig3(runs, panels, labels, "profile=smoke")
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 1
     texts = " ".join(t.get_text() for t in fig.texts)
-    assert "CIFAR-10: not run: dataset absent" in texts and "profile=smoke" in texts
+    assert "CIFAR-10 not drawn: not run: dataset absent" in texts and "profile=smoke" in texts
+    fig.canvas.draw()
+    assert fig.axes[0].get_position().width > 0.75  # the panel with data fills the width
+
+
+def test_a_figure_without_runs_is_a_note_not_an_empty_panel():
+    import pandas as pd
+
+    from jacnb.chapters import _fc_plots, _weight_norm_plots
+    from jacnb.lab.datasets import Panel
+
+    labels = {"jacobian": "Jacobian reg.", "weight_decay": "weight decay"}
+    absent = [Panel("MNIST", None, "MNIST: not run", "not run: dataset absent (mnist)")]
+    for fig in (
+        _fc_plots.fig3(pd.DataFrame(), absent, labels),
+        _weight_norm_plots.fig4(pd.DataFrame(), note="not run: dataset absent (mnist)"),
+        _weight_norm_plots.fig4_trends(pd.DataFrame(), note="not run: dataset absent (mnist)"),
+        _weight_norm_plots.fig4_values(pd.DataFrame(), note="not run: dataset absent (mnist)"),
+        _weight_norm_plots.bounds_vs_depth(pd.DataFrame(), note="not run: dataset absent (mnist)"),
+    ):
+        (ax,) = fig.axes
+        assert not ax.axison and not ax.lines and not ax.collections
+        assert "not run: dataset absent (mnist)" in " ".join(t.get_text() for t in ax.texts)
+        plt.close(fig)
 
 
 def test_png_bytes_of_a_figure_without_a_canvas():
