@@ -7,8 +7,9 @@
 2. the dry run of the ``paper`` profile on the GPU (:mod:`jacnb.lab.dryrun`): every chapter's
    configs at the paper's shapes, a few steps each, projected hours and peak memory;
 
-and writes both into one JSON (default ``book/_static/gpu_check.json``), which the page "What
-the ``paper`` profile costs" shows as "measured on <device>" when its device is a GPU.
+and writes both into one JSON (default ``book/_static/gpu_check.json``), which the timing page
+and the page "What the ``paper`` profile costs" show as "measured on <device>" when its device
+is a GPU (:mod:`jacnb.lab.gpu_check`).
 
 Without CUDA it runs the same code at a small size (``--small``, automatic there): Table VI at
 the ``smoke`` sizes and the dry run of the ``smoke`` profile, so that the script itself is
@@ -36,9 +37,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from jacnb.lab import dryrun  # noqa: E402
+from jacnb.lab import dryrun, gpu_check  # noqa: E402
 
-DEFAULT_OUT = REPO / "book" / "_static" / "gpu_check.json"
+DEFAULT_OUT = gpu_check.DEFAULT_JSON
 
 #: Table VI at each size: (net, batch, input side, timed steps, warmup).
 TABLE6 = {

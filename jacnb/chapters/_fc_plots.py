@@ -37,7 +37,7 @@ KEY_FORMAT = {"depth": "L={}", "n_train": "n={}"}
 #: The paired panel's title per pair of arms (baseline, treatment) of a claim's statistic.
 ARM_TITLES = {
     ("weight_decay", "jacobian"): "JR − WD, same L and n",
-    ("wd_more_data", "jr_less_data"): "JR (less data) − WD (more data)",
+    ("wd_more_data", "jr_less_data"): "JR, less data\n− WD, more data",
 }
 
 
@@ -120,7 +120,7 @@ def fig3(
         if not claims:
             continue
         margin = any(gates.registered(c).rule.side == EQUIVALENT for c, _ in claims)
-        widths = [max(len(c), 2) for _, c in claims]
+        widths = [max(len(c), 3.5) for _, c in claims]  # room for a claim id as title
         inner = grid[row].subgridspec(1, len(claims), width_ratios=widths)
         for j, (cid, cells) in enumerate(claims):
             ax = fig.add_subplot(inner[j])

@@ -11,7 +11,7 @@ cross-entropy ``+ lam * R``, backward, update -- :func:`jacnb.lab.timing.make_st
 for
 
 * ``none`` (denominator of every ratio), ``weight_decay``,
-* ``exact`` -- eq. (49), all C input gradients (MNIST net only: with C = 1000 classes on
+* ``exact_class_loop`` -- eq. (49), all C input gradients (MNIST net only: with C = 1000 classes on
   ImageNet it would need 1000 backward passes per step),
 * ``projection_1``, ``projection_4`` -- the random-projection estimator of eq. (49),
 * ``per_layer`` -- eq. (52),
@@ -52,51 +52,54 @@ from torch import Tensor, nn
 
 from jacnb.core.jacobian import max_spectral_norm, network_output
 from jacnb.core.models import fully_connected, mnist_convnet, preact_resnet18
-from jacnb.lab import gates, paper
+from jacnb.lab import gates, gpu_check, paper
 from jacnb.lab import settings as lab_settings
 from jacnb.lab import timing as timers
 from jacnb.lab.claims import claims_of
 from jacnb.lab.dryrun import DryConfig
 from jacnb.lab.settings import ABSENT
 from jacnb.lab.store import ResultStore, run_grid
-from jacnb.lab.timing import make_step, regularizer_steps, step_regularizer, time_interleaved
+from jacnb.lab.timing import (
+    STEP_REGULARIZERS,
+    make_step,
+    regularizer_steps,
+    step_label,
+    step_regularizer,
+    time_interleaved,
+)
 from jacnb.lab.verdicts import Verdict
 
 NAME = "06_timing"
 
-#: Version of the stored record layout; records of other versions are ignored (3: repetitions,
-#: the fully connected net).
+#: Version of the stored Fig. 4 cost records; records of other versions are ignored.
 SCHEMA = 3
+#: Version of the stored Table VI records (4: rows keyed by
+#: :data:`jacnb.lab.timing.STEP_REGULARIZERS`, i.e. :mod:`jacnb.core.regularizers`' names -- the
+#: exact row is ``exact_class_loop``, no longer ``exact`` -- with labels derived on reading; the
+#: Table VI runs stored under version 3 are re-timed).
+TABLE6_SCHEMA = 4
 
-
-@dataclass(frozen=True)
-class TimedRegularizer:
-    """One row of Table VI: the regularizer timed (``step``: a row of
-    :data:`jacnb.lab.timing.STEP_REGULARIZERS`, i.e. a :mod:`jacnb.core.regularizers` name and
-    its arguments), its label on the page, and its arm in the claims (:mod:`jacnb.lab.claims`)."""
-
-    step: str
-    label: str
-    arm: str
-
-
-#: Table VI's rows, in order (the one map from a row to what it times, shows and is judged as).
-ROWS: dict[str, TimedRegularizer] = {
-    "none": TimedRegularizer("none", "no reg.", "none"),
-    "weight_decay": TimedRegularizer("weight_decay", "weight decay", "weight_decay"),
-    "exact": TimedRegularizer("exact_class_loop", "Jac. reg., exact (49)", "exact"),
-    "projection_1": TimedRegularizer(
-        "projection_1", "Jac. reg., projection (49), n_proj=1", "projection"
-    ),
-    "projection_4": TimedRegularizer(
-        "projection_4", "Jac. reg., projection (49), n_proj=4", "projection_4"
-    ),
-    "per_layer": TimedRegularizer("per_layer", "Jac. reg., per-layer (52)", "per_layer"),
+#: Table VI's rows, in order: keys of :data:`jacnb.lab.timing.STEP_REGULARIZERS` (what each row
+#: times and its label are there), the exact R_F of eq. (49) by one input-gradient pass per class.
+REGULARIZERS: tuple[str, ...] = (
+    "none",
+    "weight_decay",
+    "exact_class_loop",
+    "projection_1",
+    "projection_4",
+    "per_layer",
+)
+EXACT = "exact_class_loop"
+#: Row -> its arm in the registered claims (:mod:`jacnb.lab.claims`, whose arms name the
+#: estimator of eq. (49) without its strategy, and one projection plainly ``projection``).
+ARMS: dict[str, str] = {
+    "none": "none",
+    "weight_decay": "weight_decay",
+    EXACT: "exact",
+    "projection_1": "projection",
+    "projection_4": "projection_4",
+    "per_layer": "per_layer",
 }
-#: Row -> what it times, its label, its arm (views of :data:`ROWS`).
-REGULARIZERS = {r: t.step for r, t in ROWS.items()}
-LABELS = {r: t.label for r, t in ROWS.items()}
-ARMS = {r: t.arm for r, t in ROWS.items()}
 NETS = ("mnist_convnet", "mnist_fc", "resnet18")
 NET_LABELS = {
     "mnist_convnet": "MNIST conv net (Table II), 1x28x28, 10 classes",
@@ -104,7 +107,7 @@ NET_LABELS = {
     "resnet18": "pre-activation ResNet-18 (Table V), 3x{size}x{size}, 1000 classes",
 }
 #: Table VI's rows (``paper.table6().dataset``) -> the net and regularizer of ours they match.
-PAPER_ROWS = {"MNIST": ("mnist_convnet", "exact"), "ImageNet": ("resnet18", "per_layer")}
+PAPER_ROWS = {"MNIST": ("mnist_convnet", EXACT), "ImageNet": ("resnet18", "per_layer")}
 PAPER_SOURCE = "paper (Table VI): Titan X, Theano"
 #: The net each registered claim of the page is judged on.
 CLAIM_NETS = {
@@ -181,10 +184,10 @@ def _net_and_batch(
         regs = tuple(REGULARIZERS)
     elif net == "mnist_fc":
         model, shape, classes = fully_connected(784, 10, depth=3), (1, 28, 28), 10
-        regs = ("none", "exact", "projection_1")
+        regs = ("none", EXACT, "projection_1")
     elif net == "resnet18":
         model, shape, classes = preact_resnet18(1000), (3, size, size), 1000
-        regs = tuple(r for r in REGULARIZERS if r != "exact")
+        regs = tuple(r for r in REGULARIZERS if r != EXACT)
     else:
         raise ValueError(f"unknown net {net!r}; valid: {NETS}")
     x = torch.rand(batch, *shape, generator=gen)
@@ -300,7 +303,7 @@ def table6_rows(
     device = torch.device(device)
     base, x, y, regs = _net_and_batch(net, batch, size, device, seed)
     steps = regularizer_steps(
-        base, {r: step_regularizer(REGULARIZERS[r]) for r in regs}, x, y, lam=lam
+        base, {r: step_regularizer(r) for r in regs}, x, y, lam=lam
     )
     mems = {
         r: step_memory(steps[r], device)
@@ -339,7 +342,6 @@ def _rep_rows(
                 "net": net,
                 "repetition": rep,
                 "regularizer": r,
-                "label": LABELS[r],
                 "device": device_name(device),
                 "device_type": device.type,
                 "batch": batch,
@@ -367,7 +369,7 @@ def timing_configs(settings: Mapping[str, Any], device: torch.device) -> list[di
         out.append(
             {
                 "experiment": "timing-table6",
-                "schema": SCHEMA,
+                "schema": TABLE6_SCHEMA,
                 "profile": settings["profile"],
                 "net": net,
                 "device": device_name(device),
@@ -509,17 +511,39 @@ def run_timing(
     return stored_rows(settings["profile"], store)
 
 
+def with_labels(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with the page label of each row's ``regularizer``
+    (:attr:`jacnb.lab.timing.StepRegularizer.label`) in a ``label`` column."""
+    if rows.empty:
+        return rows
+    return rows.assign(
+        label=[step_label(r) if r in STEP_REGULARIZERS else r for r in rows["regularizer"]]
+    )
+
+
+def gpu_check_table(check: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Table VI as ``make gpu-check`` measured it on a GPU (:mod:`jacnb.lab.gpu_check`): per net
+    and regularizer the median seconds per step and the ratio to the plain step of the same run;
+    empty without a GPU measurement (:func:`jacnb.lab.gpu_check.note` says which)."""
+    rows = pd.DataFrame(gpu_check.table6_rows(check))
+    if rows.empty:
+        return rows
+    cols = {"net": "net", "label": "regularizer", "batch": "batch", "input": "input",
+            "sec_per_batch": "s / step", "ratio": "x no reg."}
+    return with_labels(rows)[list(cols)].rename(columns=cols)
+
+
 def stored_rows(profile: str, store: ResultStore | None = None) -> pd.DataFrame:
     """All Table VI rows of ``profile`` in the store (every device that has recorded some)."""
     store = store or ResultStore()
     rows = []
     for rec in store.records("timing-table6"):
         cfg = rec["config"]
-        if cfg.get("profile") != profile or cfg.get("schema") != SCHEMA:
+        if cfg.get("profile") != profile or cfg.get("schema") != TABLE6_SCHEMA:
             continue
         extra = {k: rec["result"].get(k, "") for k in ("load", "when")}
         rows += [{**row, **extra, "torch": cfg.get("torch", "")} for row in rec["result"]["rows"]]
-    df = pd.DataFrame(rows)
+    df = with_labels(pd.DataFrame(rows))
     if len(df):  # CPU rows first, then the GPUs; nets and regularizers in Table VI order
         df["_dev"] = df["device_type"] != "cpu"
         df["_net"] = df["net"].map(NETS.index)
@@ -622,7 +646,7 @@ def table6_wide(rows: pd.DataFrame, net: str) -> pd.DataFrame:
         paper_ratio = {"none": 1.0, claim.regularizer: claim.paper_ratio}
     cols[(PAPER_SOURCE, "s/batch")] = [_fmt(paper_sec.get(r), ".3f") for r in regs]
     cols[(PAPER_SOURCE, "x no reg.")] = [_fmt(paper_ratio.get(r), ".2f", "x") for r in regs]
-    out = pd.DataFrame(cols, index=pd.Index([LABELS[r] for r in regs], name="regularizer"))
+    out = pd.DataFrame(cols, index=pd.Index([step_label(r) for r in regs], name="regularizer"))
     out.columns = pd.MultiIndex.from_tuples(out.columns)
     return out
 
@@ -678,7 +702,7 @@ def exact_cost_estimates(rows: pd.DataFrame) -> list[str]:
             r1 = _ratio(sel, net, "projection_1")
             if math.isnan(r1):
                 continue
-            measured = _ratio(sel, net, "exact")
+            measured = _ratio(sel, net, EXACT)
             tail = f", measured {measured:.1f}x" if not math.isnan(measured) else " (not timed)"
             if r1 <= 1:  # noise on a tiny step: no extra cost measured, no estimate
                 parts.append(f"{net} (C={n_classes}): no estimate (r_1 = {r1:.2f}){tail}")
@@ -847,7 +871,7 @@ def summary_rows(rows: pd.DataFrame) -> pd.DataFrame:
     regularization, ``sec_min`` / ``sec_max`` over every timed step, ``repetitions``."""
     if rows.empty:
         return rows
-    rows = rows.assign(_log=np.log(rows["ratio"].astype(float)))
+    rows = with_labels(rows).assign(_log=np.log(rows["ratio"].astype(float)))
     g = rows.groupby(_KEYS, sort=False, dropna=False)
     out = g.agg(
         sec_per_batch=("sec_per_batch", "median"),
@@ -912,6 +936,7 @@ def _geometric_mean(values: Any) -> float:
 def ratio_frame(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (device, net, regularizer, repetition) the ratio to no regularization, for the
     figure (one point per repetition)."""
+    rows = with_labels(rows)
     return rows[rows["regularizer"] != "none"][
         ["device", "net", "regularizer", "label", "repetition", "ratio"]
     ].reset_index(drop=True)
@@ -920,12 +945,15 @@ def ratio_frame(rows: pd.DataFrame) -> pd.DataFrame:
 @dataclass
 class TimingResult:
     """What :func:`run` returns: ``rows`` every stored Table VI row of the profile (one per
-    device, net, regularizer and repetition), ``fig4`` the stored Fig. 4 cost results."""
+    device, net, regularizer and repetition), ``fig4`` the stored Fig. 4 cost results,
+    ``gpu_check`` the GPU check's JSON (:func:`jacnb.lab.gpu_check.load`; ``None`` where no
+    check was saved)."""
 
     settings: dict[str, Any]
     rows: pd.DataFrame
     fig4: pd.DataFrame
     fig4_inputs: str = ""
+    gpu_check: Mapping[str, Any] | None = None
 
     @property
     def profile(self) -> str:
@@ -938,6 +966,15 @@ class TimingResult:
 
     def summary(self) -> pd.DataFrame:
         return summary_rows(self.rows)
+
+    def gpu_note(self) -> str:
+        """"Measured on <device>" for the GPU check's Table VI, or that no GPU run exists
+        (:func:`jacnb.lab.gpu_check.note`)."""
+        return gpu_check.note(self.gpu_check)
+
+    def gpu_table(self) -> pd.DataFrame:
+        """The GPU check's Table VI (:func:`gpu_check_table`; empty without a GPU run)."""
+        return gpu_check_table(self.gpu_check)
 
     def runs(self, claim: str | None = None) -> pd.DataFrame:
         runs = runs_frame(self.rows)
@@ -1019,13 +1056,13 @@ class TimingResult:
         for (net, reg), r in summ.set_index(["net", "regularizer"])["ratio"].items():
             out[f"ratio_{net}_{reg}"] = float(r)
         ex = summ.set_index(["net", "regularizer"])["sec_per_batch"]
-        if ("mnist_fc", "exact") in ex.index and ("mnist_fc", "projection_1") in ex.index:
+        if ("mnist_fc", EXACT) in ex.index and ("mnist_fc", "projection_1") in ex.index:
             out["fc_projection_over_exact"] = float(
-                ex[("mnist_fc", "projection_1")] / ex[("mnist_fc", "exact")]
+                ex[("mnist_fc", "projection_1")] / ex[("mnist_fc", EXACT)]
             )
-        if ("mnist_convnet", "exact") in ex.index and ("mnist_convnet", "per_layer") in ex.index:
+        if ("mnist_convnet", EXACT) in ex.index and ("mnist_convnet", "per_layer") in ex.index:
             out["conv_per_layer_over_exact"] = float(
-                ex[("mnist_convnet", "per_layer")] / ex[("mnist_convnet", "exact")]
+                ex[("mnist_convnet", "per_layer")] / ex[("mnist_convnet", EXACT)]
             )
         return out
 
@@ -1042,7 +1079,7 @@ def run(
     rows = run_timing(s, store, executor=executor)
     x4, label4 = fig4_inputs(s)
     f4 = run_fig4_cost(s, x4, label4, store)
-    return TimingResult(s, rows, f4, label4)
+    return TimingResult(s, rows, f4, label4, gpu_check.load())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1063,7 +1100,7 @@ def dry_run(settings: Mapping[str, Any], device: torch.device) -> list[DryConfig
 
             def build(dev: torch.device, c: Mapping[str, Any] = c, r: str = r) -> Any:
                 model, x, y, _ = _net_and_batch(c["net"], c["batch"], c["size"], dev, 0)
-                return make_step(model, step_regularizer(REGULARIZERS[r]), x, y, lam=0.1)
+                return make_step(model, step_regularizer(r), x, y, lam=0.1)
 
             shape = (c["net"], f"{c['size']}x{c['size']}", f"batch {c['batch']}", r)
             out.append(DryConfig("Table VI", "synthetic batches", steps, shape, build, dict(c)))

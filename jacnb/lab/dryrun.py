@@ -720,8 +720,9 @@ def dry_run_all(
 
 def merge(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Dry runs of different chapters made at the same time (e.g. one process per group of
-    chapters) as one report: their chapters and shapes together, the longest wall time, and
-    ``parallel`` = how many ran at once (their steps competed for the same cores)."""
+    chapters) as one report: their chapters and shapes together, the longest wall time, the
+    CPU seconds of all, and ``parallel`` = how many ran at once (their steps competed for the
+    same cores)."""
     if not reports:
         raise ValueError("nothing to merge")
     first = reports[0]
@@ -732,6 +733,8 @@ def merge(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["chapters"] = [c for r in reports for c in r["chapters"]]
     out["shapes"] = [s for r in reports for s in r["shapes"]]
     out["wall_seconds"] = max(r["wall_seconds"] for r in reports)
+    cpu = [r.get("cpu_seconds") for r in reports]
+    out["cpu_seconds"] = sum(cpu) if None not in cpu else None
     out["parallel"] = len(reports)
     out["load_average"] = max((r.get("load_average") or 0.0) for r in reports)
     return out

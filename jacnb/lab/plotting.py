@@ -547,6 +547,7 @@ def cell_panel(
     else:
         always = [*est, *thrs, *(b for band in bands for b in band)]
         lo_v, hi_v = _visible_range(lows, highs, always)
+        clip = (lo_v, hi_v)  # a clipped bar ends below the headroom (the legend's place)
         lim = (lo_v, hi_v + headroom / max(1e-9, 1 - headroom) * (hi_v - lo_v))
     half, colours, ticks = 0.38, [], []
     for x, r, lo, hi, thr, band in zip(xs, recs, lows, highs, thrs, bands, strict=True):
@@ -556,7 +557,7 @@ def cell_panel(
             ax.fill_between([x - half, x + half], *band, color="0.88", lw=0, zorder=0)
         ax.plot([x - half, x + half], [thr, thr], color="0.15", lw=1.4, zorder=1)
         if _finite(lo, hi):
-            c_lo, c_hi = (max(lo, lim[0]), min(hi, lim[1])) if lim else (lo, hi)
+            c_lo, c_hi = (max(lo, clip[0]), min(hi, clip[1])) if lim else (lo, hi)
             ax.plot([x, x], [c_lo, c_hi], color=colour, lw=3, solid_capstyle="butt", zorder=2)
             for bound, edge, marker, va in ((lo, c_lo, "v", "bottom"), (hi, c_hi, "^", "top")):
                 if bound != edge:

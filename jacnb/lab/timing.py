@@ -10,7 +10,8 @@ in ``benchmarks/`` (which import them from here; the package never imports a ben
 * :func:`make_step` -- one SGD step of the book's training loop as a callable
   (:class:`TrainingStep`);
 * :func:`regularizer_steps` -- one such step per regularizer, each on a copy of the same model;
-* :func:`step_regularizer` -- the regularizer behind a Table VI row label;
+* :class:`StepRegularizer`, :data:`STEP_REGULARIZERS` -- the regularizers timed, keyed by
+  :mod:`jacnb.core.regularizers`' names; :func:`step_regularizer`, :func:`step_label`;
 * :func:`load_note` -- a warning when other processes compete for the cores.
 """
 
@@ -21,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -31,25 +32,80 @@ from jacnb.core.train import training_step
 
 T = TypeVar("T")
 
-#: Table VI / benchmark row label -> ``make_regularizer`` arguments (``None``: the plain step).
-STEP_REGULARIZERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "none": ("none", {}),
-    "weight_decay": ("weight_decay", {}),
-    "exact_class_loop": ("jacobian", {"strategy": "class_loop"}),
-    "exact_vmap": ("jacobian", {"strategy": "vmap"}),
-    "projection_1": ("jacobian", {"method": "projection", "n_proj": 1}),
-    "projection_4": ("jacobian", {"method": "projection", "n_proj": 4}),
-    "per_layer": ("per_layer", {}),
+@dataclass(frozen=True)
+class StepRegularizer:
+    """A regularizer as :mod:`jacnb.core.regularizers` names it: the ``name`` of
+    :func:`~jacnb.core.regularizers.make_regularizer` (``none``, ``weight_decay``, ``jacobian``,
+    ``per_layer``) and, for ``jacobian`` (eq. 49), its ``method`` (``exact``: all C rows, eq. 50;
+    ``projection``: ``n_proj`` random projections) and the ``strategy`` that takes the C rows
+    (``None``: the default). Its :attr:`key` and :attr:`label` are derived from these, here only:
+    the rows of Table VI (notebooks/06_timing.ipynb) and of ``benchmarks/`` are keyed by
+    :attr:`key` and shown by :attr:`label`."""
+
+    name: str
+    method: str | None = None
+    n_proj: int | None = None
+    strategy: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``name``, or for ``jacobian`` the method, the projections and the strategy:
+        ``exact_class_loop``, ``projection_1``..."""
+        if self.name != "jacobian":
+            return self.name
+        parts = [self.method or "exact"]
+        if self.method == "projection":
+            parts.append(str(self.n_proj or 1))
+        if self.strategy:
+            parts.append(self.strategy)
+        return "_".join(parts)
+
+    @property
+    def label(self) -> str:
+        """The row's name on a page, with the paper's equation."""
+        if self.name == "jacobian":
+            if self.method == "projection":
+                return f"Jac. reg., projection (49), n_proj={self.n_proj or 1}"
+            how = f", {self.strategy.replace('_', ' ')}" if self.strategy else ""
+            return f"Jac. reg., exact (49){how}"
+        return {"none": "no reg.", "weight_decay": "weight decay"}.get(
+            self.name, "Jac. reg., per-layer (52)"
+        )
+
+    def build(self) -> Regularizer | None:
+        """The regularizer, by :func:`jacnb.core.regularizers.make_regularizer` (``none``:
+        ``None``, the plain step)."""
+        kwargs = {k: v for k, v in (("method", self.method), ("n_proj", self.n_proj),
+                                    ("strategy", self.strategy)) if v is not None}
+        return make_regularizer(self.name, **kwargs)
+
+
+#: Every regularizer a step timer here times (Table VI, ``benchmarks/``), by :attr:`key`.
+STEP_REGULARIZERS: dict[str, StepRegularizer] = {
+    r.key: r
+    for r in (
+        StepRegularizer("none"),
+        StepRegularizer("weight_decay"),
+        StepRegularizer("jacobian", "exact", strategy="class_loop"),
+        StepRegularizer("jacobian", "exact", strategy="vmap"),
+        StepRegularizer("jacobian", "projection", n_proj=1),
+        StepRegularizer("jacobian", "projection", n_proj=4),
+        StepRegularizer("per_layer"),
+    )
 }
 
 
-def step_regularizer(label: str) -> Regularizer | None:
-    """The regularizer of a row label of :data:`STEP_REGULARIZERS` (``"none"`` -> ``None``), built
-    by :func:`jacnb.core.regularizers.make_regularizer`."""
-    if label not in STEP_REGULARIZERS:
-        raise ValueError(f"unknown regularizer {label!r}; valid: {list(STEP_REGULARIZERS)}")
-    name, kwargs = STEP_REGULARIZERS[label]
-    return make_regularizer(name, **kwargs)
+def step_regularizer(key: str) -> Regularizer | None:
+    """The regularizer of a key of :data:`STEP_REGULARIZERS` (``"none"`` -> ``None``), built by
+    :func:`jacnb.core.regularizers.make_regularizer`."""
+    if key not in STEP_REGULARIZERS:
+        raise ValueError(f"unknown regularizer {key!r}; valid: {list(STEP_REGULARIZERS)}")
+    return STEP_REGULARIZERS[key].build()
+
+
+def step_label(key: str) -> str:
+    """The page label of a key of :data:`STEP_REGULARIZERS`."""
+    return STEP_REGULARIZERS[key].label
 
 
 def sync(device: torch.device | str) -> None:

@@ -548,7 +548,7 @@ def test_fig3_paired_panel_draws_the_paired_means_the_verdict_uses():
     assert len(vertical) == len(bars)
     for i, (bar, (low, high)) in enumerate(zip(vertical, bars, strict=True)):
         if i == 3:  # (L=3, n=1000): the diverged run's bar is far wider: clipped, bound written
-            assert tuple(bar) == ax.get_ylim()
+            assert bar[0] == ax.get_ylim()[0] and bar[1] < ax.get_ylim()[1]
             assert f"{low:.3g}" in [t.get_text() for t in ax.texts]
         else:
             np.testing.assert_allclose(sorted(bar), [low, high], rtol=1e-9)

@@ -11,6 +11,7 @@ from jacnb.chapters import timing
 from jacnb.lab import gates, paper
 from jacnb.lab.claims import claims_of
 from jacnb.lab.store import ResultStore
+from jacnb.lab.timing import step_label
 from jacnb.lab.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_RUN, REPRODUCED
 
 SMALL = {
@@ -46,7 +47,8 @@ def test_table6_rows_mnist_and_store(tmp_path) -> None:
     assert set(view.source) == {"this book", "paper (Table VI)"}
     assert (view[view.source == "paper (Table VI)"].device == "Titan X (Theano)").all()
     wide = timing.table6_wide(got, "mnist_convnet")
-    assert list(wide.index) == [timing.LABELS[r] for r in timing.REGULARIZERS]
+    assert list(wide.index) == [step_label(r) for r in timing.REGULARIZERS]
+    assert wide.index[2] == "Jac. reg., exact (49), class loop"
     assert wide.loc["no reg.", (timing.PAPER_SOURCE, "x no reg.")] == "1.00x"
     assert wide.loc["weight decay", (timing.PAPER_SOURCE, "s/batch")] == "-"
     assert any(line.startswith("cpu") for line in timing.run_provenance(got))
@@ -67,14 +69,13 @@ def test_run_timing_goes_through_the_store_and_keeps_other_devices(tmp_path, mon
 
     def fake_rows(net, device, batch, size, repeats, warmup, rounds, repetitions=1):
         calls.append(net)
-        regs = [r for r in timing.REGULARIZERS if net == "mnist_convnet" or r != "exact"]
+        regs = [r for r in timing.REGULARIZERS if net == "mnist_convnet" or r != timing.EXACT]
         return [
             {
                 "net": net,
                 "repetition": 0,
                 "steps": repeats,
                 "regularizer": r,
-                "label": timing.LABELS[r],
                 "device": timing.device_name(torch.device(device)),
                 "device_type": "cpu",
                 "batch": batch,
@@ -117,7 +118,7 @@ def test_resnet_rows_skip_exact() -> None:
     rows = timing.table6_rows(
         "resnet18", "cpu", batch=2, size=32, repeats=1, warmup=0, rounds=1, memory=False
     )
-    assert "exact" not in {r["regularizer"] for r in rows}
+    assert timing.EXACT not in {r["regularizer"] for r in rows}
 
 
 def test_exact_estimate() -> None:
@@ -126,7 +127,7 @@ def test_exact_estimate() -> None:
             {"device": "d", "net": n, "regularizer": r, "ratio": q, "sec_min": m}
             for n, r, q, m in [
                 ("mnist_convnet", "none", 1.0, 1.0),
-                ("mnist_convnet", "exact", 14.0, 12.0),
+                ("mnist_convnet", timing.EXACT, 14.0, 12.0),
                 ("mnist_convnet", "projection_1", 2.5, 2.0),
                 ("mnist_convnet", "per_layer", 2.0, 2.0),
                 ("resnet18", "none", 1.0, 1.0),
@@ -186,7 +187,7 @@ def test_repetitions_are_seeds_of_the_runs_frame() -> None:
         "mnist_fc", "cpu", batch=2, repeats=2, warmup=0, rounds=2, memory=False, repetitions=2
     )
     assert {(r["repetition"], r["regularizer"]) for r in rows} == {
-        (k, r) for k in (0, 1) for r in ("none", "exact", "projection_1")
+        (k, r) for k in (0, 1) for r in ("none", timing.EXACT, "projection_1")
     }
     df = pd.DataFrame(rows).assign(when="", load="", torch="")
     runs = timing.runs_frame(df)
@@ -220,8 +221,8 @@ def _planted(
     rows = []
     for rep in range(4):
         for net, regs in (
-            ("mnist_convnet", {"none": 1.0, "exact": exact, "per_layer": per_layer}),
-            ("mnist_fc", {"none": 1.0, "exact": 10.0, "projection_1": projection}),
+            ("mnist_convnet", {"none": 1.0, timing.EXACT: exact, "per_layer": per_layer}),
+            ("mnist_fc", {"none": 1.0, timing.EXACT: 10.0, "projection_1": projection}),
             ("resnet18", {"none": 1.0, "per_layer": resnet_per_layer}),
         ):
             for reg, sec in regs.items():
@@ -232,7 +233,6 @@ def _planted(
                         "device_type": "cpu",
                         "net": net,
                         "regularizer": reg,
-                        "label": timing.LABELS[reg],
                         "batch": 32,
                         "input": "1x28x28",
                         "repetition": rep,
