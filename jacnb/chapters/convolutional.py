@@ -34,7 +34,6 @@ verdicts come only from :func:`jacnb.lab.gates.decide` on the tidy runs frame
 from __future__ import annotations
 
 import copy
-import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -647,9 +646,273 @@ def _our_cells(t: Table, panel: Panel, o: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+#: The columns of :func:`selection_frame`, in order (those a frame has).
+_SELECTION_COLUMNS = (
+    "dataset", "regularizer", "n_train", "lam", "seed", "val_acc", "train_acc", "steps",
+    "status", "seconds",
+)
+
+
+def _run_row(
+    t: Table, panel: Panel, test: tuple[str, str, str], r: pd.Series, sel: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One row of :func:`table_runs`: final run ``r`` on one test set ``test`` = ``(column,
+    test_set, metric)`` of ``panel``, with the provenance ``sel`` of its chosen factor."""
+    column, test_set, metric = test
+    test_acc = float(r.get(metric, np.nan))
+    train_acc = float(r.get("train_acc", np.nan))
+    return {
+        "table": t.name,
+        "paper": panel.paper,
+        "column": column,
+        "dataset": panel.dataset,
+        "test_set": test_set,
+        "seed": int(r["seed"]),
+        "arm": r["regularizer"],
+        "n_train": int(r["n_train"]),
+        "test_acc": test_acc,
+        "train_acc": train_acc,
+        "gap": train_acc - test_acc,
+        "steps": int(r["steps"]),
+        "lam": float(r["lam"]),
+        "lam_grid": sel.get("lam_grid"),
+        "chosen_by_tie": sel.get("chosen_by_tie", False),
+        "selection_seeds": sel.get("selection_seeds"),
+        "selection_steps": sel.get("selection_steps"),
+        "selected_at": sel.get("selected_at"),
+        "status": RunStatus.of(r.get("status")),
+        "seconds": float(r.get("seconds", np.nan)),
+    }
+
+
+def _choice(tr: TableRun, dataset: str, r: pd.Series) -> dict[str, Any]:
+    """The provenance of the factor final run ``r`` used (:func:`lookup`; ``{}`` for an arm
+    whose factor is not chosen)."""
+    if r["regularizer"] not in TABLES[tr.table].selected:
+        return {}
+    return lookup(tr.chosen, dataset, r["regularizer"], int(r["n_train"]))
+
+
+def _panel_runs(tr: TableRun, panel: Panel) -> list[dict[str, Any]]:
+    """The rows of :func:`table_runs` of one panel that ran: every final run on every test set
+    of the panel (:func:`_columns`)."""
+    t = TABLES[tr.table]
+    dataset = str(panel.dataset)
+    final = tr.final[tr.final["dataset"] == dataset]
+    return [
+        _run_row(t, panel, test, r, _choice(tr, dataset, r))
+        for test in _columns(panel.paper)
+        for _, r in final.iterrows()
+    ]
+
+
+def table_runs(tr: TableRun) -> pd.DataFrame:
+    """The tidy runs frame of one table (:meth:`ConvolutionalResult.runs`)."""
+    if tr.final.empty:
+        return pd.DataFrame()
+    rows = [row for panel, _ in tr.panels if panel.dataset is not None
+            for row in _panel_runs(tr, panel)]
+    return pd.DataFrame(rows)
+
+
+def selection_frame(tr: TableRun) -> pd.DataFrame:
+    """The selection runs of one table (:meth:`ConvolutionalResult.selection`)."""
+    s = tr.select
+    if s.empty:
+        return pd.DataFrame()
+    return s[[c for c in _SELECTION_COLUMNS if c in s.columns]].reset_index(drop=True)
+
+
+def _lambda_row(t: Table, r: pd.Series) -> dict[str, Any]:
+    """One row of :func:`lambda_table`: one factor choice ``r`` of :func:`choose_lambdas`."""
+    row: dict[str, Any] = {
+        "table": t.name,
+        "dataset": r["dataset"],
+        "regularizer": r["regularizer"],
+        "n_train": int(r["n_train"]),
+    }
+    row.update({f"λ={lam:g}": round(100 * acc, 2) for lam, acc in sorted(r["grid"].items())})
+    row.update(
+        chosen=r["lam"],
+        below_fit_competed=factor_list(r["unfit"]),
+        tie_broken_by_val_loss=r["tie_broken_by_loss"],
+        tie=r["chosen_by_tie"],
+        selection_seeds=", ".join(str(s) for s in r["selection_seeds"]),
+        selection_steps=r["selection_steps"],
+    )
+    return row
+
+
+def lambda_table(tables: Mapping[str, TableRun]) -> pd.DataFrame:
+    """The factor choice of every table (:meth:`ConvolutionalResult.lambda_table`), the factors'
+    columns in increasing order after the first four."""
+    rows = [_lambda_row(TABLES[table], r) for table, tr in tables.items()
+            for _, r in tr.chosen.iterrows()]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    lam_cols = sorted((c for c in df.columns if c.startswith("λ=")), key=lambda c: float(c[2:]))
+    rest = [c for c in df.columns if not c.startswith("λ=")]
+    return df[rest[:4] + lam_cols + rest[4:]]
+
+
+def _paper_rows(tr: TableRun, ok: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of :func:`paper_table` of one table: per panel, test set and training-set size
+    that the paper or this profile has, the paper's cells beside ours (``ok``: finished runs)."""
+    t = TABLES[tr.table]
+    ref = _paper_frame(tr.table)
+    rows = []
+    for panel, spec in tr.panels:
+        for column, _test_set, _metric in _columns(panel.paper):
+            in_column = ref[ref["column"] == column]
+            for n in sorted(set(in_column["n_train"]) | set(spec["n_train"])):
+                p = in_column[in_column["n_train"] == n].set_index("regularizer")["accuracy"]
+                o = ok[(ok["column"] == column) & (ok["n_train"] == n)] if len(ok) else ok
+                rows.append(
+                    {
+                        "table": t.name,
+                        "column": column,
+                        "n_train": n,
+                        "baseline": t.regularizers[list(t.regularizers)[0]],
+                        **_paper_cells(t, p),
+                        **_our_cells(t, panel, o),
+                    }
+                )
+    return rows
+
+
+def paper_table(tables: Mapping[str, TableRun]) -> pd.DataFrame:
+    """Both tables beside the paper's (:meth:`ConvolutionalResult.paper_table`)."""
+    rows = [row for tr in tables.values()
+            for row in _paper_rows(tr, split_ok(table_runs(tr))[0])]
+    return pd.DataFrame(rows)
+
+
+def _phases(tr: TableRun) -> tuple[tuple[str, pd.DataFrame], ...]:
+    """A table's stored runs by phase: ``("selection", ...), ("final", ...)``."""
+    return (("selection", tr.select), ("final", tr.final))
+
+
+def diverged_counts(tables: Mapping[str, TableRun]) -> dict[str, int]:
+    """Runs stored as diverged per ``"<table> <phase>"`` (:meth:`ConvolutionalResult.diverged`)."""
+    return {
+        f"{table} {phase}": split_ok(f)[1]
+        for table, tr in tables.items()
+        for phase, f in _phases(tr)
+    }
+
+
+def cost_table(tables: Mapping[str, TableRun]) -> pd.DataFrame:
+    """Runs, diverged runs and training minutes per table and phase (stored wall times)."""
+    rows = [
+        {
+            "table": TABLES[table].name,
+            "phase": phase,
+            "runs": len(f),
+            "diverged runs": split_ok(f)[1],
+            "training minutes": round(float(f["seconds"].sum()) / 60, 2),
+        }
+        for table, tr in tables.items()
+        for phase, f in _phases(tr)
+        if len(f)
+    ]
+    return pd.DataFrame(rows)
+
+
+def table_provenance(tr: TableRun) -> str:
+    """The provenance line of a table: what ran, sizes per panel, grids, schedule, seeds."""
+    ts = tr.settings
+    ran = [p for p, _ in tr.panels if p.dataset is not None]
+    sizes = {p.paper: spec["n_train"] for p, spec in tr.panels if p.dataset is not None}
+    return lab_settings.provenance(
+        ts,
+        " + ".join(p.label for p in ran) or "none",
+        n_train=sizes,
+        batch=ts["batch_size"],
+        lr=f"{ts['lr']} /10 every {ts['lr_drop_every']} epochs",
+        jr=f"{ts['jr_method']} R_F",
+        selection_seeds=list(select_seeds(ts)),
+        selected_at=ts.get("select_n_train") or "every size",
+        validation=f"{ts['n_val']} further training samples"
+        if ts.get("n_val")
+        else f"{ts['val_fraction']} of the drawn set",
+    )
+
+
+def _diff_ends(t: Table, ok: pd.DataFrame) -> dict[str, float]:
+    """The mean paired difference [points] at the smallest and largest size of the first column
+    of ``ok`` (finished runs), and those sizes (NaN where an arm is missing)."""
+    out: dict[str, float] = {}
+    for which in ("smallest", "largest"):
+        out[f"diff_{which}"] = float("nan")
+        out[f"n_{which}"] = float("nan")
+    if not len(ok):
+        return out
+    base, treat = list(t.regularizers)
+    first = ok[ok["column"] == ok["column"].iloc[0]]
+    w = first.pivot_table(index=["n_train", "seed"], columns="arm", values="test_acc")
+    if base in w and treat in w:
+        d = (w[treat] - w[base]).groupby(level="n_train").mean()
+        for which, n in (("smallest", d.index.min()), ("largest", d.index.max())):
+            out[f"diff_{which}"] = round(100 * float(d[n]), 2)
+            out[f"n_{which}"] = int(n)
+    return out
+
+
+def table_numbers(tr: TableRun, diverged: int) -> dict[str, float]:
+    """One table's numbers of :meth:`ConvolutionalResult.numbers` (keys without the table's
+    prefix); ``diverged``: its runs stored as diverged."""
+    ok = split_ok(table_runs(tr))[0]
+    out = _diff_ends(TABLES[tr.table], ok)
+    out["min_train_acc"] = round(100 * float(ok["train_acc"].min()), 2) if len(ok) else float("nan")
+    secs = sum(float(f["seconds"].sum()) for f in (tr.select, tr.final) if len(f))
+    out["minutes"] = round(secs / 60, 1)
+    out["diverged"] = diverged
+    return out
+
+
+def table_figures(tr: TableRun, profile: str) -> dict[str, Figure]:
+    """One table's figures of :meth:`ConvolutionalResult.figures` (none if it did not run)."""
+    from jacnb.chapters import _conv_plots
+
+    t = TABLES[tr.table]
+    runs = table_runs(tr)
+    if runs.empty:
+        return {}
+    title = f"Table {t.name}: mean and 95 % CI over seeds ({profile} profile)"
+    out = {
+        f"Table {t.name}": _conv_plots.accuracy_figure(
+            runs[is_ok(runs)], t.regularizers, title, table_provenance(tr)
+        )
+    }
+    sel = selection_frame(tr)
+    if len(sel):
+        title = (
+            f"Table {t.name}: choosing λ on validation data (selection seeds "
+            f"{list(select_seeds(tr.settings))})"
+        )
+        out[f"Table {t.name}: λ"] = _conv_plots.selection_figure(sel, t.regularizers, title)
+    return out
+
+
+def settings_frame(tables: Mapping[str, TableRun]) -> pd.DataFrame:
+    """Each table's settings (:meth:`ConvolutionalResult.settings_table`)."""
+    return pd.DataFrame(
+        {
+            f"Table {TABLES[t].name}": {
+                k: (", ".join(f"{r}: {v}" for r, v in val.items()) if k == "lambdas" else val)
+                for k, val in tr.settings.items()
+                if k != "panels"
+            }
+            for t, tr in tables.items()
+        }
+    ).astype(str)
+
+
 @dataclass
 class ConvolutionalResult:
-    """Tables II and III as run at one profile (:func:`run`)."""
+    """Tables II and III as run at one profile (:func:`run`); its methods name what the page
+    shows, the module-level functions above build it."""
 
     profile: str
     settings: dict[str, Any]
@@ -665,69 +928,12 @@ class ConvolutionalResult:
         ``paper`` (the paper's dataset), ``column``, ``dataset``, ``selected_at``, ``status``
         (a :class:`~jacnb.lab.records.RunStatus`; diverged rows are left out of means and
         tables and counted in the verdicts) and ``seconds``."""
-        tr = self.tables[table]
-        t = TABLES[table]
-        rows = []
-        final = tr.final
-        for panel, _spec in tr.panels:
-            if panel.dataset is None or final.empty:
-                continue
-            f = final[final["dataset"] == panel.dataset]
-            for column, test_set, metric in _columns(panel.paper):
-                for _, r in f.iterrows():
-                    reg = r["regularizer"]
-                    sel: dict[str, Any] = (
-                        lookup(tr.chosen, panel.dataset, reg, int(r["n_train"]))
-                        if reg in t.selected
-                        else {}
-                    )
-                    test_acc = float(r.get(metric, np.nan))
-                    train_acc = float(r.get("train_acc", np.nan))
-                    rows.append(
-                        {
-                            "table": t.name,
-                            "paper": panel.paper,
-                            "column": column,
-                            "dataset": panel.dataset,
-                            "test_set": test_set,
-                            "seed": int(r["seed"]),
-                            "arm": reg,
-                            "n_train": int(r["n_train"]),
-                            "test_acc": test_acc,
-                            "train_acc": train_acc,
-                            "gap": train_acc - test_acc,
-                            "steps": int(r["steps"]),
-                            "lam": float(r["lam"]),
-                            "lam_grid": sel.get("lam_grid"),
-                            "chosen_by_tie": sel.get("chosen_by_tie", False),
-                            "selection_seeds": sel.get("selection_seeds"),
-                            "selection_steps": sel.get("selection_steps"),
-                            "selected_at": sel.get("selected_at"),
-                            "status": RunStatus.of(r.get("status")),
-                            "seconds": float(r.get("seconds", np.nan)),
-                        }
-                    )
-        return pd.DataFrame(rows)
+        return table_runs(self.tables[table])
 
     def selection(self, table: str) -> pd.DataFrame:
         """The selection runs of ``table``: one row per (regularizer, size, factor, seed) with
         ``val_acc``, ``train_acc``, ``steps``, ``status``."""
-        s = self.tables[table].select
-        if s.empty:
-            return pd.DataFrame()
-        cols = [
-            "dataset",
-            "regularizer",
-            "n_train",
-            "lam",
-            "seed",
-            "val_acc",
-            "train_acc",
-            "steps",
-            "status",
-            "seconds",
-        ]
-        return s[[c for c in cols if c in s.columns]].reset_index(drop=True)
+        return selection_frame(self.tables[table])
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """``table2_runs``/``table3_runs`` (:meth:`runs`), ``table2_selection``/
@@ -742,12 +948,7 @@ class ConvolutionalResult:
     def diverged(self) -> dict[str, int]:
         """Runs stored as diverged (left out of means and tables, counted in verdicts), per
         table and phase."""
-        out = {}
-        for table, tr in self.tables.items():
-            for phase, f in (("selection", tr.select), ("final", tr.final)):
-                n = split_ok(f)[1]
-                out[f"{table} {phase}"] = n
-        return out
+        return diverged_counts(self.tables)
 
     # --- tables -----------------------------------------------------------------------------
 
@@ -755,33 +956,7 @@ class ConvolutionalResult:
         """The factor choice, one row per (table, dataset, regularizer, selection size), one
         column per factor of the grids (mean validation accuracy [%] over the selection seeds),
         then the chosen ``lam``, ``chosen_by_tie``, the selection seeds and steps."""
-        rows = []
-        for table, tr in self.tables.items():
-            for _, r in tr.chosen.iterrows():
-                row: dict[str, Any] = {
-                    "table": TABLES[table].name,
-                    "dataset": r["dataset"],
-                    "regularizer": r["regularizer"],
-                    "n_train": int(r["n_train"]),
-                }
-                for lam, acc in sorted(r["grid"].items()):
-                    row[f"λ={lam:g}"] = round(100 * acc, 2)
-                row.update(
-                    chosen=r["lam"],
-                    below_fit_competed=factor_list(r["unfit"]),
-                    tie_broken_by_val_loss=r["tie_broken_by_loss"],
-                    tie=r["chosen_by_tie"],
-                    selection_seeds=", ".join(str(s) for s in r["selection_seeds"]),
-                    selection_steps=r["selection_steps"],
-                )
-                rows.append(row)
-        df = pd.DataFrame(rows)
-        if df.empty:
-            return df
-        lam_cols = sorted((c for c in df.columns if c.startswith("λ=")), key=lambda c: float(c[2:]))
-        rest = [c for c in df.columns if not c.startswith("λ=")]
-        head, tail = rest[:4], rest[4:]
-        return df[head + lam_cols + tail]
+        return lambda_table(self.tables)
 
     def paper_table(self) -> pd.DataFrame:
         """Both tables: the paper's numbers (labelled "paper") beside ours (mean ± sd over the
@@ -789,97 +964,26 @@ class ConvolutionalResult:
         names the baseline arm (weight decay in Table II, batch norm alone in Table III); the
         ``diff`` columns are the treatment minus the baseline in points (ours: the mean paired
         difference). Sizes a profile does not run and absent datasets say so."""
-        rows = []
-        for table, tr in self.tables.items():
-            t = TABLES[table]
-            ok = split_ok(self.runs(table))[0]
-            ref = _paper_frame(table)
-            for panel, spec in tr.panels:
-                for column, _test_set, _metric in _columns(panel.paper):
-                    p_sizes = set(ref.loc[ref["column"] == column, "n_train"])
-                    for n in sorted(p_sizes | set(spec["n_train"])):
-                        p = ref[(ref["column"] == column) & (ref["n_train"] == n)]
-                        o = ok[(ok["column"] == column) & (ok["n_train"] == n)] if len(ok) else ok
-                        rows.append(
-                            {
-                                "table": t.name,
-                                "column": column,
-                                "n_train": n,
-                                "baseline": t.regularizers[list(t.regularizers)[0]],
-                                **_paper_cells(t, p.set_index("regularizer")["accuracy"]),
-                                **_our_cells(t, panel, o),
-                            }
-                        )
-        return pd.DataFrame(rows)
+        return paper_table(self.tables)
 
     def cost(self) -> pd.DataFrame:
         """Runs, diverged runs and training minutes per table and phase (stored wall times)."""
-        rows = []
-        for table, tr in self.tables.items():
-            for phase, f in (("selection", tr.select), ("final", tr.final)):
-                if not len(f):
-                    continue
-                rows.append(
-                    {
-                        "table": TABLES[table].name,
-                        "phase": phase,
-                        "runs": len(f),
-                        "diverged runs": split_ok(f)[1],
-                        "training minutes": round(float(f["seconds"].sum()) / 60, 2),
-                    }
-                )
-        return pd.DataFrame(rows)
+        return cost_table(self.tables)
 
     def provenance(self, table: str) -> str:
         """The provenance line of a table: what ran, sizes per panel, grids, schedule, seeds."""
-        tr = self.tables[table]
-        ts = tr.settings
-        ran = [p for p, _ in tr.panels if p.dataset is not None]
-        sizes = {p.paper: spec["n_train"] for p, spec in tr.panels if p.dataset is not None}
-        return lab_settings.provenance(
-            ts,
-            " + ".join(p.label for p in ran) or "none",
-            n_train=sizes,
-            batch=ts["batch_size"],
-            lr=f"{ts['lr']} /10 every {ts['lr_drop_every']} epochs",
-            jr=f"{ts['jr_method']} R_F",
-            selection_seeds=list(select_seeds(ts)),
-            selected_at=ts.get("select_n_train") or "every size",
-            validation=f"{ts['n_val']} further training samples"
-            if ts.get("n_val")
-            else f"{ts['val_fraction']} of the drawn set",
-        )
+        return table_provenance(self.tables[table])
 
     def numbers(self) -> dict[str, float]:
         """Measured numbers the page's prose quotes (``myst_nb.glue``), the same keys at every
         profile: per table, the mean paired difference [points] at the smallest and largest
         size of its first column, the lowest training accuracy [%] of the final runs, training
         minutes, and diverged runs."""
+        diverged = self.diverged()
         out: dict[str, float] = {}
         for table, tr in self.tables.items():
-            t = TABLES[table]
-            base, treat = list(t.regularizers)
-            runs = self.runs(table)
-            ok = split_ok(runs)[0]
-            for which in ("smallest", "largest"):
-                out[f"{table}_diff_{which}"] = float("nan")
-                out[f"{table}_n_{which}"] = float("nan")
-            out[f"{table}_min_train_acc"] = (
-                round(100 * float(ok["train_acc"].min()), 2) if len(ok) else float("nan")
-            )
-            if len(ok):
-                first = ok[ok["column"] == ok["column"].iloc[0]]
-                w = first.pivot_table(index=["n_train", "seed"], columns="arm", values="test_acc")
-                if base in w and treat in w:
-                    d = (w[treat] - w[base]).groupby(level="n_train").mean()
-                    for which, n in (("smallest", d.index.min()), ("largest", d.index.max())):
-                        out[f"{table}_diff_{which}"] = round(100 * float(d[n]), 2)
-                        out[f"{table}_n_{which}"] = int(n)
-            secs = sum(float(f["seconds"].sum()) for f in (tr.select, tr.final) if len(f))
-            out[f"{table}_minutes"] = round(secs / 60, 1)
-            out[f"{table}_diverged"] = sum(
-                v for k, v in self.diverged().items() if k.startswith(table)
-            )
+            n = sum(v for k, v in diverged.items() if k.startswith(table))
+            out.update({f"{table}_{k}": v for k, v in table_numbers(tr, n).items()})
         return out
 
     # --- figures ----------------------------------------------------------------------------
@@ -888,70 +992,11 @@ class ConvolutionalResult:
         """Per table that ran: test accuracy [%] against the training-set size, mean over seeds
         with its 95 % confidence interval, one panel per test set (seaborn); and the factor
         choice: mean validation accuracy against lambda per regularizer."""
-        import seaborn as sns
-
-        from jacnb.lab import plotting  # noqa: F401  (the book's style)
-
-        out: dict[str, Figure] = {}
-        for table, tr in self.tables.items():
-            t = TABLES[table]
-            runs = self.runs(table)
-            if runs.empty:
-                continue
-            ok = runs[is_ok(runs)].copy()
-            ok["test accuracy [%]"] = 100 * ok["test_acc"]
-            ok["regularizer"] = ok["arm"].map(t.regularizers)
-            ok["training samples"] = ok["n_train"]
-            cols = list(dict.fromkeys(ok["column"]))
-            height = 4.0
-            g = sns.catplot(
-                data=ok,
-                x="training samples",
-                y="test accuracy [%]",
-                hue="regularizer",
-                hue_order=list(t.regularizers.values()),
-                col="column",
-                col_order=cols,
-                kind="point",
-                errorbar=("ci", 95),
-                dodge=0.25,
-                height=height,
-                aspect=max(8.0 / (len(cols) * height), 1.0),
-                sharey=False,
-                capsize=0.08,
-            )
-            g.set_titles("{col_name}")
-            g.figure.suptitle(
-                f"Table {t.name}: mean and 95 % CI over seeds ({self.profile} profile)", y=1.03
-            )
-            plotting.stamp(g.figure, textwrap.fill(self.provenance(table), 130))
-            out[f"Table {t.name}"] = g.figure
-            sel = self.selection(table)
-            if len(sel):
-                sel = sel.copy()
-                sel["validation accuracy [%]"] = 100 * sel["val_acc"].fillna(0.0)
-                sel["regularizer"] = sel["regularizer"].map(t.regularizers)
-                g2 = sns.relplot(
-                    data=sel,
-                    x="lam",
-                    y="validation accuracy [%]",
-                    hue="regularizer",
-                    col="dataset",
-                    kind="line",
-                    marker="o",
-                    errorbar=("ci", 95),
-                    height=3.6,
-                    aspect=max(8.0 / (sel["dataset"].nunique() * 3.6), 1.0),
-                    facet_kws={"sharex": False},
-                )
-                g2.set(xscale="log", xlabel="λ")
-                g2.figure.suptitle(
-                    f"Table {t.name}: choosing λ on validation data (selection seeds "
-                    f"{list(select_seeds(tr.settings))})",
-                    y=1.04,
-                )
-                out[f"Table {t.name}: λ"] = g2.figure
-        return out
+        return {
+            name: fig
+            for tr in self.tables.values()
+            for name, fig in table_figures(tr, self.profile).items()
+        }
 
     def figure(self, name: str = "Table II") -> Figure:
         """One of :meth:`figures` by name (``"Table II"``, ``"Table III"``, ``"Table II: λ"``,
@@ -963,16 +1008,7 @@ class ConvolutionalResult:
 
     def settings_table(self) -> pd.DataFrame:
         """Each table's settings at this profile (panels described by :meth:`paper_table`)."""
-        return pd.DataFrame(
-            {
-                f"Table {TABLES[t].name}": {
-                    k: (", ".join(f"{r}: {v}" for r, v in val.items()) if k == "lambdas" else val)
-                    for k, val in tr.settings.items()
-                    if k != "panels"
-                }
-                for t, tr in self.tables.items()
-            }
-        ).astype(str)
+        return settings_frame(self.tables)
 
     # --- verdicts ---------------------------------------------------------------------------
 

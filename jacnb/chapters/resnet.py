@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -567,9 +567,169 @@ def _row4(n: int, augment: Any) -> str:
     return f"{n}" + (" + aug." if augment not in ("none", False) else "")
 
 
+def _curve_rows(r: pd.Series) -> list[dict[str, Any]]:
+    """Fig. 5's rows of one run ``r``: per epoch, split and k, its top-k accuracy (none when the
+    run stored no curves)."""
+    c = r["curves"]
+    if not isinstance(c, Mapping):
+        return []
+    return [
+        {
+            "augment": r["augment"],
+            "regularizer": r["regularizer"],
+            "seed": r["seed"],
+            "epoch": ep,
+            "split": split,
+            "k": k,
+            "accuracy": c[f"{split}_top{k}"][i],
+        }
+        for i, ep in enumerate(c["epoch"])
+        for split in ("train", "test")
+        for k in (1, 5)
+    ]
+
+
+def fig5_curves(runs: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 5's data from Table V's finished runs (:meth:`ResnetResult.curves`)."""
+    return pd.DataFrame([row for _, r in runs.iterrows() for row in _curve_rows(r)])
+
+
+def table_provenance(s: Mapping[str, Any], table: str, label: str) -> str:
+    """The provenance line of ``table`` under the chapter settings ``s``, its dataset named by
+    ``label`` (:meth:`ResnetResult.provenance`)."""
+    t = s[table]
+    common = dict(
+        epochs=sum(n for _, n in t["schedule"]), schedule=t["schedule"], batch=t["batch_size"]
+    )
+    if table == "table4":
+        return lab_settings.provenance(
+            s,
+            label,
+            net=f"WRN-{t['depth']}-{t['widen_factor']}",
+            n_train=[r["n_train"] for r in t["rows"]],
+            n_test=t["n_test"] or "all",
+            **common,
+            lam={r["n_train"]: r["lam"] for r in t["rows"]},
+        )
+    return lab_settings.provenance(
+        s,
+        label,
+        net="pre-activation ResNet-18",
+        image_size=t["image_size"],
+        crop=t["crop"],
+        n_train=t["n_train"] or "all",
+        n_test=t["n_test"] or "all",
+        **common,
+        lam=t["lam"],
+    )
+
+
+def _paired(df: pd.DataFrame, metric: str) -> float:
+    """The mean paired JR - baseline difference of ``metric`` over seeds [points] (NaN without
+    both arms)."""
+    if df.empty:
+        return float("nan")
+    w = df.pivot_table(index="seed", columns="arm", values=metric)
+    if not {"none", "jacobian"} <= set(w.columns):
+        return float("nan")
+    d = (w["jacobian"] - w["none"]).dropna()
+    return round(100 * float(d.mean()), 2) if len(d) else float("nan")
+
+
+def _table4_ours(runs: pd.DataFrame, n: int, aug: Any) -> dict[str, Any]:
+    """Our cells of one Table IV row: mean ± sd per arm and the mean paired difference."""
+    o = runs[(runs.n_train == n) & (runs.augment == aug)] if len(runs) else runs
+    w = o.pivot_table(index="seed", columns="arm", values="test_acc")
+    d = (
+        (w["jacobian"] - w["none"]).dropna()
+        if {"none", "jacobian"} <= set(w.columns)
+        else pd.Series(dtype=float)
+    )
+    return {
+        "ours: # train samples": _row4(n, aug),
+        "ours: ResNet": percent_mean_sd(o.loc[o.arm == "none", "test_acc"]),
+        "ours: ResNet + Jac. reg.": percent_mean_sd(o.loc[o.arm == "jacobian", "test_acc"]),
+        "ours: diff": round(100 * d.mean(), 2) if len(d) else np.nan,
+    }
+
+
+def table4_paper(
+    runs: pd.DataFrame, ours_rows: Sequence[tuple[int, Any]], ran: bool
+) -> pd.DataFrame:
+    """Table IV beside ours (:meth:`ResnetResult.paper_table`): the paper's rows in order, ours
+    (``ours_rows``: (size, augmentation) of the profile) in the same order."""
+    p = paper.table4()
+    p_rows = p.drop_duplicates(["n_train", "augmentation"])[["n_train", "augmentation"]]
+    out = []
+    for i, (_, pr) in enumerate(p_rows.iterrows()):
+        cell = p[(p.n_train == pr.n_train) & (p.augmentation == pr.augmentation)]
+        acc = cell.set_index("regularizer")["accuracy"]
+        row: dict[str, Any] = {
+            "paper: # train samples": _row4(int(pr.n_train), bool(pr.augmentation)),
+            "paper: ResNet": acc.get("none"),
+            "paper: ResNet + Jac. reg.": acc.get("jacobian"),
+            "paper: diff": round(acc.get("jacobian") - acc.get("none"), 2),
+        }
+        if i < len(ours_rows) and ran:
+            row.update(_table4_ours(runs, *ours_rows[i]))
+        else:
+            row["ours: # train samples"] = "not run"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def table5_paper(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table V beside ours (:meth:`ResnetResult.paper_table`): per setup, train / test accuracy
+    and GE."""
+    p = paper.table5().set_index("label")
+    out = []
+    for (aug, reg), setup in SETUPS.items():
+        row = {"setup": setup}
+        for col, name in (
+            ("train_accuracy", "Train"),
+            ("test_accuracy", "Test"),
+            ("generalization_error", "GE"),
+        ):
+            row[f"paper: {name}"] = p.loc[setup, col]
+        o = runs[(runs.augment == aug) & (runs.regularizer == reg)] if len(runs) else runs
+        for col, name in (("train_acc", "Train"), ("test_acc", "Test"), ("gap", "GE")):
+            row[f"ours: {name}"] = percent_mean_sd(o[col]) if len(o) else "not run"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _table_numbers(runs: pd.DataFrame) -> dict[str, float]:
+    """The fewest SGD steps, the epochs, training minutes and lowest training accuracy [%] of
+    one table's finished runs (NaN where none)."""
+    nan = float("nan")
+    if not len(runs):
+        return dict(min_steps=nan, epochs=nan, minutes=nan, min_train_acc=nan)
+    return dict(
+        min_steps=int(runs["steps"].min()),
+        epochs=int(runs["epochs"].max()),
+        minutes=round(float(runs["seconds"].sum()) / 60, 1),
+        min_train_acc=round(100 * float(runs["train_acc"].min()), 2),
+    )
+
+
+def paired_numbers(r4: pd.DataFrame, r5: pd.DataFrame) -> dict[str, float]:
+    """The mean paired JR - baseline differences the page quotes: Table IV's first row's test
+    accuracy; Table V's test accuracy and GE without augmentation, test accuracy with it."""
+    first = r4[r4.n_train == r4.n_train.min()] if len(r4) else r4
+    plain = r5[~r5.augmentation.astype(bool)] if len(r5) else r5
+    aug = r5[r5.augmentation.astype(bool)] if len(r5) else r5
+    return {
+        "table4_diff_first_row": _paired(first, "test_acc"),
+        "table5_test_diff_no_aug": _paired(plain, "test_acc"),
+        "table5_ge_diff_no_aug": _paired(plain, "gap"),
+        "table5_test_diff_aug": _paired(aug, "test_acc"),
+    }
+
+
 @dataclass
 class ResnetResult:
-    """Tables IV and V (and Fig. 5) as run at one profile (:func:`run`)."""
+    """Tables IV and V (and Fig. 5) as run at one profile (:func:`run`); its methods name what
+    the page shows, the module-level functions above build it."""
 
     profile: str
     settings: dict[str, Any]
@@ -596,27 +756,7 @@ class ResnetResult:
 
     def curves(self) -> pd.DataFrame:
         """Fig. 5's data, long: one row per (run, epoch, split, k) with the top-k accuracy."""
-        rows = []
-        runs = self.runs("table5")
-        for _, r in runs.iterrows():
-            c = r["curves"]
-            if not isinstance(c, Mapping):
-                continue
-            for i, ep in enumerate(c["epoch"]):
-                for split in ("train", "test"):
-                    for k in (1, 5):
-                        rows.append(
-                            {
-                                "augment": r["augment"],
-                                "regularizer": r["regularizer"],
-                                "seed": r["seed"],
-                                "epoch": ep,
-                                "split": split,
-                                "k": k,
-                                "accuracy": c[f"{split}_top{k}"][i],
-                            }
-                        )
-        return pd.DataFrame(rows)
+        return fig5_curves(self.runs("table5"))
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """``table4_runs``, ``table5_runs`` (status ``ok`` only, without the curves) and
@@ -644,88 +784,17 @@ class ResnetResult:
 
     def provenance(self, table: str) -> str:
         """The provenance line of ``table``: dataset, net, sizes, schedule (epochs), factors."""
-        s = self.settings
-        if table == "table4":
-            t = s["table4"]
-            return lab_settings.provenance(
-                s,
-                self.label(table),
-                net=f"WRN-{t['depth']}-{t['widen_factor']}",
-                n_train=[r["n_train"] for r in t["rows"]],
-                n_test=t["n_test"] or "all",
-                epochs=sum(n for _, n in t["schedule"]),
-                schedule=t["schedule"],
-                batch=t["batch_size"],
-                lam={r["n_train"]: r["lam"] for r in t["rows"]},
-            )
-        t = s["table5"]
-        return lab_settings.provenance(
-            s,
-            self.label(table),
-            net="pre-activation ResNet-18",
-            image_size=t["image_size"],
-            crop=t["crop"],
-            n_train=t["n_train"] or "all",
-            n_test=t["n_test"] or "all",
-            epochs=sum(n for _, n in t["schedule"]),
-            schedule=t["schedule"],
-            batch=t["batch_size"],
-            lam=t["lam"],
-        )
+        return table_provenance(self.settings, table, self.label(table))
 
     def paper_table(self, table: str = "table4") -> pd.DataFrame:
         """The paper's table (columns labelled "paper") beside ours (mean ± sd over the ``ok``
         seeds, %). Table IV: one row per paper row, ours in the same order (our sizes are the
         profile's, named in ``ours: n_train``); ``diff`` = JR - ResNet in points (ours: mean
         paired difference). Table V: one row per setup, train / test accuracy and GE."""
-        runs = self.runs(table)
         if table == "table4":
-            p = paper.table4()
-            p_rows = p.drop_duplicates(["n_train", "augmentation"])[["n_train", "augmentation"]]
-            ours_rows = [(r["n_train"], r["augment"]) for r in self.settings["table4"]["rows"]]
-            out = []
-            for i, (_, pr) in enumerate(p_rows.iterrows()):
-                cell = p[(p.n_train == pr.n_train) & (p.augmentation == pr.augmentation)]
-                acc = cell.set_index("regularizer")["accuracy"]
-                row: dict[str, Any] = {
-                    "paper: # train samples": _row4(int(pr.n_train), bool(pr.augmentation)),
-                    "paper: ResNet": acc.get("none"),
-                    "paper: ResNet + Jac. reg.": acc.get("jacobian"),
-                    "paper: diff": round(acc.get("jacobian") - acc.get("none"), 2),
-                }
-                if i < len(ours_rows) and self.dataset4 is not None:
-                    n, aug = ours_rows[i]
-                    o = runs[(runs.n_train == n) & (runs.augment == aug)] if len(runs) else runs
-                    row["ours: # train samples"] = _row4(n, aug)
-                    row["ours: ResNet"] = percent_mean_sd(o.loc[o.arm == "none", "test_acc"])
-                    jr = o.loc[o.arm == "jacobian", "test_acc"]
-                    row["ours: ResNet + Jac. reg."] = percent_mean_sd(jr)
-                    w = o.pivot_table(index="seed", columns="arm", values="test_acc")
-                    d = (
-                        (w["jacobian"] - w["none"]).dropna()
-                        if {"none", "jacobian"} <= set(w.columns)
-                        else pd.Series(dtype=float)
-                    )
-                    row["ours: diff"] = round(100 * d.mean(), 2) if len(d) else np.nan
-                else:
-                    row["ours: # train samples"] = "not run"
-                out.append(row)
-            return pd.DataFrame(out)
-        p = paper.table5().set_index("label")
-        out = []
-        for (aug, reg), setup in SETUPS.items():
-            row = {"setup": setup}
-            for col, name in (
-                ("train_accuracy", "Train"),
-                ("test_accuracy", "Test"),
-                ("generalization_error", "GE"),
-            ):
-                row[f"paper: {name}"] = p.loc[setup, col]
-            o = runs[(runs.augment == aug) & (runs.regularizer == reg)] if len(runs) else runs
-            for col, name in (("train_acc", "Train"), ("test_acc", "Test"), ("gap", "GE")):
-                row[f"ours: {name}"] = percent_mean_sd(o[col]) if len(o) else "not run"
-            out.append(row)
-        return pd.DataFrame(out)
+            ours = [(r["n_train"], r["augment"]) for r in self.settings["table4"]["rows"]]
+            return table4_paper(self.runs(table), ours, self.dataset4 is not None)
+        return table5_paper(self.runs(table))
 
     def numbers(self) -> dict[str, float]:
         """Measured numbers the page's prose quotes (``myst_nb.glue``), the same keys at every
@@ -733,38 +802,14 @@ class ResnetResult:
         first row; Table V: test accuracy and GE without augmentation), the fewest SGD steps and
         the epochs of the runs, training minutes, diverged runs."""
         out: dict[str, float] = {}
-        nan = float("nan")
         for table in ("table4", "table5"):
-            runs = self.runs(table)
-            out[f"{table}_min_steps"] = int(runs["steps"].min()) if len(runs) else nan
-            out[f"{table}_epochs"] = int(runs["epochs"].max()) if len(runs) else nan
-            out[f"{table}_minutes"] = (
-                round(float(runs["seconds"].sum()) / 60, 1) if len(runs) else nan
-            )
+            n = _table_numbers(self.runs(table))
+            out[f"{table}_min_steps"] = n["min_steps"]
+            out[f"{table}_epochs"] = n["epochs"]
+            out[f"{table}_minutes"] = n["minutes"]
             out[f"{table}_diverged"] = self.diverged()[table]
-            out[f"{table}_min_train_acc"] = (
-                round(100 * float(runs["train_acc"].min()), 2) if len(runs) else nan
-            )
-
-        def paired(df: pd.DataFrame, metric: str) -> float:
-            if df.empty:
-                return nan
-            w = df.pivot_table(index="seed", columns="arm", values=metric)
-            if not {"none", "jacobian"} <= set(w.columns):
-                return nan
-            d = (w["jacobian"] - w["none"]).dropna()
-            return round(100 * float(d.mean()), 2) if len(d) else nan
-
-        r4 = self.runs("table4")
-        first = r4[r4.n_train == r4.n_train.min()] if len(r4) else r4
-        out["table4_diff_first_row"] = paired(first, "test_acc")
-        r5 = self.runs("table5")
-        plain = r5[~r5.augmentation.astype(bool)] if len(r5) else r5
-        aug = r5[r5.augmentation.astype(bool)] if len(r5) else r5
-        out["table5_test_diff_no_aug"] = paired(plain, "test_acc")
-        out["table5_ge_diff_no_aug"] = paired(plain, "gap")
-        out["table5_test_diff_aug"] = paired(aug, "test_acc")
-        return out
+            out[f"{table}_min_train_acc"] = n["min_train_acc"]
+        return {**out, **paired_numbers(self.runs("table4"), self.runs("table5"))}
 
     # --- figures ----------------------------------------------------------------------------
 

@@ -1091,39 +1091,12 @@ def load_lared(
         DatasetMissingError: if ``root`` does not exist or holds no frames in this layout.
         ValueError: if there are not more than ``n_train_subjects`` subjects, or a depth image
             has no mask.
-
-    One function for the one on-disk layout it reads (walk, decode, mask, crop, split); its
-    steps are short and in reading order.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DatasetMissingError(
-            f"lared: folder {root} not found. LaRED (Hsiao et al., 'LaRED: a large RGB-D "
-            "extensible hand gesture dataset', ACM MMSys 2014) is not redistributable here and "
-            f"has no offline source; obtain it from its authors and arrange it in {root}/ as "
-            "<subject>/<class>/<frame>_depth.png with <frame>_mask.png beside it "
-            "(see jacnb.core.data.load_lared)."
-        )
-    arrays = _lared_arrays(root, image_size, cache)
-    subjects, classes = [str(s) for s in arrays["subjects"]], [str(c) for c in arrays["classes"]]
+    arrays = _lared_arrays(_lared_root(root), image_size, cache)
+    _check_lared(root, arrays, n_train_subjects)
     x, y, subj = arrays["x"], arrays["y"], arrays["subject"]
-    if len(y) == 0:
-        raise DatasetMissingError(
-            f"lared: no <subject>/<class>/<frame>{LARED_DEPTH_SUFFIX}.png frames with masks "
-            f"under {root} (see jacnb.core.data.load_lared for the layout)"
-        )
-    if len(subjects) <= n_train_subjects:
-        raise ValueError(
-            f"lared: {len(subjects)} subjects in {root}; the split needs more than "
-            f"{n_train_subjects} (the first {n_train_subjects} train, the rest test)"
-        )
-    first = np.flatnonzero(subj < n_train_subjects)
-    other = np.flatnonzero(subj >= n_train_subjects)
-    n_test = int(round(test_fraction * len(first)))
-    if not 0 < n_test < len(first):
-        raise ValueError(f"test_fraction={test_fraction} leaves a part of the split empty")
-    tr_local, te_local = _stratified_split_indices(y[first], n_test, seed)
-    tr, te = first[tr_local], first[te_local]
+    tr, te, other = _lared_split(subj, y, n_train_subjects, test_fraction, seed)
     xt = torch.from_numpy(x).unsqueeze(1)
     yt = torch.from_numpy(y)
 
@@ -1132,16 +1105,7 @@ def load_lared(
         return xt[i], yt[i]
 
     (x_tr, y_tr), (x_te, y_te), (x_ot, y_ot) = take(tr), take(te), take(other)
-    skipped = int(arrays["skipped"])
-    source = (
-        f"lared: {len(y):,} depth images of {len(classes)} gestures by {len(subjects)} subjects "
-        f"from {root}, hands masked, cropped and resized to {image_size}x{image_size}; subjects "
-        f"1-{n_train_subjects} ({', '.join(subjects[:n_train_subjects])}) split "
-        f"{len(tr):,}/{len(te):,} train/test (class-stratified, seed {seed}); subjects "
-        f"{n_train_subjects + 1}-{len(subjects)} ({', '.join(subjects[n_train_subjects:])}): "
-        f"{len(other):,} 'different subject' test images"
-        + (f"; {skipped} frames with an empty mask skipped" if skipped else "")
-    )
+    subjects, classes = [str(s) for s in arrays["subjects"]], [str(c) for c in arrays["classes"]]
     return Dataset(
         name="lared",
         x_train=x_tr,
@@ -1149,7 +1113,7 @@ def load_lared(
         x_test=x_te,
         y_test=y_te,
         n_classes=len(classes),
-        source=source,
+        source=_lared_source(root, arrays, image_size, n_train_subjects, seed, (tr, te, other)),
         meta={
             "x_test_other": x_ot,
             "y_test_other": y_ot,
@@ -1161,8 +1125,76 @@ def load_lared(
             "root": str(root),
             "seed": seed,
             "test_fraction": test_fraction,
-            "skipped": skipped,
+            "skipped": int(arrays["skipped"]),
         },
+    )
+
+
+def _lared_root(root: Path) -> Path:
+    """``root`` if it is a folder, else :class:`DatasetMissingError` saying where LaRED comes
+    from and how to arrange it."""
+    if not root.is_dir():
+        raise DatasetMissingError(
+            f"lared: folder {root} not found. LaRED (Hsiao et al., 'LaRED: a large RGB-D "
+            "extensible hand gesture dataset', ACM MMSys 2014) is not redistributable here and "
+            f"has no offline source; obtain it from its authors and arrange it in {root}/ as "
+            "<subject>/<class>/<frame>_depth.png with <frame>_mask.png beside it "
+            "(see jacnb.core.data.load_lared)."
+        )
+    return root
+
+
+def _check_lared(root: Path, arrays: dict[str, Any], n_train_subjects: int) -> None:
+    """Raise if the LaRED arrays hold no frame, or too few subjects for the split."""
+    n_subjects = len(arrays["subjects"])
+    if len(arrays["y"]) == 0:
+        raise DatasetMissingError(
+            f"lared: no <subject>/<class>/<frame>{LARED_DEPTH_SUFFIX}.png frames with masks "
+            f"under {root} (see jacnb.core.data.load_lared for the layout)"
+        )
+    if n_subjects <= n_train_subjects:
+        raise ValueError(
+            f"lared: {n_subjects} subjects in {root}; the split needs more than "
+            f"{n_train_subjects} (the first {n_train_subjects} train, the rest test)"
+        )
+
+
+def _lared_split(
+    subj: np.ndarray, y: np.ndarray, n_train_subjects: int, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sec. VI-B's split as sample indices ``(train, same-subject test, different-subject
+    test)``: the first ``n_train_subjects`` subjects' samples split class-stratified (seeded,
+    ``test_fraction`` for testing), the remaining subjects' samples all for testing."""
+    first = np.flatnonzero(subj < n_train_subjects)
+    other = np.flatnonzero(subj >= n_train_subjects)
+    n_test = int(round(test_fraction * len(first)))
+    if not 0 < n_test < len(first):
+        raise ValueError(f"test_fraction={test_fraction} leaves a part of the split empty")
+    tr_local, te_local = _stratified_split_indices(y[first], n_test, seed)
+    return first[tr_local], first[te_local], other
+
+
+def _lared_source(
+    root: Path,
+    arrays: dict[str, Any],
+    image_size: int,
+    n_train_subjects: int,
+    seed: int,
+    split: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> str:
+    """The provenance line of a LaRED :class:`Dataset`: what was read, how it was split."""
+    tr, te, other = split
+    subjects = [str(s) for s in arrays["subjects"]]
+    skipped = int(arrays["skipped"])
+    return (
+        f"lared: {len(arrays['y']):,} depth images of {len(arrays['classes'])} gestures by "
+        f"{len(subjects)} subjects from {root}, hands masked, cropped and resized to "
+        f"{image_size}x{image_size}; subjects 1-{n_train_subjects} "
+        f"({', '.join(subjects[:n_train_subjects])}) split {len(tr):,}/{len(te):,} train/test "
+        f"(class-stratified, seed {seed}); subjects {n_train_subjects + 1}-{len(subjects)} "
+        f"({', '.join(subjects[n_train_subjects:])}): {len(other):,} 'different subject' test "
+        "images"
+        + (f"; {skipped} frames with an empty mask skipped" if skipped else "")
     )
 
 

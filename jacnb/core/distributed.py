@@ -426,7 +426,7 @@ def fit(
     ``epoch``, ``loss``, ``lr``, ``train_top1``, ``train_top5``, ``test_top1``, ``test_top5``),
     ``seconds``, ``sec_per_batch``, ``resumed_from``, ``device``, ``world_size``.
 
-    Long on purpose: resume, the DDP/autocast epoch loop and the per-epoch checkpoint share the
+    Long because resume, the DDP/autocast epoch loop and the per-epoch checkpoint share the
     loop's state (optimizer, scheduler, scaler, curves); splitting them would pass that state
     around for no reader's gain.
     """

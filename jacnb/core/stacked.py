@@ -216,9 +216,9 @@ def train_stacked(
     the :class:`~jacnb.core.train.NonFiniteLossError` it would have raised. Finished models are
     trained in place (moved to the device); a diverged one is left as it was.
 
-    One long loop on purpose: the epoch / batch / evaluation structure must mirror
+    Long because the epoch / batch / evaluation structure must mirror
     :func:`jacnb.core.train.train` line by line (the test compares them member by member), which
-    reads more directly in one place than split across helpers.
+    reads more directly in one loop than split across helpers.
     """
     n_members = len(models)
     if not (n_members == len(data) == len(configs)) or n_members == 0:

@@ -304,8 +304,9 @@ def train(
     ``test_acc`` of 0.0 from it would be reported as a result). The training set must not be
     empty either.
 
-    The book's one training loop, kept in one function (the stacked loop of
-    :func:`jacnb.core.stacked.train_stacked` mirrors it line by line)."""
+    Long because it is the book's one training loop, kept in one function so that it reads in
+    the order it runs (checks, seed, batches, step, divergence, evaluation) and so that the
+    stacked loop of :func:`jacnb.core.stacked.train_stacked` can mirror it line by line."""
     if (x_test is None) != (y_test is None):
         raise ValueError("train() needs both x_test and y_test, or neither")
     if x_train.shape[0] == 0 or x_train.shape[0] != y_train.shape[0]:

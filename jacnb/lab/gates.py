@@ -271,6 +271,77 @@ def _transform(values: pd.Series, log: bool, what: str) -> pd.Series:
     return v
 
 
+def _paired(claim: Claim, df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Per (cell[, along], seed): treatment minus baseline of the transformed metric ``_y`` (the
+    log ratio for :data:`LOG_RATIO`), column ``value``; and the number of unpaired rows dropped."""
+    st = claim.statistic
+    base, treat = st.arms
+    index = [*claim.cell_keys, *([st.along] if st.kind == GAIN_CONTRAST else []), "seed"]
+    wide = df.pivot_table(index=index, columns="arm", values="_y", aggfunc="first")
+    for arm in (base, treat):
+        if arm not in wide.columns:
+            wide[arm] = np.nan
+    paired = wide[[base, treat]].dropna()
+    dropped = len(wide) - len(paired)
+    if st.kind == LOG_RATIO:
+        if (paired <= 0).any().any():
+            raise ValueError(f"{claim.id}: a ratio of non-positive {st.metric}")
+        diff = np.log(paired[treat] / paired[base])
+    else:
+        diff = paired[treat] - paired[base]
+    return diff.rename("value").reset_index(), dropped
+
+
+def _gain_contrasts(
+    claim: Claim, d: pd.DataFrame, out_cols: list[str]
+) -> tuple[pd.DataFrame, int]:
+    """Per (cell, along, seed): the paired difference at the smallest ``along`` value minus the
+    one at ``along`` (every other value); a seed without the smallest value is dropped."""
+    cells = list(claim.cell_keys)
+    along = str(claim.statistic.along)
+    dropped = 0
+    rows: list[dict[str, Any]] = []
+    groups = d.groupby(cells) if cells else [((), d)]
+    for key, grp in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        smallest = grp[along].min()
+        for seed, g in grp.groupby("seed"):
+            by = dict(zip(g[along], g["value"], strict=True))
+            if smallest not in by:
+                dropped += len(by)
+                continue
+            rows += [
+                {**dict(zip(cells, key, strict=True)), along: n_val, "seed": seed,
+                 "value": by[smallest] - v}
+                for n_val, v in by.items()
+                if n_val != smallest
+            ]
+    return pd.DataFrame(rows, columns=out_cols), dropped
+
+
+def _slopes(claim: Claim, df: pd.DataFrame, out_cols: list[str]) -> tuple[pd.DataFrame, int]:
+    """Per (cell, seed): the least-squares slope of ``_y`` against the (transformed) ``along``
+    values; a seed with fewer than two distinct ``along`` values is dropped."""
+    st = claim.statistic
+    cells = list(claim.cell_keys)
+    along = str(st.along)
+    df = df.assign(_x=_transform(df[along], st.log_along, along))
+    dropped = 0
+    rows: list[dict[str, Any]] = []
+    for key, grp in df.groupby([*cells, "seed"]):
+        key = key if isinstance(key, tuple) else (key,)
+        if grp["_x"].nunique() < 2:
+            dropped += 1
+            continue
+        rows.append(
+            {
+                **dict(zip([*cells, "seed"], key, strict=True)),
+                "value": stats.slope(grp["_x"].to_numpy(), grp["_y"].to_numpy()),
+            }
+        )
+    return pd.DataFrame(rows, columns=out_cols), dropped
+
+
 def per_seed(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell, seed): the claim's statistic for that seed (column ``value``; for
     :data:`LOG_RATIO` the log ratio). Seeds without a partner arm, or with too few ``along``
@@ -278,75 +349,23 @@ def per_seed(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
     c = registered(claim)
     st = c.statistic
     df = _scored(c, prepare_runs(c, runs))
-    cells = list(c.cell_keys)
     out_cols = [*_cell_cols(c), "seed", "value"]
-    dropped = 0
-    rows: list[dict[str, Any]] = []
     if df.empty:
         out = pd.DataFrame(columns=out_cols)
         out.attrs["dropped"] = 0
         return out
-    y = _transform(df[st.metric], st.log_metric, st.metric)
-    df = df.assign(_y=y)
+    df = df.assign(_y=_transform(df[st.metric], st.log_metric, st.metric))
+    dropped = 0
     if st.kind == VALUE:
-        out = df[[*cells, "seed", "_y"]].rename(columns={"_y": "value"})
-    elif st.kind in (DIFFERENCE, LOG_RATIO, GAIN_CONTRAST):
-        base, treat = st.arms
-        index = [*cells, *([st.along] if st.kind == GAIN_CONTRAST else []), "seed"]
-        wide = df.pivot_table(index=index, columns="arm", values="_y", aggfunc="first")
-        for arm in (base, treat):
-            if arm not in wide.columns:
-                wide[arm] = np.nan
-        paired = wide[[base, treat]].dropna()
-        dropped = len(wide) - len(paired)
-        if st.kind == LOG_RATIO:
-            if (paired <= 0).any().any():
-                raise ValueError(f"{c.id}: a ratio of non-positive {st.metric}")
-            diff = np.log(paired[treat] / paired[base])
-        else:
-            diff = paired[treat] - paired[base]
-        d = diff.rename("value").reset_index()
-        if st.kind != GAIN_CONTRAST:
-            out = d
-        else:
-            along = str(st.along)
-            groups = d.groupby(cells) if cells else [((), d)]
-            for key, grp in groups:
-                key = key if isinstance(key, tuple) else (key,)
-                smallest = grp[along].min()
-                for seed, g in grp.groupby("seed"):
-                    by = dict(zip(g[along], g["value"], strict=True))
-                    if smallest not in by:
-                        dropped += len(by)
-                        continue
-                    for n_val, v in by.items():
-                        if n_val != smallest:
-                            rows.append(
-                                {
-                                    **dict(zip(cells, key, strict=True)),
-                                    along: n_val,
-                                    "seed": seed,
-                                    "value": by[smallest] - v,
-                                }
-                            )
-            out = pd.DataFrame(rows, columns=out_cols)
+        out = df[[*c.cell_keys, "seed", "_y"]].rename(columns={"_y": "value"})
+    elif st.kind in (DIFFERENCE, LOG_RATIO):
+        out, dropped = _paired(c, df)
+    elif st.kind == GAIN_CONTRAST:
+        d, dropped = _paired(c, df)
+        out, more = _gain_contrasts(c, d, out_cols)
+        dropped += more
     elif st.kind == SLOPE:
-        along = str(st.along)
-        x_all = _transform(df[along], st.log_along, along)
-        df = df.assign(_x=x_all)
-        groups = df.groupby([*cells, "seed"])
-        for key, grp in groups:
-            key = key if isinstance(key, tuple) else (key,)
-            if grp["_x"].nunique() < 2:
-                dropped += 1
-                continue
-            rows.append(
-                {
-                    **dict(zip([*cells, "seed"], key, strict=True)),
-                    "value": stats.slope(grp["_x"].to_numpy(), grp["_y"].to_numpy()),
-                }
-            )
-        out = pd.DataFrame(rows, columns=out_cols)
+        out, dropped = _slopes(c, df, out_cols)
     else:  # pragma: no cover - the registry is checked at import
         raise ValueError(st.kind)
     out = out[out_cols].reset_index(drop=True)
@@ -366,6 +385,70 @@ def _label(cell: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in cell.items()) or "all"
 
 
+#: The columns of :func:`cell_table` after the cell keys.
+CELL_COLUMNS = (
+    "cell", "n", "estimate", "sd", "low", "high", "refute_low", "refute_high", "threshold",
+    "outcome", "seeds_needed", "diverged",
+)
+
+
+def _outcome(claim: Claim, thr: float, iv: stats.Interval, rv: stats.Interval | None) -> str:
+    """A cell's outcome: :data:`stats.CLAIMED` when its interval ``iv`` lies on the claimed side,
+    :data:`stats.OTHER` when its refutation interval ``rv`` (``None``: fewer than two seeds) lies
+    on the other side, else :data:`stats.STRADDLES`."""
+    rule = claim.rule
+    r_low, r_high = (rv.low, rv.high) if rv is not None else (math.nan, math.nan)
+    if stats.classify(iv.low, iv.high, rule.side, thr, rule.margin) == stats.CLAIMED:
+        return stats.CLAIMED
+    if stats.classify(r_low, r_high, rule.side, thr, rule.margin) == stats.OTHER:
+        return stats.OTHER
+    return stats.STRADDLES
+
+
+def _cell_seeds_needed(
+    claim: Claim, thr: float, iv: stats.Interval, refute_level: float
+) -> int | None:
+    """Seeds a straddling cell needs to decide, at the level of the side its mean is on."""
+    rule = claim.rule
+    effect = stats.distance_to_decision(iv.estimate, rule.side, thr, rule.margin)
+    on_claimed = stats.classify(iv.estimate, iv.estimate, rule.side, thr, rule.margin)
+    level = rule.level if on_claimed == stats.CLAIMED else refute_level
+    return stats.seeds_needed(iv.sd, effect, level)
+
+
+def _cell_row(
+    claim: Claim, cell: dict[str, Any], values: np.ndarray, refute_level: float, diverged: int
+) -> dict[str, Any]:
+    """One row of :func:`cell_table`: the cell's per-seed ``values`` summarized and judged."""
+    thr = _threshold(claim, cell)
+    iv = stats.t_interval(values, claim.rule.level)
+    rv = stats.t_interval(values, refute_level) if iv.n >= 2 else None
+    outcome = _outcome(claim, thr, iv, rv)
+    needed = None
+    if outcome == stats.STRADDLES and iv.n >= 2:
+        needed = _cell_seeds_needed(claim, thr, iv, refute_level)
+    return {
+        **cell,
+        "cell": _label(cell),
+        "n": iv.n,
+        "estimate": iv.estimate,
+        "sd": iv.sd,
+        "low": iv.low,
+        "high": iv.high,
+        "refute_low": rv.low if rv is not None else math.nan,
+        "refute_high": rv.high if rv is not None else math.nan,
+        "threshold": thr,
+        "outcome": outcome,
+        "seeds_needed": needed,
+        "diverged": diverged,
+    }
+
+
+def _diverged_in(bad: pd.DataFrame, cols: list[str], cell: dict[str, Any]) -> int:
+    """How many of the diverged rows ``bad`` lie in ``cell``."""
+    return int((bad[cols] == pd.Series(cell)).all(axis=1).sum() if cols else len(bad))
+
+
 def cell_table(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
     """Per cell: ``n`` seeds, the mean statistic with its t-interval (``low``/``high`` at the
     rule's level; ``refute_low``/``refute_high`` at the Bonferroni level ``1 - (1-level)/k`` over
@@ -375,75 +458,16 @@ def cell_table(claim: Claim | str, runs: pd.DataFrame) -> pd.DataFrame:
     c = registered(claim)
     ps = per_seed(c, runs)
     cols = _cell_cols(c)
-    rule = c.rule
     prepared = prepare_runs(c, runs)
     bad = prepared[diverged_mask(prepared)]
     groups = list(ps.groupby(cols, sort=True)) if cols else ([((), ps)] if len(ps) else [])
-    k = max(len(groups), 1)
-    refute_level = 1.0 - (1.0 - rule.level) / k
+    refute_level = 1.0 - (1.0 - c.rule.level) / max(len(groups), 1)
     rows = []
     for key, grp in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        cell = dict(zip(cols, key, strict=True))
-        thr = _threshold(c, cell)
-        iv = stats.t_interval(grp["value"].to_numpy(), rule.level)
-        if iv.n >= 2:
-            rv = stats.t_interval(grp["value"].to_numpy(), refute_level)
-            r_low, r_high = rv.low, rv.high
-        else:
-            r_low = r_high = math.nan
-        claimed = stats.classify(iv.low, iv.high, rule.side, thr, rule.margin)
-        refuted = stats.classify(r_low, r_high, rule.side, thr, rule.margin)
-        outcome = (
-            stats.CLAIMED
-            if claimed == stats.CLAIMED
-            else stats.OTHER
-            if refuted == stats.OTHER
-            else stats.STRADDLES
-        )
-        needed = None
-        if outcome == stats.STRADDLES and iv.n >= 2:
-            effect = stats.distance_to_decision(iv.estimate, rule.side, thr, rule.margin)
-            on_claimed = stats.classify(iv.estimate, iv.estimate, rule.side, thr, rule.margin)
-            level = rule.level if on_claimed == stats.CLAIMED else refute_level
-            needed = stats.seeds_needed(iv.sd, effect, level)
-        rows.append(
-            {
-                **cell,
-                "cell": _label(cell),
-                "n": iv.n,
-                "estimate": iv.estimate,
-                "sd": iv.sd,
-                "low": iv.low,
-                "high": iv.high,
-                "refute_low": r_low,
-                "refute_high": r_high,
-                "threshold": thr,
-                "outcome": outcome,
-                "seeds_needed": needed,
-                "diverged": int(
-                    (bad[cols] == pd.Series(cell)).all(axis=1).sum() if cols else len(bad)
-                ),
-            }
-        )
-    out = pd.DataFrame(
-        rows,
-        columns=[
-            *cols,
-            "cell",
-            "n",
-            "estimate",
-            "sd",
-            "low",
-            "high",
-            "refute_low",
-            "refute_high",
-            "threshold",
-            "outcome",
-            "seeds_needed",
-            "diverged",
-        ],
-    )
+        cell = dict(zip(cols, key if isinstance(key, tuple) else (key,), strict=True))
+        values = grp["value"].to_numpy()
+        rows.append(_cell_row(c, cell, values, refute_level, _diverged_in(bad, cols, cell)))
+    out = pd.DataFrame(rows, columns=[*cols, *CELL_COLUMNS])
     out.attrs["dropped"] = ps.attrs.get("dropped", 0)
     out.attrs["refute_level"] = refute_level
     return out
@@ -775,68 +799,24 @@ def decide(
             stand_in=stand_in,
         )
     cells = cell_table(c, df)
-    gates = check_gates(c, df, cells)
-    failed = [g for g in gates if not g.passed]
+    failed = [g for g in check_gates(c, df, cells) if not g.passed]
     reasons = [f"gate {g.name}: {g.detail}" for g in failed]
-
     if cells.empty:
         ev = "no seed with both arms" if c.statistic.arms else "no seed with a statistic"
         return Verdict(
             c.id, INCONCLUSIVE, ev, reason="; ".join(reasons), dataset=label, profile=profile,
             stand_in=stand_in,
         )
-
-    outcomes = cells["outcome"]
-    rule = c.rule
-    if (outcomes == stats.OTHER).any():
-        cand = cells[outcomes == stats.OTHER]
-        dist = (cand["estimate"] - cand["threshold"]).abs()
-        pick = cand.loc[dist.idxmax()]
-        verdict = NOT_REPRODUCED
-    elif (outcomes == stats.CLAIMED).all():
-        # the weakest cell: the claimed-side bound closest to the decision boundary
-        if rule.side == "greater":
-            dist = cells["low"] - cells["threshold"]
-        elif rule.side == "less":
-            dist = cells["threshold"] - cells["high"]
-        else:
-            m = float(rule.margin or 0.0)
-            dist = pd.concat(
-                [cells["low"] - (cells["threshold"] - m), (cells["threshold"] + m) - cells["high"]],
-                axis=1,
-            ).min(axis=1)
-        pick = cells.loc[dist.idxmin()]
-        verdict = REPRODUCED
-    else:
-        cand = cells[outcomes == stats.STRADDLES]
-        needs = cand["seeds_needed"]
-        pick = (
-            cand.loc[needs.isna().idxmax()]
-            if needs.isna().any()
-            else cand.loc[needs.astype(float).idxmax()]
-        )
-        verdict = INCONCLUSIVE
-
-    straddling = cells[outcomes == stats.STRADDLES]
-    needed: int | None = None
-    if len(straddling) and verdict != NOT_REPRODUCED:
-        sn = straddling["seeds_needed"]
-        needed = None if sn.isna().any() else int(sn.astype(float).max())
+    verdict, pick = _rule_verdict(c, cells)
+    needed = _seeds_to_decide(cells, verdict)
     if failed:
         verdict = INCONCLUSIVE
     if stand_in:
         reasons.append(
             f"stand-in: {dataset} for {c.dataset}; counted apart, not a verdict on {c.dataset}"
         )
-    if verdict == INCONCLUSIVE and not failed and needed is None:
-        reasons.append(
-            "interval straddles the claim; a mean on the boundary: no number of seeds decides"
-        )
-    elif verdict == INCONCLUSIVE and not failed:
-        reasons.append(
-            f"interval straddles the claim; about {needed} seeds per cell would "
-            "decide it with 80 % power at the observed effect and spread"
-        )
+    if verdict == INCONCLUSIVE and not failed:
+        reasons.append(_straddle_reason(needed))
     return Verdict(
         claim=c.id,
         verdict=verdict,
@@ -852,6 +832,63 @@ def decide(
         stand_in=stand_in,
         cells=_cell_stats(c, cells),
         deciding_cell=str(pick["cell"]),
+    )
+
+
+def _weakest_cell(claim: Claim, cells: pd.DataFrame) -> pd.Series:
+    """Of cells all on the claimed side, the one whose claimed-side bound lies closest to the
+    decision boundary (for an equivalence claim, to either edge of the band)."""
+    rule = claim.rule
+    if rule.side == "greater":
+        dist = cells["low"] - cells["threshold"]
+    elif rule.side == "less":
+        dist = cells["threshold"] - cells["high"]
+    else:
+        m = float(rule.margin or 0.0)
+        dist = pd.concat(
+            [cells["low"] - (cells["threshold"] - m), (cells["threshold"] + m) - cells["high"]],
+            axis=1,
+        ).min(axis=1)
+    return cells.loc[dist.idxmin()]
+
+
+def _rule_verdict(claim: Claim, cells: pd.DataFrame) -> tuple[str, pd.Series]:
+    """The rule's verdict on the cell table (before the gates) and its deciding cell: some cell
+    refuted -> ``not reproduced``, deciding on the refuting cell farthest from its threshold;
+    every cell on the claimed side -> ``reproduced``, deciding on the weakest cell; else
+    ``inconclusive``, deciding on a straddling cell that no number of seeds decides, or else the
+    one needing most seeds."""
+    outcomes = cells["outcome"]
+    if (outcomes == stats.OTHER).any():
+        cand = cells[outcomes == stats.OTHER]
+        dist = (cand["estimate"] - cand["threshold"]).abs()
+        return NOT_REPRODUCED, cand.loc[dist.idxmax()]
+    if (outcomes == stats.CLAIMED).all():
+        return REPRODUCED, _weakest_cell(claim, cells)
+    cand = cells[outcomes == stats.STRADDLES]
+    needs = cand["seeds_needed"]
+    if needs.isna().any():
+        return INCONCLUSIVE, cand.loc[needs.isna().idxmax()]
+    return INCONCLUSIVE, cand.loc[needs.astype(float).idxmax()]
+
+
+def _seeds_to_decide(cells: pd.DataFrame, verdict: str) -> int | None:
+    """The most seeds any straddling cell needs (``None`` if one's mean sits on the boundary, or
+    if no cell straddles, or the rule refuted the claim)."""
+    straddling = cells[cells["outcome"] == stats.STRADDLES]
+    if not len(straddling) or verdict == NOT_REPRODUCED:
+        return None
+    sn = straddling["seeds_needed"]
+    return None if sn.isna().any() else int(sn.astype(float).max())
+
+
+def _straddle_reason(needed: int | None) -> str:
+    """Why an ungated verdict is inconclusive: how many seeds would decide it, if any would."""
+    if needed is None:
+        return "interval straddles the claim; a mean on the boundary: no number of seeds decides"
+    return (
+        f"interval straddles the claim; about {needed} seeds per cell would "
+        "decide it with 80 % power at the observed effect and spread"
     )
 
 

@@ -261,6 +261,21 @@ AMENDMENTS: tuple[Amendment, ...] = (
         digest="d89e0ffa8b708f15.19bdf433b3a9589a",
         python="3.11",
     ),
+    Amendment(
+        "2026-12-07",
+        "",
+        "Refactor of the gates' code with no change of rule: gates.decide, cell_table and "
+        "per_seed split into small helpers (the rule's verdict and deciding cell, the seeds a "
+        "straddling cell needs, one cell's row, paired differences, gain contrasts, slopes).",
+        "No function over about 80 lines without a stated reason.",
+        "yes (the cpu book at 2396eea; no verdict changes: the verdicts, cell tables and "
+        "per-seed statistics of the code before and after were compared on 1,164 synthetic "
+        "runs frames of every registered claim, with diverged, unfit, tied, short, unpaired and "
+        "missing runs, and on every chapter's stored smoke runs: identical)",
+        False,
+        digest="d89e0ffa8b708f15.624b6642e0015757",
+        python="3.11",
+    ),
 )
 
 
