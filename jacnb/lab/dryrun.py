@@ -480,7 +480,11 @@ def _row_line(r: ShapeRow) -> str:
     if r.error:
         return f"  FAIL {r.phase} [{r.shape}] ({r.configs} configs): {r.error}"
     own = r.probe_seconds > 0
-    how = f"{r.timed_steps} timed in {r.probe_seconds:.0f} s" if own else f"probe of {r.probe}"
+    how = (
+        f"{r.timed_steps} timed in {r.probe_seconds:.0f} s, {r.probe_cpu_seconds:.0f} CPU s"
+        if own
+        else f"probe of {r.probe}"
+    )
     return (
         f"  {r.phase} [{r.shape}] ({r.dataset}, {r.data}): {r.configs} configs, {r.steps:,} steps "
         f"x {r.seconds_per_step:.3f} s = {r.hours:.1f} h; peak {r.peak_mb:,.0f} MiB ({how})"
