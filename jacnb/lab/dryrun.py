@@ -38,6 +38,7 @@ CUDA (each config is timed on its own).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import gc
 import hashlib
@@ -55,6 +56,8 @@ from typing import Any
 import torch
 
 from jacnb.core.data import Dataset
+from jacnb.core.jacobian import auto_strategy
+from jacnb.core.regularizers import JacobianRegularizer
 from jacnb.lab import datasets as lab_datasets
 from jacnb.lab import machine
 from jacnb.lab.timing import TrainingStep, time_calls
@@ -252,7 +255,7 @@ class ShapeRow:
     probe_cpu_seconds: float = 0.0
 
 
-#: Seconds of timed steps after which a shape's measurement stops (at least one step is timed).
+#: Seconds after which a probe stops stepping (warm-up included; at least one step is timed).
 STEP_BUDGET_S = 10.0
 
 #: Where every config is built and its net run once without computing anything (no weights are
@@ -291,8 +294,9 @@ def measure_shape(
     the CPU, the CUDA allocator's peak on CUDA; the net and batch are built under the
     measurement), the steps timed.
 
-    Slow shapes are cut short: timing stops once the timed calls took ``budget_s`` seconds, and
-    a warmup call that alone took longer than ``budget_s`` is the measurement (one step, its
+    Each probe is bounded by ``budget_s``: timing stops once the warm-up and timed calls
+    together took ``budget_s`` seconds (at least one call is timed after the warm-up), and a
+    warm-up call that alone took longer than ``budget_s`` is the measurement (one step, its
     one-time costs included: an overestimate)."""
     t0, c0 = time.perf_counter(), process_cpu_seconds()
     gc.collect()
@@ -303,15 +307,17 @@ def measure_shape(
         _reset_peak_rss()
     step = build(device)
     times: list[float] = []
+    spent = 0.0
     for i in range(warmup + steps):
         t = time_calls(step, device, repeats=1, warmup=0)[0]
+        spent += t
         if i < warmup:
             if t > budget_s:
                 times = [t]
                 break
             continue
         times.append(t)
-        if sum(times) > budget_s:
+        if spent > budget_s:
             break
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
@@ -337,11 +343,17 @@ def signature(step: TrainingStep, logits: torch.Tensor) -> tuple[Any, ...]:
     every parameter's shape), the batch's shape and type, the output's shape, the regularizer
     (its class and arguments) if it is used, and the loss. Two configs with equal signatures
     differ only in what costs nothing per step (factor, seed, learning rate, training-set size,
-    the parameters' values), so one probe times both."""
+    the parameters' values), so one probe times both. A Jacobian regularizer's strategy
+    ``"auto"`` counts as the strategy it picks for the net
+    (:func:`jacnb.core.jacobian.auto_strategy`)."""
     model = step.model
     layers = tuple(type(m).__name__ for m in model.modules())
     params = tuple((n, tuple(p.shape)) for n, p in model.named_parameters())
-    reg = repr(step.reg) if step.reg is not None and step.lam else "none"
+    reg = step.reg
+    if isinstance(reg, JacobianRegularizer) and reg.strategy == "auto":
+        # the strategy "auto" takes for this net: the same computation as naming it
+        reg = dataclasses.replace(reg, strategy=auto_strategy(model))
+    reg = repr(reg) if reg is not None and step.lam else "none"
     digest = hashlib.sha1(repr((layers, params)).encode()).hexdigest()
     return (
         digest,

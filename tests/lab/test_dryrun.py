@@ -140,6 +140,30 @@ def test_one_probe_per_cost_signature_shared_by_phases_and_chapters() -> None:
     assert (summary["b"]["shapes"], summary["b"]["probes_timed"]) == (2, 1)
 
 
+def test_the_automatic_jacobian_strategy_counts_as_the_one_it_picks() -> None:
+    """A regularizer with ``strategy="auto"`` costs what the strategy it picks costs: same
+    signature as naming it (class loop for a conv net), another than naming the other."""
+    from jacnb.core.models import fully_connected, mnist_convnet
+    from jacnb.core.regularizers import make_regularizer
+    from jacnb.lab.timing import make_step
+
+    def config(net, strategy: str) -> DryConfig:
+        def build(device: torch.device):
+            x, y = dryrun.random_batch((1, 28, 28), 10, 4, device)
+            reg = make_regularizer("jacobian", method="exact", strategy=strategy)
+            return make_step(net().to(device), reg, x, y, lam=0.1)
+
+        return DryConfig("p", "digits", 1, ("x",), build)
+
+    def fc():
+        return fully_connected(784, 10, depth=2)
+
+    sig = {(n, s): dryrun.check_config(config(net, s)) for n, net in
+           (("conv", mnist_convnet), ("fc", fc)) for s in ("auto", "class_loop", "vmap")}
+    assert sig[("conv", "auto")] == sig[("conv", "class_loop")] != sig[("conv", "vmap")]
+    assert sig[("fc", "auto")] == sig[("fc", "vmap")] != sig[("fc", "class_loop")]
+
+
 def test_a_broken_config_sharing_a_probe_still_fails() -> None:
     """Only one config per shape is stepped, but every config is built and its net run on the
     meta device: a config among them whose net does not fit its batch fails the dry run."""
