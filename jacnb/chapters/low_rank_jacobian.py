@@ -445,7 +445,7 @@ def run_lowrank(config: Mapping[str, Any]) -> dict[str, Any]:
     accuracy on the labels trained on (corrupted ones included), ``steps`` the SGD steps; a
     corrupted run divides its learning rate by 10 at ``config["lr_drop_noisy"]`` if set.
 
-    Longer than most functions (about 90 lines): it is one run's record, each step of which
+    Long because it is one run's record (about 90 lines), each step of which
     (data, initial spectra, training segments with a snapshot each, final and early-stopping
     spectra, alignment tables) feeds the next; the steps themselves are helpers."""
     dev = pick_device()

@@ -318,7 +318,8 @@ _FIG4_FIT_REASON = (
 )
 _STEPS_SMALL = 400
 _STEPS_SMALL_REASON = (
-    "≥ 400 SGD steps per run, selection runs included: the audit (issue 13) found runs of "
+    "≥ 400 SGD steps per run, selection runs included: an audit of the cpu runs made "
+    "since the first cpu book (2026-11-23, the protocol page's first entry) found runs of "
     "36-320 steps that stopped short of fit and factors chosen in runs of 12-150 steps; the paper "
     "trains 120 epochs at batch 128 (Fig. 3 at 5,000 samples: 40 x 120 = 4,800 steps; Table II "
     "at 1,000 samples: 8 x 120 = 960 steps). 400 steps is above every budget the audit rejected "
@@ -1411,8 +1412,9 @@ _BOOK_CLAIMS: tuple[Claim, ...] = (
         statement="R_F by one random projection costs at most a fifth of the exact R_F per step",
         quote=_Q_PROJ,
         quote_source=SOKOLIC_TEXT,
-        quote_note="this is the book's claim, not the paper's (issue 13: 'at a fifth of the "
-        "cost'); the nearest sentence is quoted",
+        quote_note="this is the book's claim, not the paper's (the reason the book gives for "
+        "its one-projection estimator: it regularizes as well as the exact R_F 'at a fifth of "
+        "the cost'); the nearest sentence is quoted",
         comparison="paired ratio of seconds per step, projection / exact < 1/5 (arms 'exact', "
         "'projection')",
         cells="the fully connected MNIST net of the projection cell",

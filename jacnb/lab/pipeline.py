@@ -341,4 +341,7 @@ def claims_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
                 "verdict": v.verdict,
             }
         )
-    return pd.DataFrame(rows).set_index("claim")
+    frame = pd.DataFrame(rows).set_index("claim")
+    # a display table like "ours": a count ("3", not "3.0"), "—" for a claim not run
+    frame["seeds"] = [str(int(n)) if n is not None and n == n else "—" for n in frame["seeds"]]
+    return frame

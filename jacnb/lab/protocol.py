@@ -276,6 +276,21 @@ AMENDMENTS: tuple[Amendment, ...] = (
         digest="d89e0ffa8b708f15.624b6642e0015757",
         python="3.11",
     ),
+    Amendment(
+        "2026-12-07",
+        "",
+        "Wording only, no change of rule: two registry texts (the step-budget reason of "
+        "Fig. 3 / Table II and the quote note of book.projection_fifth_of_cost) named an entry "
+        "of the project's issue tracker; they now say in words what it was (an audit of the "
+        "cpu runs since the first cpu book; the book's reason for its one-projection "
+        "estimator).",
+        "The book is read with the repository only, without the issue tracker.",
+        "yes (the cpu book at 2396eea; no verdict changes: thresholds, statistics and gates "
+        "unchanged)",
+        False,
+        digest="9226319698993a49.624b6642e0015757",
+        python="3.11",
+    ),
 )
 
 

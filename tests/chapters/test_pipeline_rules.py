@@ -137,3 +137,20 @@ def test_every_chapter_labels_its_stand_ins_with_the_one_function(monkeypatch):
     assert gates.stand_in_label("digits", paper) == one("digits", paper)
     real = datasets.Panel.running("MNIST", "mnist-10k")
     assert not real.stand_in and "standing in" not in real.label  # 10,000 real MNIST digits
+
+
+def test_claims_table_shows_seed_counts_not_floats():
+    """The paper-beside-ours table of every page: seeds as counts, a dash for a claim not run
+    (a column of ``None`` and ints would print ``3.0`` and ``NaN``)."""
+    from jacnb.lab import claims
+    from jacnb.lab.pipeline import claims_table
+    from jacnb.lab.verdicts import Verdict
+
+    first, second = (c.id for c in claims.REGISTRY[:2])
+    table = claims_table(
+        [
+            Verdict(first, "reproduced", "", n_seeds=3, estimate=0.1, low=0.0, high=0.2),
+            Verdict(second, "not run", ""),
+        ]
+    )
+    assert list(table["seeds"]) == ["3", "—"]
