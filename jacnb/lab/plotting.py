@@ -491,6 +491,56 @@ def _visible_range(
     return lo - pad, hi + pad
 
 
+def _draw_cell(
+    ax: plt.Axes,
+    x: float,
+    interval: tuple[float, float],
+    threshold: float,
+    band: tuple[float, float] | None,
+    colour: str,
+    clip: tuple[float, float] | None,
+) -> None:
+    """One cell of :func:`cell_panel`: the margin ``band`` (grey, if any), the threshold (black
+    tick), the interval (bar in ``colour``) cut to ``clip`` with a triangle and the bound
+    written where it is cut."""
+    half = 0.38
+    if band is not None:
+        ax.fill_between([x - half, x + half], *band, color="0.88", lw=0, zorder=0)
+    ax.plot([x - half, x + half], [threshold, threshold], color="0.15", lw=1.4, zorder=1)
+    lo, hi = interval
+    if not _finite(lo, hi):
+        return
+    c_lo, c_hi = (max(lo, clip[0]), min(hi, clip[1])) if clip else (lo, hi)
+    ax.plot([x, x], [c_lo, c_hi], color=colour, lw=3, solid_capstyle="butt", zorder=2)
+    for bound, edge, marker, va in ((lo, c_lo, "v", "bottom"), (hi, c_hi, "^", "top")):
+        if bound != edge:
+            ax.plot([x], [edge], marker=marker, color=colour, ms=7, zorder=3)
+            ax.annotate(f"{bound:.3g}", (x, edge), xytext=(5, 0), textcoords="offset points",
+                        va=va, fontsize=8, color=colour)
+
+
+def _tick_label(
+    row: Mapping[str, object], shown: Sequence[str], fmt: Mapping[str, str], compact: bool
+) -> str:
+    """A cell's tick label: its keys (``fmt``; values alone when ``compact``) and, on the last
+    line, how many of its runs diverged."""
+    if compact:
+        return "\n".join([*(str(row[k]) for k in shown), str(int(row["diverged"]))])
+    label = "\n".join(fmt.get(k, f"{k}={{}}").format(row[k]) for k in shown) or "all"
+    return f"{label}\n{int(row['diverged'])} div."
+
+
+def _group_labels(ax: plt.Axes, xs: Sequence[float], groups: Sequence[object], fmt: str) -> None:
+    """Name each group of cells (the first cell key, e.g. depth) once, above the panel."""
+    at: dict[object, list[float]] = {}
+    for x, g in zip(xs, groups, strict=True):
+        at.setdefault(g, []).append(x)
+    top = ax.secondary_xaxis("top")
+    top.set_xticks([float(np.mean(v)) for v in at.values()], [fmt.format(g) for g in at],
+                   fontsize=9)
+    top.tick_params(length=0, pad=1)
+
+
 def cell_panel(
     ax: plt.Axes,
     claim: Claim,
@@ -542,34 +592,16 @@ def cell_panel(
         else (t - st.scale * m, t + st.scale * m)
         for r, t in zip(recs, thrs, strict=True)
     ]
-    if log:
-        lim = None
-    else:
+    lim = clip = None
+    if not log:
         always = [*est, *thrs, *(b for band in bands for b in band)]
         lo_v, hi_v = _visible_range(lows, highs, always)
         clip = (lo_v, hi_v)  # a clipped bar ends below the headroom (the legend's place)
         lim = (lo_v, hi_v + headroom / max(1e-9, 1 - headroom) * (hi_v - lo_v))
-    half, colours, ticks = 0.38, [], []
-    for x, r, lo, hi, thr, band in zip(xs, recs, lows, highs, thrs, bands, strict=True):
-        colour = OUTCOME_COLOURS.get(str(r["outcome"]), VERDICT_COLOURS[NOT_RUN])
-        colours.append(colour)
-        if m:
-            ax.fill_between([x - half, x + half], *band, color="0.88", lw=0, zorder=0)
-        ax.plot([x - half, x + half], [thr, thr], color="0.15", lw=1.4, zorder=1)
-        if _finite(lo, hi):
-            c_lo, c_hi = (max(lo, clip[0]), min(hi, clip[1])) if lim else (lo, hi)
-            ax.plot([x, x], [c_lo, c_hi], color=colour, lw=3, solid_capstyle="butt", zorder=2)
-            for bound, edge, marker, va in ((lo, c_lo, "v", "bottom"), (hi, c_hi, "^", "top")):
-                if bound != edge:
-                    ax.plot([x], [edge], marker=marker, color=colour, ms=7, zorder=3)
-                    ax.annotate(f"{bound:.3g}", (x, edge), xytext=(5, 0),
-                                textcoords="offset points", va=va, fontsize=8, color=colour)
-        if compact:
-            label = "\n".join(str(r[k]) for k in shown)
-            ticks.append(f"{label}\n{int(r['diverged'])}")
-        else:
-            label = "\n".join(fmt.get(k, f"{k}={{}}").format(r[k]) for k in shown) or "all"
-            ticks.append(f"{label}\n{int(r['diverged'])} div.")
+    colours = [OUTCOME_COLOURS.get(str(r["outcome"]), VERDICT_COLOURS[NOT_RUN]) for r in recs]
+    for x, lo, hi, thr, band, colour in zip(xs, lows, highs, thrs, bands, colours, strict=True):
+        _draw_cell(ax, x, (lo, hi), thr, band if m else None, colour, clip)
+    ticks = [_tick_label(r, shown, fmt, compact) for r in recs]
     if xs:
         ax.scatter(xs, est, c=colours, s=36, edgecolors="white", linewidths=0.6, zorder=4,
                    gid="cell-estimates")
@@ -581,16 +613,7 @@ def cell_panel(
     ax.set_xticks(xs, ticks, fontsize=8)
     ax.grid(axis="x", visible=False)
     if len(keys) > 1 and xs:
-        groups: dict[object, list[float]] = {}
-        for x, r in zip(xs, recs, strict=True):
-            groups.setdefault(r[keys[0]], []).append(x)
-        top = ax.secondary_xaxis("top")
-        top.set_xticks(
-            [float(np.mean(v)) for v in groups.values()],
-            [fmt.get(keys[0], f"{keys[0]}={{}}").format(g) for g in groups],
-            fontsize=9,
-        )
-        top.tick_params(length=0, pad=1)
+        _group_labels(ax, xs, [r[keys[0]] for r in recs], fmt.get(keys[0], f"{keys[0]}={{}}"))
     if compact:
         ax.set_xlabel(f"{', '.join(shown)}; under it: diverged runs", fontsize=8)
     unit = f" [{st.unit}]" if st.unit and not log else (" (ratio)" if log else "")
