@@ -522,15 +522,9 @@ def with_labels(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def gpu_check_table(check: Mapping[str, Any] | None) -> pd.DataFrame:
-    """Table VI as ``make gpu-check`` measured it on a GPU (:mod:`jacnb.lab.gpu_check`): per net
-    and regularizer the median seconds per step and the ratio to the plain step of the same run;
-    empty without a GPU measurement (:func:`jacnb.lab.gpu_check.note` says which)."""
-    rows = pd.DataFrame(gpu_check.table6_rows(check))
-    if rows.empty:
-        return rows
-    cols = {"net": "net", "label": "regularizer", "batch": "batch", "input": "input",
-            "sec_per_batch": "s / step", "ratio": "x no reg."}
-    return with_labels(rows)[list(cols)].rename(columns=cols)
+    """Table VI as ``make gpu-check`` measured it on a GPU
+    (:func:`jacnb.lab.gpu_check.table6_frame`; empty without a GPU measurement)."""
+    return gpu_check.table6_frame(check)
 
 
 def stored_rows(profile: str, store: ResultStore | None = None) -> pd.DataFrame:

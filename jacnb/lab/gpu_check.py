@@ -18,7 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_JSON", "load", "gpu_measurement", "note", "table6_rows"]
+import pandas as pd
+
+from jacnb.lab.timing import STEP_REGULARIZERS, step_label
+
+__all__ = ["DEFAULT_JSON", "load", "gpu_measurement", "note", "table6_rows", "table6_frame"]
 
 #: Where ``scripts/gpu_check.py`` writes its JSON and the pages look for it.
 DEFAULT_JSON = Path(__file__).resolve().parents[2] / "book" / "_static" / "gpu_check.json"
@@ -66,3 +70,21 @@ def table6_rows(check: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     if gpu is None:
         return []
     return [dict(r) for r in gpu.get("table6", []) if r.get("repetition", 0) == 0]
+
+
+def table6_frame(check: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Table VI of a GPU measurement as the pages show it (the timing page and "What the
+    ``paper`` profile costs"): per net and regularizer (its label,
+    :attr:`jacnb.lab.timing.StepRegularizer.label`) the seconds per step and the ratio to the
+    plain step of the same run, and the row's key in the JSON; empty without a GPU measurement
+    (:func:`note` says why)."""
+    rows = pd.DataFrame(table6_rows(check))
+    if rows.empty:
+        return rows
+    rows = rows.assign(
+        key=rows["regularizer"],
+        regularizer=[step_label(r) if r in STEP_REGULARIZERS else r for r in rows["regularizer"]],
+    )
+    cols = {"net": "net", "regularizer": "regularizer", "batch": "batch", "input": "input",
+            "sec_per_batch": "s / step", "ratio": "x no reg.", "key": "key in the JSON"}
+    return rows[list(cols)].rename(columns=cols)
