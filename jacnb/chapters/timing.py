@@ -495,9 +495,12 @@ def run_timing(
     rows of *all* stored timing runs of this profile (GPU rows recorded elsewhere included).
 
     The CPU rows run with ``settings["threads"]`` torch threads (``None``: torch's default);
-    the thread count is part of the device name and so of the store key.
+    the thread count is part of the device name and so of the store key. ``executor=None``
+    times in this process (``"none"``), whatever ``$JACNB_EXECUTOR`` says: a timing beside
+    other runs measures the contention.
     """
     store = store or ResultStore()
+    executor = "none" if executor is None else executor
     for dev in devices():
         with cpu_threads(device_settings(settings, dev).get("threads")):
             run_grid(

@@ -54,7 +54,7 @@ class DivergedError(RuntimeError):
     ``diverge_factor`` times its initial value.
 
     ``status == "diverged"`` and ``details`` (epoch, step, loss) let
-    :func:`jacnb.results.run_grid` store the run as ``diverged`` with this message as reason.
+    :func:`jacnb.lab.store.run_grid` store the run as ``diverged`` with this message as reason.
     """
 
     status = "diverged"
@@ -366,11 +366,18 @@ def train(
                     f"initial value {first_loss:.4g} (floored at 1); {advice}",
                     **where,
                 )
-            broken = nonfinite_state(model)
-            if broken is not None:
-                raise DivergedError(f"{broken} after a step at epoch {epoch}; {advice}", **where)
             total += value
             batches += 1
+        # Weights (and the last step's gradients) once per epoch, as the stacked loop does: a
+        # step that leaves non-finite weights makes the next step's loss non-finite (caught
+        # above), and this check catches the epoch's last step. Per step it cost about a
+        # third of a cpu-profile fully connected run (11.7 s against 8.0 s without it).
+        broken = nonfinite_state(model)
+        if broken is not None:
+            raise DivergedError(
+                f"{broken} after epoch {epoch}; {advice}", epoch=epoch, step=batches - 1,
+                loss=value,
+            )
         if (epoch + 1) % config.eval_every == 0 or epoch == epochs - 1:
             curves["epoch"].append(epoch + 1)
             curves["loss"].append(total / batches)

@@ -129,3 +129,13 @@ def test_a_diverged_run_is_stored_as_diverged_not_as_a_result(tmp_path) -> None:
     assert "initial" in frame.loc[1e4, "reason"]
     assert math.isnan(frame.loc[1e4, "train_acc"])  # no accuracy is claimed for it
     assert frame.loc[0.05, "status"] == "ok" and frame.loc[0.05, "train_acc"] > 0.3
+
+
+def test_nan_weights_mid_epoch_stop_the_run_at_the_next_step() -> None:
+    """The weights are checked once per epoch; a step that leaves them NaN earlier in the epoch
+    makes the next step's loss NaN, and the run stops there (step 1 of epoch 0), not at the end."""
+    x, y = _data(96)
+    cfg = T.TrainConfig(epochs=2, batch_size=32, lr=0.01, lam=1.0, progress=False)
+    with pytest.raises(_diverged_error(), match="loss became nan") as err:
+        T.train(_model(), x, y, cfg, regularizer=NaNGradient(), device="cpu")
+    assert err.value.details["epoch"] == 0 and err.value.details["step"] == 1

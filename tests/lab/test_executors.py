@@ -100,3 +100,45 @@ def test_submitit_local_executor_runs_a_smoke_grid(tmp_path: Path, counts: Path)
     assert sorted(frame["value"]) == [s**2 for s in range(6)]
     run_grid(GRID, counted_run, ResultStore(tmp_path / "seq"), progress=False)
     assert _bytes(tmp_path / "results") == _bytes(tmp_path / "seq")
+
+
+def env_run(config):
+    return {"pid": os.getpid(), "executor_env": os.environ.get("JACNB_EXECUTOR", "")}
+
+
+def test_jacnb_executor_names_where_a_grid_without_executor_trains(
+    tmp_path: Path, counts: Path, monkeypatch
+) -> None:
+    """``$JACNB_EXECUTOR`` (what ``python -m jacnb.book`` sets for the ``cpu`` profile): unset,
+    the runs train in this process; ``local``, in worker processes, which set it to ``none`` so
+    that a grid inside a run stays in its worker; ``executor="none"`` trains here whatever it
+    says; a misspelt value fails at once, naming the valid ones."""
+    grid = [{"experiment": "pool", "seed": s} for s in range(4)]
+    monkeypatch.delenv("JACNB_EXECUTOR", raising=False)
+    here = run_grid(grid, env_run, ResultStore(tmp_path / "a"), progress=False)
+    assert set(here["pid"]) == {os.getpid()}
+    monkeypatch.setenv("JACNB_EXECUTOR", "local")
+    pooled = run_grid(grid, env_run, ResultStore(tmp_path / "b"), progress=False)
+    assert os.getpid() not in set(pooled["pid"])
+    assert set(pooled["executor_env"]) == {"none"}
+    forced = run_grid(grid, env_run, ResultStore(tmp_path / "c"), progress=False, executor="none")
+    assert set(forced["pid"]) == {os.getpid()}
+    monkeypatch.setenv("JACNB_EXECUTOR", "lcoal")
+    with pytest.raises(ValueError, match="'local'.*'none'"):
+        run_grid(grid, env_run, ResultStore(tmp_path / "d"), progress=False)
+
+
+def test_the_book_pools_its_grids_only_for_the_cpu_profile_without_cuda(monkeypatch) -> None:
+    import torch
+
+    from jacnb import book
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("jacnb.lab.timing.default_threads", lambda: 2)
+    assert book.grid_executor("cpu") == "local"
+    assert book.grid_executor("smoke") == "none" and book.grid_executor("paper") == "none"
+    monkeypatch.setattr("jacnb.lab.timing.default_threads", lambda: 1)
+    assert book.grid_executor("cpu") == "none"
+    monkeypatch.setattr("jacnb.lab.timing.default_threads", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert book.grid_executor("cpu") == "none"

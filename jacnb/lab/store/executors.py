@@ -209,6 +209,28 @@ def _wait_round(
     return busy, error, lost
 
 
+#: The environment variable that names the executor of a grid called with ``executor=None``:
+#: unset, empty or ``"none"`` -- in this process; ``"local"`` -- a :class:`LocalPool` with one
+#: single-threaded worker per core. ``python -m jacnb.book`` sets it to ``"local"`` for the
+#: ``cpu`` profile on a CPU of two or more cores (see :func:`jacnb.book.grid_executor`); the pool's
+#: workers set it to ``"none"``, so a grid started inside a run stays in its worker.
+EXECUTOR_ENV = "JACNB_EXECUTOR"
+
+
+def default_executor() -> Any:
+    """The executor of a grid called with ``executor=None``: ``$JACNB_EXECUTOR``
+    (:data:`EXECUTOR_ENV`) -- ``None`` (in this process) or ``"local"``."""
+    value = os.environ.get(EXECUTOR_ENV, "").strip().lower()
+    if value in ("", "none"):
+        return None
+    if value == "local":
+        return "local"
+    raise ValueError(
+        f"{EXECUTOR_ENV}={os.environ[EXECUTOR_ENV]!r} is not an executor; set it to 'local' "
+        "(one worker process per core) or 'none' (train in this process), or unset it"
+    )
+
+
 def resolve_executor(executor: Any) -> tuple[Any, LocalPool | None, int]:
     """``(executor, local_pool, in_flight)``: the object to submit to, the :class:`LocalPool`
     it comes from (shut down if the grid is interrupted), and how many runs it trains at once

@@ -11,7 +11,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from jacnb.core.train import progress_off
-from jacnb.lab.store.executors import resolve_executor, run_with
+from jacnb.lab.store.executors import default_executor, resolve_executor, run_with
 from jacnb.lab.store.records import RECORD_BYTES, check_config, config_key
 from jacnb.lab.store.result_store import ResultStore
 from jacnb.lab.store.schema import ResultSchema
@@ -81,7 +81,8 @@ def run_grids(
     todo = [(i, c) for i, g in enumerate(grids) for c in g.configs if not store.has(c)]
     if todo:
         pool, local, in_flight = (None, None, 1)
-        if executor is not None:
+        executor = default_executor() if executor is None else executor
+        if executor is not None and executor != "none":
             pool, local, in_flight = resolve_executor(executor)
         try:
             store.check_writable(_experiments(c for _, c in todo))
@@ -119,7 +120,9 @@ def run_grid(
 ) -> pd.DataFrame:
     """Run ``run(config)`` for every config without a valid record; return all their records.
 
-    ``executor``: ``None`` trains in this process, one run after the other; ``"local"`` or a
+    ``executor``: ``None`` trains where ``$JACNB_EXECUTOR`` says
+    (:func:`~jacnb.lab.store.executors.default_executor`; unset: in this process, one run after
+    the other); ``"none"``: in this process whatever the variable says; ``"local"`` or a
     :class:`LocalPool` trains in local worker processes; any ``concurrent.futures.Executor``
     (thread or process pools, Dask's ``Client.get_executor()``, a Ray adapter, see the module
     docstring) or a submitit executor (:func:`slurm_executor`: one SLURM job array) sends one

@@ -54,12 +54,16 @@ class _RemoteTraceback(Exception):
 
 
 _STOPPING = False
+_RUNNING = False
 
 
 def _stop(signum: int, frame: Any) -> None:
-    """SIGTERM in a worker: unwind the run in progress (its claim released), then exit."""
+    """SIGTERM in a worker: unwind the run in progress (its claim released), then exit; between
+    runs (starting, importing, waiting) exit at once, without a traceback on the terminal."""
     global _STOPPING
     _STOPPING = True
+    if not _RUNNING:
+        os._exit(128 + signum)
     raise SystemExit(128 + signum)
 
 
@@ -78,6 +82,7 @@ def _die_with_parent() -> None:
 def _serve(conn: multiprocessing.connection.Connection, threads: int, parent: int) -> None:
     """A worker: run the tasks that come through ``conn`` one at a time, send back
     ``(ok, value, traceback)``; stop at ``None``, a closed pipe or SIGTERM."""
+    global _RUNNING
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
     _die_with_parent()
@@ -86,6 +91,7 @@ def _serve(conn: multiprocessing.connection.Connection, threads: int, parent: in
     import torch
 
     torch.set_num_threads(threads)
+    os.environ["JACNB_EXECUTOR"] = "none"  # a grid started inside a run stays in this worker
     while not _STOPPING:
         try:
             task = conn.recv()
@@ -94,10 +100,13 @@ def _serve(conn: multiprocessing.connection.Connection, threads: int, parent: in
         if task is None:
             return
         fn, args, kwargs = task
+        _RUNNING = True
         try:
             reply = (True, fn(*args, **kwargs), "")
         except BaseException as err:  # noqa: BLE001 - sent to the caller, who raises it
             reply = (False, err, traceback.format_exc())
+        finally:
+            _RUNNING = False
         try:
             conn.send(reply)
         except Exception as err:  # noqa: BLE001 - an unpicklable result or exception
