@@ -155,9 +155,13 @@ def stack_seeds(s: Mapping[str, Any], device: str | torch.device | None = None) 
 
     ``s["stack_seeds"]``: ``True``, ``False`` (the default) or ``"auto"`` -- stacked on CUDA
     only. On this project's 2-core CPU ``benchmarks/stacked_training.py`` measured stacking at
-    0.75-0.97x the speed of separate runs (``cpu`` and paper nets), so ``smoke`` and ``cpu`` train
-    separately; on a GPU a step of these small nets is bound by per-operation launch overhead,
-    which stacking divides by the number of seeds (expected there, not yet measured).
+    0.75-0.97x the speed of separate runs (``cpu`` and paper nets); with the ``cpu`` profile's
+    own runs, one-at-a-time against stacked in one 2-thread process: 1.20x for the 12 runs of
+    one Fig. 3 selection group (depth 3), 0.94x and 0.92x for the 3 seeds of a Fig. 4 net
+    (L = 3, k = 1 and L = 5, k = 2). The ``cpu`` book instead trains separate runs in two
+    1-thread worker processes (1.26x; :func:`jacnb.book.grid_executor`), so ``smoke`` and ``cpu``
+    train separately; on a GPU a step of these small nets is bound by per-operation launch
+    overhead, which stacking divides by the number of seeds (expected there, not yet measured).
     """
     mode = s.get("stack_seeds", False)
     if mode == "auto":
