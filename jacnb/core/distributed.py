@@ -86,7 +86,9 @@ class FitConfig:
     ``normalize``: per-channel ``(mean, std)`` applied after augmentation ([35]'s data
     normalization), or ``None``.
     ``train_eval_n``: evaluate the training accuracy on the first ``n`` samples of a fixed seeded
-    permutation of the training set (``None``: all of it).
+    permutation of the training set (``None``: all of it). ``eval_final_only``: evaluate after
+    the last epoch only (the curves hold NaN accuracies for the other epochs; loss and learning
+    rate are recorded every epoch).
     """
 
     schedule: Sequence[tuple[float, int]]
@@ -103,6 +105,7 @@ class FitConfig:
     bf16: bool = False
     eval_batch: int = 256
     train_eval_n: int | None = None
+    eval_final_only: bool = False
     num_workers: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -517,10 +520,11 @@ def fit(
         if world > 1:  # BN running statistics: take rank 0's, as DDP does at each forward
             for buf in model.buffers():
                 dist.broadcast(buf, 0)
-        tr1, tr5 = evaluate(model, train_data, cfg, dev, cfg.train_eval_n)
-        te1, te5 = (math.nan, math.nan)
-        if test_data is not None:
-            te1, te5 = evaluate(model, test_data, cfg, dev)
+        tr1, tr5, te1, te5 = (math.nan,) * 4
+        if not cfg.eval_final_only or epoch == cfg.epochs - 1:
+            tr1, tr5 = evaluate(model, train_data, cfg, dev, cfg.train_eval_n)
+            if test_data is not None:
+                te1, te5 = evaluate(model, test_data, cfg, dev)
         for key, value in zip(
             curves,
             (epoch + 1, float(total[0] / total[1]), cfg.lr_at(epoch), tr1, tr5, te1, te5),

@@ -3,6 +3,7 @@ processes), augmentations. Sokolic et al. 2017, Sec. VI-C."""
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from pathlib import Path
@@ -70,6 +71,23 @@ def test_killed_training_resumes_and_equals_uninterrupted_run(tmp_path: Path) ->
     # a finished run restarted with its checkpoint trains nothing more
     again = fit(_convnet(), data, test, cfg, checkpoint=tmp_path / "run.pt")
     assert again["resumed_from"] == 3 and again["test_acc"] == result["test_acc"]
+
+
+def test_evaluating_only_after_the_last_epoch_trains_the_same_net() -> None:
+    """``eval_final_only`` (Table IV at ``cpu``) skips the evaluations of the other epochs: the
+    trained weights, the losses and the final accuracies are those of a run evaluated every
+    epoch; the skipped epochs' accuracies are NaN, not a stale or made-up number."""
+    base = dict(schedule=[(0.05, 2), (0.01, 1)], batch_size=8, augment="cifar", seed=3)
+    data, test = _data(), _data(12, seed=1)
+    every, final = _convnet(), _convnet()
+    a = fit(every, data, test, FitConfig(**base))
+    b = fit(final, data, test, FitConfig(**base, eval_final_only=True))
+    assert a["curves"]["loss"] == b["curves"]["loss"]
+    for (k, x), y in zip(every.state_dict().items(), final.state_dict().values(), strict=True):
+        assert torch.equal(x, y), k
+    assert (a["train_acc"], a["test_acc"]) == (b["train_acc"], b["test_acc"])
+    assert all(math.isnan(v) for v in b["curves"]["test_top1"][:-1])
+    assert not any(math.isnan(v) for v in a["curves"]["test_top1"])
 
 
 def test_changed_config_does_not_resume(tmp_path: Path) -> None:
