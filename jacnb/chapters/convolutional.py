@@ -344,7 +344,7 @@ def _fit(
     model = build_model(config, int(x.shape[1]), int(x.shape[-1]))
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     steps = sgd_steps(len(y), config["batch_size"], config["epochs"], has_bn)
-    cfg = train_config(config, eval_every=config["epochs"])  # evaluate once, at the end
+    cfg = train_config(config, evaluate_once=True)
     res = run_or_diverged(train, model, x, y, cfg, regularizer=regularizer_from_config(config))
     if isinstance(res, BaseException):
         nan = float("nan")

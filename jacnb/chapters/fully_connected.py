@@ -267,7 +267,7 @@ def select_run(config: Mapping[str, Any]) -> dict[str, Any]:
         model,
         x_tr,
         y_tr,
-        train_config(config, eval_every=config["epochs"]),  # evaluate once, at the end
+        train_config(config, evaluate_once=True),
         regularizer=regularizer_from_config(config),
         x_test=x_val,
         y_test=y_val,
@@ -385,7 +385,7 @@ def fig3_run(config: Mapping[str, Any]) -> dict[str, Any]:
         model,
         x,
         y,
-        train_config(config, eval_every=config["epochs"]),  # evaluate once, at the end
+        train_config(config, evaluate_once=True),
         regularizer=regularizer_from_config(config),
         x_test=ds.x_test,
         y_test=ds.y_test,
@@ -415,7 +415,7 @@ def select_run_stacked(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     results = train_stacked_by_size(
         models,
         [(s[0], s[1]) for s in splits],
-        [train_config(c, eval_every=c["epochs"]) for c in configs],
+        [train_config(c, evaluate_once=True) for c in configs],
         regularizer_from_config(configs[0]),
         [(s[2], s[3]) for s in splits],
     )
@@ -433,7 +433,7 @@ def fig3_run_stacked(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     results = train_stacked_by_size(
         models,
         data,
-        [train_config(c, eval_every=c["epochs"]) for c in configs],
+        [train_config(c, evaluate_once=True) for c in configs],
         regularizer_from_config(configs[0]),
         (ds.x_test, ds.y_test),
     )

@@ -207,8 +207,7 @@ def fig4_run(config: Mapping[str, Any]) -> dict[str, Any]:
     ds = get_dataset(config["dataset"])
     x, y = balanced_subset(ds.x_train, ds.y_train, config["n_train"], config["seed"])
     model = build_fc(config, ds, weight_norm=True)
-    # evaluated once, at the end: the record's metrics are computed on the trained net
-    res = train(model, x, y, train_config(config, lam=0.0, eval_every=config["epochs"]))
+    res = train(model, x, y, train_config(config, lam=0.0, evaluate_once=True))
     return _fig4_record(config, ds, model, x, y, res)
 
 
@@ -220,7 +219,7 @@ def fig4_run_stacked(
     ds = get_dataset(configs[0]["dataset"])
     data = [balanced_subset(ds.x_train, ds.y_train, c["n_train"], c["seed"]) for c in configs]
     models = [build_fc(c, ds, weight_norm=True) for c in configs]
-    cfgs = [train_config(c, lam=0.0, eval_every=c["epochs"]) for c in configs]
+    cfgs = [train_config(c, lam=0.0, evaluate_once=True) for c in configs]
     results = train_stacked_by_size(models, data, cfgs, None, None)
     return [
         r if isinstance(r, NonFiniteLossError) else _fig4_record(c, ds, m, x, y, r)

@@ -149,12 +149,17 @@ class TrainConfig:
 TRAIN_KEYS = ("epochs", "lr", "lr_drop_every", "batch_size", "momentum")
 
 
-def train_config(config: Mapping[str, Any], **overrides: Any) -> TrainConfig:
+def train_config(
+    config: Mapping[str, Any], *, evaluate_once: bool = False, **overrides: Any
+) -> TrainConfig:
     """The :class:`TrainConfig` of an experiment config: its :data:`TRAIN_KEYS`, ``lam`` and
-    ``seed``, no progress bar; ``overrides`` replace any field (e.g. ``lam=0.0`` for a baseline
-    or ``eval_every=epochs``)."""
+    ``seed``, no progress bar; ``evaluate_once``: evaluate after the last epoch only
+    (``eval_every=epochs``: for runs whose records keep only final metrics, the same trained
+    net); ``overrides`` replace any field (e.g. ``lam=0.0`` for a baseline)."""
     fields: dict[str, Any] = {k: config[k] for k in TRAIN_KEYS}
     fields.update(lam=config.get("lam", 0.0), seed=config["seed"], progress=False)
+    if evaluate_once:
+        fields["eval_every"] = config["epochs"]
     fields.update(overrides)
     return TrainConfig(**fields)
 
